@@ -1,0 +1,132 @@
+package policy
+
+import (
+	"fmt"
+)
+
+// Requirement is what one recipient's connection must achieve, and where
+// the demand comes from so every decision can be explained.
+type Requirement struct {
+	Options
+	Target string // the entry's key; "" when no entry applies
+	Line   int    // the entry's line in the policy file; 0 when none
+}
+
+// DefaultRequirement is what the probe judges a domain not on the list
+// against: the entry it would get if added with no options.
+func DefaultRequirement() Requirement {
+	return Requirement{Options: DefaultOptions()}
+}
+
+// Enforced reports whether a failed requirement stops delivery.
+func (r Requirement) Enforced() bool { return r.Judged() && r.Mode == ModeEnforce }
+
+// Judged reports whether the outcome is judged at all: enforce and testing
+// entries are, "off" entries and recipients without an entry are not.
+func (r Requirement) Judged() bool {
+	return r.Mode != ModeOff && (r.Target != "" || r.Bits > 0)
+}
+
+// Outcome is what one TLS attempt on one SMTP connection achieved.
+type Outcome struct {
+	// TLS is true when the handshake completed.
+	TLS bool
+	// Version and CipherSuite come from tls.ConnectionState, or from a
+	// ServerHello read by a deep probe.
+	Version     uint16
+	CipherSuite uint16
+	// Verified: the chain verified against the trust roots and names the
+	// MX host (or a DANE TLSA record matched).
+	Verified bool
+	// VerifyError says why the certificate did not verify.
+	VerifyError string
+	// Failure says why there is no TLS: "STARTTLS not offered", the
+	// STARTTLS reply, or the handshake error.
+	Failure string
+}
+
+// Bits is the negotiated effective cipher strength; 0 without TLS.
+func (o Outcome) Bits() int {
+	if !o.TLS {
+		return 0
+	}
+	return CipherBits(o.CipherSuite)
+}
+
+// Reason classifies why a requirement was not met.
+type Reason uint8
+
+const (
+	ReasonNone Reason = iota
+	ReasonWeakCipher
+	ReasonOldProtocol
+	ReasonUnverified
+)
+
+func (r Reason) String() string {
+	switch r {
+	case ReasonWeakCipher:
+		return "weak-cipher"
+	case ReasonOldProtocol:
+		return "old-protocol"
+	case ReasonUnverified:
+		return "unverified"
+	}
+	return "none"
+}
+
+// Verdict is the judgment of one Outcome against one Requirement.
+type Verdict struct {
+	// Met is true when the outcome satisfies the requirement.
+	Met    bool
+	Reason Reason
+	// Diagnostic is the exact SMTP text for a DSN and the audit log, e.g.
+	// "503 5.7.0 encryption too weak 0 less than 112"; "" when met.
+	Diagnostic string
+	// MaySend is true when a message for this recipient may go over this
+	// connection: the requirement is met, or it is not enforced.
+	MaySend bool
+	// WouldBounce is true for mode=testing recipients whose requirement
+	// failed: delivered, but recorded.
+	WouldBounce bool
+	Bits        int
+}
+
+// Reply texts, in one place (SPEC §4). The code is 503 and the enhanced
+// status 5.7.0 as in Sendmail's TLS_Rcpt rule, whatever on-fail says.
+const (
+	diagWeak       = "503 5.7.0 encryption too weak %d less than %d"
+	diagOld        = "503 5.7.0 protocol too old %s less than %s"
+	diagUnverified = "503 5.7.0 certificate not verified: %s"
+)
+
+// Evaluate is the one place that decides whether a TLS outcome is good
+// enough for a requirement. The relay and the probe both call it and
+// nothing else. Checks run in Sendmail's order: strength first (no TLS is
+// 0 bits), then protocol version, then the certificate.
+func Evaluate(req Requirement, out Outcome) Verdict {
+	v := Verdict{Met: true, MaySend: true, Bits: out.Bits()}
+	if !req.Judged() {
+		return v
+	}
+	switch {
+	case v.Bits < req.Bits:
+		v.Met, v.Reason = false, ReasonWeakCipher
+		v.Diagnostic = fmt.Sprintf(diagWeak, v.Bits, req.Bits)
+	case out.Version < req.MinTLS:
+		v.Met, v.Reason = false, ReasonOldProtocol
+		v.Diagnostic = fmt.Sprintf(diagOld, VersionName(out.Version), VersionName(req.MinTLS))
+	case req.Verify == VerifyCert && !out.Verified:
+		reason := out.VerifyError
+		if reason == "" {
+			reason = "no verified chain"
+		}
+		v.Met, v.Reason = false, ReasonUnverified
+		v.Diagnostic = fmt.Sprintf(diagUnverified, reason)
+	}
+	if !v.Met {
+		v.MaySend = req.Mode != ModeEnforce
+		v.WouldBounce = req.Mode == ModeTesting
+	}
+	return v
+}
