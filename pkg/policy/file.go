@@ -52,6 +52,11 @@ type line struct {
 type File struct {
 	Name  string
 	lines []line
+	// index maps Target.Key() to the entry, catch-all included. It is
+	// built once while parsing and handed to Compile when no edit has
+	// happened since, so loading a large file hashes each key once.
+	index map[string]*Entry
+	dirty bool
 }
 
 // Parse reads a policy file. name is used in error messages only.
@@ -74,7 +79,10 @@ func Parse(name string, data []byte) (*File, error) {
 		}
 	}
 	text := string(data)
-	seen := make(map[string]int)
+	nlines := bytes.Count(data, []byte{'\n'}) + 1
+	f.lines = make([]line, 0, nlines)
+	f.index = make(map[string]*Entry, nlines)
+	slab := make([]Entry, 0, nlines) // one allocation for every entry
 	n := 0
 	for len(text) > 0 {
 		n++
@@ -84,19 +92,24 @@ func Parse(name string, data []byte) (*File, error) {
 		} else {
 			raw, text = text, ""
 		}
-		e, err := parseLine(raw, n)
+		slab = append(slab, Entry{})
+		e := &slab[len(slab)-1]
+		found, err := parseLine(e, raw, n)
 		if err != nil {
 			err.File = name
 			return nil, err
 		}
-		if e != nil {
-			key := e.Target.Key()
-			if first, dup := seen[key]; dup {
-				return nil, &ParseError{name, n, firstNonSpace(raw),
-					fmt.Sprintf("second entry for %s (first on line %d)", key, first)}
-			}
-			seen[key] = n
+		if !found {
+			slab = slab[:len(slab)-1]
+			f.lines = append(f.lines, line{text: raw})
+			continue
 		}
+		key := e.Target.Key()
+		if first, dup := f.index[key]; dup {
+			return nil, &ParseError{name, n, firstNonSpace(raw),
+				fmt.Sprintf("second entry for %s (first on line %d)", key, first.Line)}
+		}
+		f.index[key] = e
 		f.lines = append(f.lines, line{text: raw, entry: e})
 	}
 	return f, nil
@@ -126,8 +139,9 @@ func firstNonSpace(s string) int {
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f' }
 
-// parseLine returns the entry on a line, nil for a blank or comment line.
-func parseLine(raw string, n int) (*Entry, *ParseError) {
+// parseLine fills e from a line and reports whether the line holds an
+// entry; blank and comment lines do not.
+func parseLine(e *Entry, raw string, n int) (bool, *ParseError) {
 	body, comment := raw, ""
 	// '#' starts a comment at the start of the line or after white space,
 	// so an address such as a#b@example.com stays one token.
@@ -137,7 +151,7 @@ func parseLine(raw string, n int) (*Entry, *ParseError) {
 			break
 		}
 	}
-	var e *Entry
+	found := false
 	pos := 0
 	for pos < len(body) {
 		for pos < len(body) && isSpace(body[pos]) {
@@ -152,23 +166,24 @@ func parseLine(raw string, n int) (*Entry, *ParseError) {
 		}
 		tok := body[start:pos]
 		col := start + 1
-		if e == nil {
+		if !found {
 			t, err := ParseTarget(tok)
 			if err != nil {
-				return nil, &ParseError{Line: n, Col: col, Msg: fmt.Sprintf("bad target %q: %v", tok, err)}
+				return false, &ParseError{Line: n, Col: col, Msg: fmt.Sprintf("bad target %q: %v", tok, err)}
 			}
-			e = &Entry{Target: t, Options: DefaultOptions(), Line: n, Comment: comment}
+			*e = Entry{Target: t, Options: DefaultOptions(), Line: n, Comment: comment}
+			found = true
 			continue
 		}
 		key, value, ok := strings.Cut(tok, "=")
 		if !ok {
-			return nil, &ParseError{Line: n, Col: col, Msg: fmt.Sprintf("%q: want key=value after the target", tok)}
+			return false, &ParseError{Line: n, Col: col, Msg: fmt.Sprintf("%q: want key=value after the target", tok)}
 		}
 		if err := e.Options.Set(key, value); err != nil {
-			return nil, &ParseError{Line: n, Col: col, Msg: err.Error()}
+			return false, &ParseError{Line: n, Col: col, Msg: err.Error()}
 		}
 	}
-	return e, nil
+	return found, nil
 }
 
 // Entries returns the entries in file order.
@@ -184,13 +199,20 @@ func (f *File) Entries() []*Entry {
 
 // Get returns the entry for a target, if the file has one.
 func (f *File) Get(t Target) *Entry {
-	key := t.Key()
-	for _, l := range f.lines {
-		if l.entry != nil && l.entry.Target.Key() == key {
-			return l.entry
+	return f.keyIndex()[t.Key()]
+}
+
+// keyIndex returns the index, rebuilding it after Compile took it.
+func (f *File) keyIndex() map[string]*Entry {
+	if f.index == nil {
+		f.index = make(map[string]*Entry, len(f.lines))
+		for _, l := range f.lines {
+			if l.entry != nil {
+				f.index[l.entry.Target.Key()] = l.entry
+			}
 		}
 	}
-	return nil
+	return f.index
 }
 
 // Set adds an entry for e.Target, or replaces the options and comment of
@@ -209,10 +231,12 @@ func (f *File) Set(e Entry) bool {
 		}
 		e.Line = l.entry.Line
 		f.lines[i] = line{text: e.String(), entry: &e}
+		f.keyIndex()[key], f.dirty = &e, true
 		return true
 	}
 	e.Line = len(f.lines) + 1
 	f.lines = append(f.lines, line{text: e.String(), entry: &e})
+	f.keyIndex()[key], f.dirty = &e, true
 	return true
 }
 
@@ -222,6 +246,8 @@ func (f *File) Remove(t Target) bool {
 	for i, l := range f.lines {
 		if l.entry != nil && l.entry.Target.Key() == key {
 			f.lines = append(f.lines[:i], f.lines[i+1:]...)
+			delete(f.keyIndex(), key)
+			f.dirty = true
 			f.renumber()
 			return true
 		}
@@ -249,5 +275,14 @@ func (f *File) Bytes() []byte {
 
 // Compile builds the lookup index of the file's entries.
 func (f *File) Compile() *Policy {
-	return New(f.Entries())
+	if f.dirty || f.index == nil {
+		return New(f.Entries())
+	}
+	p := &Policy{index: f.index, entries: f.Entries()}
+	if c := f.index["*"]; c != nil {
+		p.catchAll = c
+	}
+	f.index = nil // the Policy owns it now; keyIndex rebuilds for edits
+	f.dirty = true
+	return p
 }

@@ -1,0 +1,241 @@
+// Package store edits a policy file safely: under an exclusive lock,
+// through a temporary file that is fsync'd and renamed into place, and
+// with every change appended to a hash-chained journal beside the file
+// (SPEC §2 "Edits are for scripts as much as for people").
+//
+// Readers (the relay, `policy list`) need no lock: they only ever see the
+// old file or the new one.
+package store
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/smgctl/smgctl/pkg/policy"
+)
+
+// DefaultLockTimeout is how long an edit waits for another edit by
+// default. Edits hold the lock for milliseconds; anything longer is a
+// person holding it on purpose (flock(1) around a hand edit).
+const DefaultLockTimeout = 10 * time.Second
+
+// Store edits the policy file at Path. Its lock is `<Path>.lock` and its
+// journal `<Path>.journal`.
+type Store struct {
+	Path string
+	// LockTimeout bounds the wait for another edit's lock; 0 means
+	// DefaultLockTimeout.
+	LockTimeout time.Duration
+	Logger      *slog.Logger
+	// Now stamps journal records; nil means time.Now.
+	Now func() time.Time
+}
+
+// LockPath is the file whose flock(2) serialises edits.
+func (s *Store) LockPath() string { return s.Path + ".lock" }
+
+// JournalPath is the change journal beside the policy file.
+func (s *Store) JournalPath() string { return s.Path + ".journal" }
+
+// Change is what one edit did, or would do, to one target.
+type Change struct {
+	Target policy.Target
+	Before *policy.Entry // nil: the target had no entry
+	After  *policy.Entry // nil: the target has no entry afterwards
+}
+
+// Changed reports whether the edit altered the file for this target.
+func (c Change) Changed() bool {
+	switch {
+	case c.Before == nil && c.After == nil:
+		return false
+	case c.Before == nil || c.After == nil:
+		return true
+	}
+	return c.Before.Options != c.After.Options || c.Before.Comment != c.After.Comment
+}
+
+// Kind is add, update or remove for a change; "" when nothing changed.
+func (c Change) Kind() Action {
+	switch {
+	case !c.Changed():
+		return ""
+	case c.Before == nil:
+		return ActionAdd
+	case c.After == nil:
+		return ActionRemove
+	}
+	return ActionUpdate
+}
+
+// EntryMap is an entry's options as the journal records them: every
+// option by its file name, plus "comment" when there is one; nil for no
+// entry.
+func EntryMap(e *policy.Entry) map[string]string {
+	if e == nil {
+		return nil
+	}
+	m := e.Options.Map()
+	if e.Comment != "" {
+		m["comment"] = e.Comment
+	}
+	return m
+}
+
+// CheckComment refuses a comment that could not stay on the entry's line.
+func CheckComment(c string) error {
+	for _, r := range c {
+		if r < ' ' && r != '\t' || r == 0x7f || r == '\u2028' || r == '\u2029' {
+			return fmt.Errorf("comment: control character %q not allowed", r)
+		}
+	}
+	return nil
+}
+
+// Add makes e the entry for e.Target: it adds a new entry at the end of
+// the file, replaces the options (and the comment, if e has one) of an
+// existing entry in place, or changes nothing when the entry is already
+// as asked — then neither the file nor the journal is touched.
+func (s *Store) Add(ctx context.Context, actor string, e policy.Entry) (Change, error) {
+	if err := CheckComment(e.Comment); err != nil {
+		return Change{}, err
+	}
+	changes, err := s.edit(ctx, actor, false, func(f *policy.File) []Change {
+		return []Change{set(f, e)}
+	}, func(c Change) Action { return c.Kind() })
+	if err != nil {
+		return Change{}, err
+	}
+	return changes[0], nil
+}
+
+// Remove deletes the entry for t. Removing an absent entry is not an
+// error: it changes nothing and returns a Change that is not Changed.
+func (s *Store) Remove(ctx context.Context, actor string, t policy.Target) (Change, error) {
+	changes, err := s.edit(ctx, actor, false, func(f *policy.File) []Change {
+		c := Change{Target: t}
+		if old := f.Get(t); old != nil {
+			before := *old
+			c.Before = &before
+			f.Remove(t)
+		}
+		return []Change{c}
+	}, func(Change) Action { return ActionRemove })
+	if err != nil {
+		return Change{}, err
+	}
+	return changes[0], nil
+}
+
+// Import merges entries into the file in one edit: each is added, or
+// replaces an existing entry's options in place; entries already as
+// given change nothing. Each changed target gets a journal record with
+// action "import". With dryRun the changes are computed against the
+// current file and nothing is locked or written.
+func (s *Store) Import(ctx context.Context, actor string, entries []policy.Entry, dryRun bool) ([]Change, error) {
+	for _, e := range entries {
+		if err := CheckComment(e.Comment); err != nil {
+			return nil, fmt.Errorf("%s: %w", e.Target, err)
+		}
+	}
+	return s.edit(ctx, actor, dryRun, func(f *policy.File) []Change {
+		cs := make([]Change, 0, len(entries))
+		for _, e := range entries {
+			cs = append(cs, set(f, e))
+		}
+		return cs
+	}, func(Change) Action { return ActionImport })
+}
+
+// set applies one entry to f and reports the change.
+func set(f *policy.File, e policy.Entry) Change {
+	c := Change{Target: e.Target}
+	if old := f.Get(e.Target); old != nil {
+		before := *old
+		c.Before = &before
+	}
+	e.Line = 0
+	f.Set(e)
+	after := *f.Get(e.Target)
+	c.After = &after
+	return c
+}
+
+// edit is the one path every change takes: lock, read and parse the
+// current file, apply, check the result parses, write it to a temporary
+// file and fsync, journal, rename into place, fsync the directory. A
+// file that does not parse is refused before anything is written, so a
+// refused edit changes neither the file nor the journal.
+//
+// The journal is written before the rename: a crash between the two
+// leaves a record of a change that did not land, never a change without
+// a record.
+func (s *Store) edit(ctx context.Context, actor string, dryRun bool, apply func(*policy.File) []Change, action func(Change) Action) ([]Change, error) {
+	if !dryRun {
+		timeout := s.LockTimeout
+		if timeout == 0 {
+			timeout = DefaultLockTimeout
+		}
+		unlock, err := lock(ctx, s.LockPath(), timeout)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
+	f, err := policy.ReadFile(s.Path)
+	if err != nil {
+		return nil, err
+	}
+	changes := apply(f)
+	var recs []Record
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	at := now().UTC()
+	for _, c := range changes {
+		if !c.Changed() {
+			continue
+		}
+		recs = append(recs, Record{
+			Time:   at,
+			Actor:  actor,
+			Action: action(c),
+			Target: c.Target.Key(),
+			Before: EntryMap(c.Before),
+			After:  EntryMap(c.After),
+		})
+	}
+	if dryRun || len(recs) == 0 {
+		return changes, nil
+	}
+	data := f.Bytes()
+	// Fail closed: never put in place a file the relay would refuse.
+	if _, err := policy.Parse(s.Path, data); err != nil {
+		return nil, fmt.Errorf("edit would make the file invalid, not written: %w", err)
+	}
+	p, err := prepare(s.Path, data, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", s.Path, err)
+	}
+	if err := appendJournal(s.JournalPath(), recs); err != nil {
+		p.abort()
+		return nil, err
+	}
+	if err := p.commit(); err != nil {
+		return nil, fmt.Errorf("replace %s (the journal already records the change): %w", s.Path, err)
+	}
+	if s.Logger != nil {
+		targets := make([]string, len(recs))
+		for i, r := range recs {
+			targets[i] = string(r.Action) + " " + r.Target
+		}
+		s.Logger.LogAttrs(ctx, slog.LevelInfo, "policy edited",
+			slog.String("file", s.Path), slog.String("actor", actor),
+			slog.String("changes", strings.Join(targets, ", ")))
+	}
+	return changes, nil
+}
