@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/policy/store"
@@ -152,7 +153,12 @@ func ReadJSON(name string, data []byte) (*Result, error) {
 				off := dec.InputOffset()
 				var je JSONEntry
 				if err := dec.Decode(&je); err != nil {
-					return nil, jsonError(name, data, dec, err)
+					var syn *json.SyntaxError
+					if errors.As(err, &syn) {
+						return nil, jsonError(name, data, dec, err)
+					}
+					// Unknown fields and wrong types: point at the entry.
+					return nil, fail(off, "%s", strings.TrimPrefix(err.Error(), "json: "))
 				}
 				e, err := je.Entry()
 				if err != nil {
@@ -191,7 +197,20 @@ func jsonError(name string, data []byte, dec *json.Decoder, err error) error {
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syn):
-		off = syn.Offset
+		// Decoder.Token and Decoder.Decode count syntax error offsets
+		// differently; a one-shot scan of the whole input is consistent:
+		// its offset is just past the offending byte.
+		var v any
+		if uerr := json.Unmarshal(data, &v); errors.As(uerr, &syn) {
+			err = syn
+			off = syn.Offset - 1
+			if syn.Error() == "unexpected end of JSON input" {
+				off = int64(len(data))
+				err = errors.New("unexpected end of JSON")
+			}
+		} else {
+			off = syn.Offset
+		}
 	case errors.As(err, &typ):
 		off = typ.Offset
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
@@ -199,7 +218,7 @@ func jsonError(name string, data []byte, dec *json.Decoder, err error) error {
 		err = errors.New("unexpected end of JSON")
 	}
 	line, col := position(data, off)
-	return &InputError{Name: name, Line: line, Col: col, Msg: err.Error()}
+	return &InputError{Name: name, Line: line, Col: col, Msg: strings.TrimPrefix(err.Error(), "json: ")}
 }
 
 // position turns a byte offset into a 1-based line and column, skipping

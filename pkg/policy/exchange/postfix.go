@@ -148,8 +148,10 @@ func postfixPolicy(res *Result, n int, level string, attrs []string, o *policy.O
 		o.Mode = policy.ModeOff
 		enforced = false
 		res.note(n, true, "dane: smgctl does not enforce DANE; imported as mode=off (opportunistic), so a published TLSA record no longer makes TLS mandatory")
-	case "dane-only", "fingerprint":
-		res.note(n, true, "%s: certificate authentication by %s cannot be expressed; imported as an encryption requirement only", level, strings.TrimSuffix(level, "-only"))
+	case "dane-only":
+		res.note(n, true, "dane-only: authentication by DANE TLSA records cannot be expressed; imported as an encryption requirement only")
+	case "fingerprint":
+		res.note(n, true, "fingerprint: certificate pinning cannot be expressed; imported as an encryption requirement only")
 	default:
 		res.note(n, true, "unknown security level %q; not imported", level)
 		return false

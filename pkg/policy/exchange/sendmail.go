@@ -47,7 +47,7 @@ func ReadSendmail(data []byte, opt ReadOptions) *Result {
 		switch strings.ToLower(tag) {
 		case "tls_rcpt":
 		case "tls_srv", "try_tls":
-			c.res.note(n, true, "%s: is looked up by server name, not recipient; smgctl policies are per recipient; not imported", tag)
+			c.res.note(n, true, "%s: entries apply to a server name, not to recipients as smgctl's do; not imported", tag)
 			continue
 		default:
 			continue

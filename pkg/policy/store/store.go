@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -95,21 +96,52 @@ func CheckComment(c string) error {
 	return nil
 }
 
-// Add makes e the entry for e.Target: it adds a new entry at the end of
-// the file, replaces the options (and the comment, if e has one) of an
-// existing entry in place, or changes nothing when the entry is already
-// as asked — then neither the file nor the journal is touched.
-func (s *Store) Add(ctx context.Context, actor string, e policy.Entry) (Change, error) {
-	if err := CheckComment(e.Comment); err != nil {
+// Add lists t with the options in set (option name → value, as in a
+// policy file): a new entry gets them over the defaults; an existing one
+// gets them over its current options, in place, so options not named
+// keep their values — raising bits never silently drops verify=cert. An
+// empty comment keeps the existing one. When the entry is already as
+// asked, neither the file nor the journal is touched.
+func (s *Store) Add(ctx context.Context, actor string, t policy.Target, set map[string]string, comment string) (Change, error) {
+	// Check every value before taking the lock: a refused edit must not
+	// even wait.
+	probe := policy.DefaultOptions()
+	if err := applyOptions(&probe, set); err != nil {
+		return Change{}, err
+	}
+	if err := CheckComment(comment); err != nil {
 		return Change{}, err
 	}
 	changes, err := s.edit(ctx, actor, false, func(f *policy.File) []Change {
-		return []Change{set(f, e)}
+		e := policy.Entry{Target: t, Options: policy.DefaultOptions(), Comment: comment}
+		if old := f.Get(t); old != nil {
+			e.Options = old.Options
+		}
+		applyOptions(&e.Options, set) // cannot fail: checked above
+		return []Change{setEntry(f, e)}
 	}, func(c Change) Action { return c.Kind() })
 	if err != nil {
 		return Change{}, err
 	}
 	return changes[0], nil
+}
+
+// applyOptions sets options in canonical order, so the first bad one
+// is the one reported.
+func applyOptions(o *policy.Options, set map[string]string) error {
+	for _, k := range policy.OptionKeys() {
+		if v, ok := set[k]; ok {
+			if err := o.Set(k, v); err != nil {
+				return err
+			}
+		}
+	}
+	for k := range set {
+		if !slices.Contains(policy.OptionKeys(), k) {
+			return o.Set(k, set[k]) // reports the unknown key
+		}
+	}
+	return nil
 }
 
 // Remove deletes the entry for t. Removing an absent entry is not an
@@ -144,14 +176,14 @@ func (s *Store) Import(ctx context.Context, actor string, entries []policy.Entry
 	return s.edit(ctx, actor, dryRun, func(f *policy.File) []Change {
 		cs := make([]Change, 0, len(entries))
 		for _, e := range entries {
-			cs = append(cs, set(f, e))
+			cs = append(cs, setEntry(f, e))
 		}
 		return cs
 	}, func(Change) Action { return ActionImport })
 }
 
-// set applies one entry to f and reports the change.
-func set(f *policy.File, e policy.Entry) Change {
+// setEntry applies one entry to f and reports the change.
+func setEntry(f *policy.File, e policy.Entry) Change {
 	c := Change{Target: e.Target}
 	if old := f.Get(e.Target); old != nil {
 		before := *old

@@ -1,0 +1,160 @@
+package main
+
+// Shared output helpers for every command (SPEC §5): --output validation,
+// terminal and NO_COLOR detection, tables, colour and JSON.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/charmbracelet/lipgloss"
+	"github.com/mattn/go-isatty"
+	"github.com/muesli/termenv"
+	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/renderer"
+	"github.com/olekukonko/tablewriter/tw"
+	"github.com/spf13/cobra"
+)
+
+// outputFlag is a command's --output flag; the first allowed value is
+// the default.
+type outputFlag struct {
+	value   string
+	allowed []string
+}
+
+// addOutputFlag registers --output on c, with shell completion of the
+// allowed values.
+func addOutputFlag(c *cobra.Command, allowed ...string) *outputFlag {
+	o := &outputFlag{value: allowed[0], allowed: allowed}
+	c.Flags().StringVarP(&o.value, "output", "o", o.value, "output format: "+strings.Join(allowed, "|"))
+	c.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return allowed, cobra.ShellCompDirectiveNoFileComp
+	})
+	return o
+}
+
+// check refuses a value outside the allowed set as a usage error.
+func (o *outputFlag) check() error {
+	if slices.Contains(o.allowed, o.value) {
+		return nil
+	}
+	return &exitError{code: exitUsage, err: fmt.Errorf("--output %q: want %s", o.value, strings.Join(o.allowed, " or "))}
+}
+
+func (o *outputFlag) json() bool { return o.value == "json" }
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// colourOn: colour only for a terminal, and never when NO_COLOR is set
+// to anything (https://no-color.org).
+func colourOn(w io.Writer) bool {
+	if _, set := os.LookupEnv("NO_COLOR"); set {
+		return false
+	}
+	return isTerminal(w)
+}
+
+// painter colours text for a terminal and leaves it alone otherwise.
+type painter struct {
+	r *lipgloss.Renderer // nil: no colour
+}
+
+func newPainter(w io.Writer) painter {
+	if !colourOn(w) {
+		return painter{}
+	}
+	r := lipgloss.NewRenderer(w)
+	r.SetColorProfile(termenv.ANSI)
+	return painter{r: r}
+}
+
+func (p painter) paint(colour, s string) string {
+	if p.r == nil || s == "" {
+		return s
+	}
+	return p.r.NewStyle().Foreground(lipgloss.Color(colour)).Render(s)
+}
+
+func (p painter) good(s string) string { return p.paint("2", s) } // green
+func (p painter) warn(s string) string { return p.paint("3", s) } // yellow
+func (p painter) bad(s string) string  { return p.paint("1", s) } // red
+func (p painter) dim(s string) string  { return p.paint("8", s) } // grey
+
+// renderTable writes a plain, borderless table (kubectl style): header in
+// capitals, columns separated by two spaces, no trailing white space.
+func renderTable(w io.Writer, header []string, rows [][]string) error {
+	var buf bytes.Buffer
+	t := tablewriter.NewTable(&buf,
+		tablewriter.WithRenderer(renderer.NewBlueprint(tw.Rendition{
+			Borders: tw.BorderNone,
+			Symbols: tw.NewSymbols(tw.StyleNone),
+			Settings: tw.Settings{
+				Separators: tw.Separators{BetweenRows: tw.Off, BetweenColumns: tw.Off, ShowHeader: tw.Off},
+				Lines:      tw.Lines{ShowHeaderLine: tw.Off, ShowTop: tw.Off, ShowBottom: tw.Off},
+			},
+		})),
+		tablewriter.WithHeaderAutoFormat(tw.Off),
+		tablewriter.WithHeaderAlignment(tw.AlignLeft),
+		tablewriter.WithRowAlignment(tw.AlignLeft),
+		tablewriter.WithRowAutoWrap(tw.WrapNone),
+		tablewriter.WithHeaderAutoWrap(tw.WrapNone),
+		tablewriter.WithPadding(tw.Padding{Left: "", Right: "  ", Overwrite: true}),
+		tablewriter.WithTrimSpace(tw.Off),
+	)
+	h := make([]any, len(header))
+	for i, s := range header {
+		h[i] = strings.ToUpper(s)
+	}
+	t.Header(h...)
+	for _, r := range rows {
+		cells := make([]any, len(r))
+		for i, s := range r {
+			cells[i] = s
+		}
+		if err := t.Append(cells...); err != nil {
+			return err
+		}
+	}
+	if err := t.Render(); err != nil {
+		return err
+	}
+	for line := range strings.Lines(buf.String()) {
+		if _, err := io.WriteString(w, trimLine(line)+"\n"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// trimLine drops trailing padding, which tablewriter may wrap in colour
+// resets; one reset is kept at the end of a coloured line.
+func trimLine(line string) string {
+	const reset = "\x1b[0m"
+	t := strings.TrimRight(line, " \n")
+	for strings.HasSuffix(t, reset) {
+		t = strings.TrimRight(strings.TrimSuffix(t, reset), " ")
+	}
+	if strings.Contains(t, "\x1b[") {
+		t += reset
+	}
+	return t
+}
+
+// writeJSON writes v indented, with a final newline. Field names and
+// shapes are part of the documented, stable output (docs/).
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}

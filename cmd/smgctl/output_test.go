@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"testing"
+
+	"github.com/spf13/cobra"
+)
+
+func TestTrimLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"a  b   \n":                           "a  b",
+		"":                                    "",
+		"x\x1b[32mok\x1b[0m   \x1b[0m\n":      "x\x1b[32mok\x1b[0m",
+		"x\x1b[32mok\x1b[0m\n":                "x\x1b[32mok\x1b[0m",
+		"\x1b[32mok\x1b[0m  \x1b[0m  \x1b[0m": "\x1b[32mok\x1b[0m",
+	} {
+		if got := trimLine(in); got != want {
+			t.Errorf("trimLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestColourOff(t *testing.T) {
+	// Not a terminal: a buffer, a pipe, a file.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	for _, out := range []any{&bytes.Buffer{}, w} {
+		wr := out.(interface{ Write([]byte) (int, error) })
+		if colourOn(wr) {
+			t.Errorf("colour on for %T", out)
+		}
+		if got := newPainter(wr).good("x"); got != "x" {
+			t.Errorf("painted %q for %T", got, out)
+		}
+	}
+}
+
+func TestOutputFlag(t *testing.T) {
+	c := &cobra.Command{Use: "x"}
+	o := addOutputFlag(c, "table", "json")
+	if o.value != "table" || o.check() != nil || o.json() {
+		t.Errorf("default %+v", o)
+	}
+	if err := c.Flags().Parse([]string{"-o", "json"}); err != nil || !o.json() || o.check() != nil {
+		t.Errorf("json: %v %+v", err, o)
+	}
+	if err := c.Flags().Parse([]string{"--output", "yaml"}); err != nil {
+		t.Fatal(err)
+	}
+	err := o.check()
+	if ee, ok := err.(*exitError); !ok || ee.code != exitUsage || ee.Error() != `--output "yaml": want table or json` {
+		t.Errorf("yaml: %v", err)
+	}
+}
+
+func TestRenderTable(t *testing.T) {
+	var b bytes.Buffer
+	if err := renderTable(&b, []string{"line", "min-tls", "comment"}, [][]string{{"1", "1.2", ""}, {"10", "1.0", "x y"}}); err != nil {
+		t.Fatal(err)
+	}
+	want := "LINE  MIN-TLS  COMMENT\n1     1.2\n10    1.0      x y\n"
+	if b.String() != want {
+		t.Errorf("table:\n%q\nwant\n%q", b.String(), want)
+	}
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/smgctl/smgctl/pkg/policy/exchange"
+	"github.com/smgctl/smgctl/pkg/policy/store"
+)
+
+func formatNames(fs []exchange.Format) []string {
+	s := make([]string, len(fs))
+	for i, f := range fs {
+		s[i] = string(f)
+	}
+	return s
+}
+
+func newPolicyImportCmd(g *globals) *cobra.Command {
+	var ef editFlags
+	var format string
+	var dryRun, permErr bool
+	c := &cobra.Command{
+		Use:   "import --format smg|json|sendmail|postfix [FILE|-]",
+		Short: "Merge a list from another mailer (or a JSON export) into the policy",
+		Long: `Read a policy list and merge it into the policy file in one edit: new
+targets are added, listed ones get the imported options, identical ones are
+left alone. Each change is journaled with action "import".
+
+Formats:
+  smg       the vendor's plain list: one domain or address per line; a
+            blank line is the catch-all * (B3)
+  json      smgctl's own JSON (policy export --format json); all or nothing
+  sendmail  TLS_Rcpt: lines of a Sendmail access file
+  postfix   an smtp_tls_policy_maps table
+
+Whatever cannot be mapped exactly is reported on stderr with its line; the
+rest is imported and the command exits 1, so a pipeline notices. Input that
+is unusable as a whole (binary data, invalid JSON) exits 2 and changes
+nothing. See docs/policy.md for the mappings.`,
+		Example: `  smgctl policy import --format smg vendor-export.txt
+  smgctl policy import --format sendmail --dry-run /etc/mail/access
+  postconf -h smtp_tls_policy_maps    # find the table, then:
+  smgctl policy import --format postfix /etc/postfix/tls_policy
+  smgctl policy export --format json | ssh gw2 smgctl policy import --format json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			f, err := exchange.ParseFormat(format, exchange.ImportFormats)
+			if err != nil {
+				return usageErr(fmt.Errorf("--format: %v", err))
+			}
+			name, data, err := stdinOrFile(g, args)
+			if err != nil {
+				return usageErr(err)
+			}
+			res, err := exchange.Read(f, name, data, exchange.ReadOptions{SendmailPermErr: permErr})
+			if err != nil {
+				return usageErr(err)
+			}
+			s, actor, err := ef.store(g)
+			if err != nil {
+				return err
+			}
+			stderr := c.ErrOrStderr()
+			for _, n := range res.Notes {
+				fmt.Fprintf(stderr, "%s:%d: %s\n", name, n.Line, n.Text)
+			}
+			changes, err := s.Import(c.Context(), actor, res.Entries, dryRun)
+			if err != nil {
+				return usageErr(err)
+			}
+			w := c.OutOrStdout()
+			var added, updated, same int
+			for _, ch := range changes {
+				switch ch.Kind() {
+				case store.ActionAdd:
+					added++
+				case store.ActionUpdate:
+					updated++
+				default:
+					same++
+					continue
+				}
+				printChange(w, ch, dryRun)
+			}
+			verb := "imported"
+			if dryRun {
+				verb = "dry run, nothing written:"
+			}
+			fmt.Fprintf(w, "%s %d entries from %s: %d added, %d updated, %d unchanged\n",
+				verb, len(changes), name, added, updated, same)
+			if res.Lost() {
+				return &exitError{code: exitFailed, err: fmt.Errorf("%s: some lines could not be imported exactly (see above)", name)}
+			}
+			return nil
+		},
+	}
+	ef.register(c)
+	c.Flags().StringVar(&format, "format", "", "input format: smg|json|sendmail|postfix (required)")
+	c.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "show what would change; write nothing")
+	c.Flags().BoolVar(&permErr, "perm-err", false, "sendmail: the .mc defines TLS_PERM_ERR, so lines without TEMP+/PERM+ bounce rather than defer")
+	c.MarkFlagRequired("format")
+	c.RegisterFlagCompletionFunc("format", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return formatNames(exchange.ImportFormats), cobra.ShellCompDirectiveNoFileComp
+	})
+	return c
+}
+
+func newPolicyExportCmd(g *globals) *cobra.Command {
+	var format string
+	c := &cobra.Command{
+		Use:   "export --format smg|json [FILE|-]",
+		Short: "Write the policy as the vendor's plain list or as JSON",
+		Long: `Write the policy to FILE (replaced atomically) or standard output.
+
+  json  every entry with every option; policy import --format json reads it
+  smg   the vendor's plain list: one target per line, the catch-all as a
+        blank line (B3). It has no options: entries that need them are
+        reported on stderr and the command exits 1 (an enforced entry is
+        still written; a mode=testing or mode=off one is left out, since
+        as a plain line it would be enforced).`,
+		Example: `  smgctl policy export --format json > policy.json
+  smgctl policy export --format smg vendor-list.txt`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			f, err := exchange.ParseFormat(format, exchange.ExportFormats)
+			if err != nil {
+				return usageErr(fmt.Errorf("--format: %v", err))
+			}
+			pf, err := readPolicy(g)
+			if err != nil {
+				return err
+			}
+			var buf bytes.Buffer
+			var notes []exchange.Note
+			if f == exchange.JSON {
+				err = exchange.WriteJSON(&buf, pf.Entries())
+			} else {
+				notes, err = exchange.WriteSMG(&buf, pf.Entries())
+			}
+			if err != nil {
+				return err
+			}
+			if len(args) == 0 || args[0] == "-" {
+				if _, err := c.OutOrStdout().Write(buf.Bytes()); err != nil {
+					return err
+				}
+			} else if err := store.WriteFileAtomic(args[0], buf.Bytes(), 0o644); err != nil {
+				return usageErr(err)
+			}
+			lost := false
+			for _, n := range notes {
+				fmt.Fprintf(c.ErrOrStderr(), "%s:%d: %s\n", g.policyFile(), n.Line, n.Text)
+				lost = lost || n.Lost
+			}
+			if lost {
+				return &exitError{code: exitFailed, err: fmt.Errorf("some entries could not be exported exactly (see above)")}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&format, "format", "", "output format: smg|json (required)")
+	c.MarkFlagRequired("format")
+	c.RegisterFlagCompletionFunc("format", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return formatNames(exchange.ExportFormats), cobra.ShellCompDirectiveNoFileComp
+	})
+	return c
+}
