@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/smgctl/smgctl/internal/testpeer"
+)
+
+// TestProbeCommand runs "smgctl probe" end to end against a real Postfix
+// MX with and without STARTTLS, through an in-process DNS server.
+func TestProbeCommand(t *testing.T) {
+	testpeer.RequirePostfix(t)
+	ca := testpeer.NewCA(t)
+	modern := testpeer.StartPostfix(t, testpeer.PostfixOptions{TLS: testpeer.TLSModern, CA: ca})
+	plain := testpeer.StartPostfix(t, testpeer.PostfixOptions{TLS: testpeer.TLSNone})
+	d := testpeer.StartDNS(t)
+	for _, pf := range []*testpeer.Postfix{modern, plain} {
+		d.AddA(pf.Hostname, pf.IP.String())
+	}
+	d.AddMX("good.test", 10, modern.Hostname)
+	d.AddMX("plain.test", 10, plain.Hostname)
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.conf")
+	os.WriteFile(pol, []byte("good.test bits=128 verify=cert\n"), 0o644)
+	targets := filepath.Join(dir, "targets.txt")
+	os.WriteFile(targets, []byte("# partners\nplain.test   # no TLS\n\n"), 0o644)
+
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		t.Setenv("NO_COLOR", "1")
+		code := Main(append([]string{"--policy", pol}, args...), strings.NewReader(""), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	common := []string{"--resolver", d.Addr(), "--ca-file", ca.CertFile(), "--timeout", "5s", "--helo", "probe.test"}
+
+	code, out, errs := run(append([]string{"probe", "good.test"}, common...)...)
+	t.Logf("table:\n%s", out)
+	if code != 0 || errs != "" {
+		t.Fatalf("good.test: exit %d, stderr %q\n%s", code, errs, out)
+	}
+	for _, want := range []string{"PASS", "128 bits, verified (good.test, line 1)", "TLSv1.3", "verified", modern.Hostname} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "\x1b[") {
+		t.Fatal("colour codes in non-terminal output")
+	}
+
+	code, out, _ = run(append([]string{"probe", "good.test", "-f", targets}, common...)...)
+	t.Logf("table:\n%s", out)
+	if code != 1 || !strings.Contains(out, "FAIL") || !strings.Contains(out, "encryption too weak 0 less than 112") {
+		t.Fatalf("plain.test: exit %d\n%s", code, out)
+	}
+
+	code, out, _ = run(append([]string{"probe", "plain.test", "good.test", "--output", "json"}, common...)...)
+	var doc struct {
+		Pass    bool `json:"pass"`
+		Targets []struct {
+			Target     string `json:"target"`
+			Pass       bool   `json:"pass"`
+			Diagnostic string `json:"diagnostic"`
+			Hosts      []struct {
+				Attempts []struct {
+					Version string `json:"version"`
+					Bits    int    `json:"bits"`
+				} `json:"attempts"`
+			} `json:"hosts"`
+		} `json:"targets"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	if code != 1 || doc.Pass || len(doc.Targets) != 2 || doc.Targets[0].Target != "plain.test" ||
+		doc.Targets[0].Diagnostic != "503 5.7.0 encryption too weak 0 less than 112" || !doc.Targets[1].Pass ||
+		doc.Targets[1].Hosts[0].Attempts[0].Bits < 128 {
+		t.Fatalf("exit %d json %+v", code, doc)
+	}
+
+	// --deep adds the enumeration of pkg/probe/deep under each hop.
+	code, out, _ = run(append([]string{"probe", "good.test", "--deep"}, common...)...)
+	if code != 0 || !strings.Contains(out, "Deep: good.test "+modern.Hostname) || !strings.Contains(out, "weakest:") {
+		t.Fatalf("--deep: exit %d\n%s", code, out)
+	}
+
+	// Input errors exit 2 and say where.
+	os.WriteFile(targets, []byte("ok.test\nbad..name\n"), 0o644)
+	code, _, errs = run(append([]string{"probe", "-f", targets}, common...)...)
+	if code != 2 || !strings.Contains(errs, targets+":2:") {
+		t.Fatalf("bad file: exit %d stderr %q", code, errs)
+	}
+	code, _, errs = run("probe", "good.test", "--output", "yaml")
+	if code != 2 || !strings.Contains(errs, "--output") {
+		t.Fatalf("bad output: exit %d stderr %q", code, errs)
+	}
+}

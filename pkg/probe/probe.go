@@ -1,0 +1,575 @@
+// Package probe finds out what TLS a domain's MX hosts give and what the
+// relay would do with mail for it: the DNS walk (pkg/mx), MTA-STS, TLS-RPT
+// and DANE records, one SMTP session per MX address (pkg/smtpclient), each
+// graded by pkg/policy in the relay's own words, and a verdict with risks.
+package probe
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/smgctl/smgctl/pkg/mx"
+	"github.com/smgctl/smgctl/pkg/policy"
+	"github.com/smgctl/smgctl/pkg/smtpclient"
+)
+
+// ExpiryWarning: a certificate expiring sooner than this is a risk.
+const ExpiryWarning = 30 * 24 * time.Hour
+
+// Config configures a Prober.
+type Config struct {
+	Resolver *mx.Resolver // required
+	// Policy gives each target's requirement; nil means no entries.
+	Policy *policy.Policy
+	// RequireBits, when > 0, replaces the policy: the default
+	// requirement with these bits.
+	RequireBits int
+	Port        int           // SMTP port dialled on every address; default 25
+	Timeout     time.Duration // per step of a session and per HTTPS fetch; default 10s
+	// Concurrency bounds targets probed at once and, separately, SMTP
+	// sessions open at once; default 32.
+	Concurrency int
+	HeloName    string
+	// RootCAs verify MX certificates and the MTA-STS HTTPS server; nil
+	// means the system roots.
+	RootCAs *x509.CertPool
+	// HTTPClient fetches MTA-STS policies; nil builds one that resolves
+	// through Resolver, trusts RootCAs and follows no redirects.
+	HTTPClient *http.Client
+	// Deep, when set, runs after each session on the same address and
+	// its result is stored in Attempt.Deep (smgctl probe --deep).
+	Deep   func(ctx context.Context, host string, addr string) (any, error)
+	Logger *slog.Logger
+	Now    func() time.Time
+	// Progress is called after each target; may be nil. Calls are
+	// serialised.
+	Progress func(done, total int, r *Report)
+}
+
+// Prober probes targets. It is safe for concurrent use.
+type Prober struct {
+	cfg      Config
+	sessions chan struct{} // semaphore bounding open SMTP sessions
+	log      *slog.Logger
+}
+
+// New checks cfg and fills in defaults.
+func New(cfg Config) (*Prober, error) {
+	if cfg.Resolver == nil {
+		return nil, errors.New("probe: no resolver")
+	}
+	if cfg.Port == 0 {
+		cfg.Port = 25
+	}
+	if cfg.Port < 1 || cfg.Port > 65535 {
+		return nil, fmt.Errorf("probe: port %d out of range", cfg.Port)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 32
+	}
+	if cfg.RequireBits < 0 || cfg.RequireBits > 256 {
+		return nil, fmt.Errorf("probe: require-bits %d: want 1 to 256", cfg.RequireBits)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = stsClient(cfg.Resolver, cfg.RootCAs, cfg.Timeout)
+	}
+	return &Prober{cfg: cfg, sessions: make(chan struct{}, cfg.Concurrency), log: log}, nil
+}
+
+// stsClient fetches MTA-STS policies: names resolved through the probe's
+// resolver (so --resolver labs work), no redirects (RFC 8461 §3.3).
+func stsClient(r *mx.Resolver, roots *x509.CertPool, timeout time.Duration) *http.Client {
+	d := &net.Dialer{Timeout: timeout}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			addrs, err := r.LookupAddrs(ctx, host)
+			if err != nil {
+				return nil, err
+			}
+			var last error
+			for _, a := range addrs {
+				c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(a.String(), port))
+				if err == nil {
+					return c, nil
+				}
+				last = err
+			}
+			return nil, last
+		},
+		TLSHandshakeTimeout:   timeout,
+		ResponseHeaderTimeout: timeout,
+		DisableKeepAlives:     true,
+		Proxy:                 nil, // a proxy would bypass --resolver and the certificate check's meaning
+	}
+	tr.TLSClientConfig = tlsClientConfig(roots)
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// ParseTarget validates one probe target: a domain or local@domain. The
+// catch-all is not a target.
+func ParseTarget(s string) (policy.Target, error) {
+	t, err := policy.ParseTarget(s)
+	if err != nil {
+		return t, err
+	}
+	if t.Kind == policy.KindCatchAll {
+		return t, errors.New("the catch-all is not a probe target; name a domain or address")
+	}
+	return t, nil
+}
+
+// Probe probes every target (see ParseTarget) concurrently and returns
+// the reports in the order given. Invalid targets get a report with
+// Error set; callers should validate first.
+func (p *Prober) Probe(ctx context.Context, targets []string) []*Report {
+	reports := make([]*Report, len(targets))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(p.cfg.Concurrency)
+	progress := make(chan *Report)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n := 0
+		for r := range progress {
+			n++
+			if p.cfg.Progress != nil {
+				p.cfg.Progress(n, len(targets), r)
+			}
+		}
+	}()
+	for i, t := range targets {
+		g.Go(func() error {
+			reports[i] = p.ProbeTarget(gctx, t)
+			progress <- reports[i]
+			return nil
+		})
+	}
+	g.Wait()
+	close(progress)
+	<-done
+	return reports
+}
+
+// ProbeTarget probes one target.
+func (p *Prober) ProbeTarget(ctx context.Context, target string) *Report {
+	start := time.Now()
+	rep := &Report{Target: target, Risks: []string{}, Hosts: []HostReport{}}
+	defer func() { rep.Duration = time.Since(start) }()
+	t, err := ParseTarget(target)
+	if err != nil {
+		rep.Error = err.Error()
+		rep.Verdict, rep.Summary = VerdictNoMail, "invalid target: "+err.Error()
+		return rep
+	}
+	rep.Target, rep.Domain = t.Key(), t.Domain
+	req := p.requirement(rep)
+
+	// DNS: MX first; MTA-STS and TLS-RPT alongside.
+	var res mx.Result
+	var mxErr error
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { res, mxErr = p.cfg.Resolver.LookupMX(gctx, t.Domain); return nil })
+	g.Go(func() error { rep.MTASTS = p.mtaSTS(gctx, t.Domain); return nil })
+	g.Go(func() error { rep.TLSRPT = p.tlsRPT(gctx, t.Domain); return nil })
+	g.Wait()
+	rep.MX = MXInfo{Implicit: res.Implicit, NullMX: res.NullMX, Secure: res.AD && p.cfg.Resolver.TrustsAD()}
+	if mxErr != nil {
+		rep.MX.Error = mxErr.Error()
+		rep.Error = mxErr.Error()
+		switch {
+		case errors.Is(mxErr, mx.ErrNullMX):
+			rep.Verdict = VerdictNoMail
+			rep.Summary = "accepts no mail: null MX (RFC 7505); the relay returns such mail with 556 5.1.10"
+		case mx.IsTemporary(mxErr):
+			rep.Verdict = VerdictDefer
+			rep.Summary = "defer: temporary DNS failure: " + mxErr.Error()
+		default:
+			rep.Verdict = VerdictNoMail
+			rep.Summary = "bounce: " + mxErr.Error()
+		}
+		return rep
+	}
+
+	// Sessions: every address of every host, concurrently.
+	rep.Hosts = make([]HostReport, len(res.Hosts))
+	hg, hctx := errgroup.WithContext(ctx)
+	hg.SetLimit(p.cfg.Concurrency)
+	for i, h := range res.Hosts {
+		hr := &rep.Hosts[i]
+		hr.Name, hr.Preference = h.Name, h.Preference
+		hr.TLSA.Records = []string{}
+		hr.Attempts = []*Attempt{}
+		if rep.MTASTS.Policy != nil && rep.MTASTS.Policy.Mode != "none" {
+			m := rep.MTASTS.Policy.MatchesMX(h.Name)
+			hr.MTASTSMatch = &m
+		}
+		if h.Err != nil {
+			hr.Error = h.Err.Error()
+			continue
+		}
+		var tlsa mx.TLSAResult
+		hg.Go(func() error {
+			var err error
+			tlsa, err = p.cfg.Resolver.LookupTLSA(hctx, h.Name, 25)
+			hr.TLSA.Name, hr.TLSA.AD, hr.TLSA.Secure = tlsa.Name, tlsa.AD, tlsa.Secure
+			for _, r := range tlsa.Records {
+				hr.TLSA.Records = append(hr.TLSA.Records, r.String())
+			}
+			if err != nil {
+				hr.TLSA.Error = err.Error()
+			}
+			// Sessions after the TLSA answer: DANE needs both.
+			ag, actx := errgroup.WithContext(hctx)
+			for _, a := range h.Addrs {
+				at := &Attempt{Addr: net.JoinHostPort(a.String(), strconv.Itoa(p.cfg.Port)), Timings: map[string]Millis{}}
+				hr.Attempts = append(hr.Attempts, at)
+				ag.Go(func() error { p.session(actx, h.Name, a, at, tlsa, req); return nil })
+			}
+			return ag.Wait()
+		})
+	}
+	hg.Wait()
+	p.verdict(rep, req)
+	return rep
+}
+
+// requirement picks what the target is graded against (SPEC §3 step 3).
+func (p *Prober) requirement(rep *Report) policy.Requirement {
+	req := policy.DefaultRequirement()
+	source := "default"
+	switch {
+	case p.cfg.RequireBits > 0:
+		req.Bits = p.cfg.RequireBits
+		source = "flag"
+	case p.cfg.Policy != nil:
+		// The probe asks "what if we list it": no entry, or an entry
+		// that exempts the target, is graded as a default entry.
+		if m := p.cfg.Policy.Lookup(rep.Target); m.Entry != nil && m.Entry.Options.Mode != policy.ModeOff {
+			req = m.Requirement()
+			source = "policy"
+		}
+	}
+	rep.Requirement = RequirementInfo{
+		Source: source, Entry: req.Target, Line: req.Line, Bits: req.Bits,
+		MinTLS: policy.VersionName(req.MinTLS), Verify: req.Verify.String(),
+		Mode: req.Mode.String(), OnFail: req.OnFail.String(),
+	}
+	return req
+}
+
+// session runs banner, EHLO, STARTTLS, handshake, EHLO, QUIT against one
+// address and grades the outcome.
+func (p *Prober) session(ctx context.Context, host string, addr netip.Addr, at *Attempt, tlsa mx.TLSAResult, req policy.Requirement) {
+	select {
+	case p.sessions <- struct{}{}:
+	case <-ctx.Done():
+		at.Error = ctx.Err().Error()
+		return
+	}
+	defer func() { <-p.sessions }()
+
+	opts := smtpclient.Options{
+		HeloName:   p.cfg.HeloName,
+		ServerName: host,
+		RootCAs:    p.cfg.RootCAs,
+		Timeouts:   smtpclient.UniformTimeouts(p.cfg.Timeout),
+		Logger:     p.log,
+		Now:        p.cfg.Now,
+	}
+	s, err := smtpclient.Dial(ctx, at.Addr, opts)
+	defer func() {
+		if s == nil {
+			return
+		}
+		s.Close()
+		for _, st := range s.Steps() {
+			name := strings.ToLower(st.Name)
+			if _, dup := at.Timings[name]; dup {
+				name += "_tls" // the second EHLO
+			}
+			at.Timings[name] = millis(st.Took)
+		}
+	}()
+	if s != nil {
+		at.Banner = s.Banner().String()
+	}
+	if err != nil {
+		at.Error = err.Error()
+		return
+	}
+	if err := s.Hello(ctx); err != nil {
+		at.Error = err.Error()
+		return
+	}
+	at.Connected = true
+	at.STARTTLS = s.Supports("STARTTLS")
+	out, err := s.StartTLS(ctx)
+	if err != nil && out.TLS {
+		// Encrypted, then the EHLO after TLS failed: not usable.
+		at.Error = err.Error()
+	}
+	at.TLS, at.Failure = out.TLS, out.Failure
+	for k, v := range s.Extensions() {
+		at.Extensions = append(at.Extensions, strings.TrimSpace(k+" "+v))
+	}
+	slices.Sort(at.Extensions)
+	if out.TLS {
+		at.Version = policy.VersionName(out.Version)
+		at.Suite = policy.SuiteName(out.CipherSuite)
+		chain := s.PeerCertificates()
+		v := s.Verification()
+		if len(chain) > 0 {
+			leaf := chain[0]
+			sans := append([]string{}, leaf.DNSNames...)
+			for _, ip := range leaf.IPAddresses {
+				sans = append(sans, ip.String())
+			}
+			at.Cert = &CertInfo{
+				Subject: leaf.Subject.String(), Issuer: leaf.Issuer.String(), SANs: sans,
+				NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, ChainLength: len(chain),
+				ChainVerified: v.ChainVerified, NameMatched: v.NameMatched, VerifyError: v.Error,
+			}
+		}
+		at.DANE = matchDANE(tlsa, chain, host, p.cfg.Now())
+		if at.DANE == DANEMatch {
+			// RFC 7672 §3.1: a matching DANE record authenticates the
+			// server in place of the WebPKI.
+			out.Verified, out.VerifyError = true, ""
+		}
+	}
+	at.Bits = out.Bits()
+	at.Verified = out.Verified
+	if at.Error == "" {
+		v := policy.Evaluate(req, out)
+		at.graded, at.Met, at.Diagnostic = true, v.Met, v.Diagnostic
+	}
+	if !s.Closed() {
+		s.Quit(ctx)
+	}
+	if p.cfg.Deep != nil && ctx.Err() == nil {
+		d, err := p.cfg.Deep(ctx, host, at.Addr)
+		if err != nil {
+			at.Deep = map[string]string{"error": err.Error()}
+		} else {
+			at.Deep = d
+		}
+	}
+}
+
+// verdict decides what the relay would do: it tries MX hosts in
+// preference order, and each host's addresses in order (RFC 5321 §5.1);
+// a connection failure moves on, a hop that does not meet the
+// requirement gets no MAIL FROM and the next one is tried (SPEC §4).
+func (p *Prober) verdict(rep *Report, req policy.Requirement) {
+	var best *Attempt
+	var bestHost string
+	for _, h := range rep.Hosts {
+		for _, at := range h.Attempts {
+			if !at.graded {
+				continue
+			}
+			if at.Met && rep.Via == nil {
+				rep.Via = &HopRef{Host: h.Name, Addr: at.Addr}
+			}
+			if best == nil || better(at, best) {
+				best, bestHost = at, h.Name
+			}
+		}
+	}
+	first := ""
+	if len(rep.Hosts) > 0 {
+		first = rep.Hosts[0].Name
+	}
+	switch {
+	case rep.Via != nil:
+		rep.Pass = true
+		rep.Verdict = VerdictDeliver
+		at := findAttempt(rep, *rep.Via)
+		rep.Summary = fmt.Sprintf("deliver over %s %s (%d bits) via %s [%s]", at.Version, at.Suite, at.Bits, rep.Via.Host, rep.Via.Addr)
+		if rep.Via.Host != first {
+			rep.Summary += fmt.Sprintf(", not the preferred MX %s", first)
+		}
+	case best == nil:
+		rep.Verdict = VerdictDefer
+		rep.Summary = "defer: no MX host could be reached"
+	default:
+		rep.Diagnostic = best.Diagnostic
+		switch {
+		case req.Mode == policy.ModeTesting:
+			rep.Verdict = VerdictTesting
+			rep.Summary = fmt.Sprintf("deliver without meeting the requirement (mode=testing records a would-be bounce: %s, best %s [%s])", best.Diagnostic, bestHost, best.Addr)
+		case req.OnFail == policy.OnFailDefer:
+			rep.Verdict = VerdictDefer
+			rep.Summary = fmt.Sprintf("defer until the queue lifetime ends, then bounce: %s (best: %s [%s])", best.Diagnostic, bestHost, best.Addr)
+		default:
+			rep.Verdict = VerdictBounce
+			rep.Summary = fmt.Sprintf("bounce: %s (best: %s [%s])", best.Diagnostic, bestHost, best.Addr)
+		}
+	}
+	rep.Risks = append(rep.Risks, p.risks(rep)...)
+}
+
+// better ranks attempts for "the best attempt" whose diagnostic a bounce
+// quotes: met first, then more bits, then a newer version, then verified.
+func better(a, b *Attempt) bool {
+	if a.Met != b.Met {
+		return a.Met
+	}
+	if a.Bits != b.Bits {
+		return a.Bits > b.Bits
+	}
+	if a.Version != b.Version {
+		return a.Version > b.Version // "TLSv1.3" > "TLSv1.2" > "none"
+	}
+	return a.Verified && !b.Verified
+}
+
+func findAttempt(rep *Report, ref HopRef) *Attempt {
+	for _, h := range rep.Hosts {
+		for _, at := range h.Attempts {
+			if h.Name == ref.Host && at.Addr == ref.Addr {
+				return at
+			}
+		}
+	}
+	return &Attempt{}
+}
+
+// risks lists what could make today's verdict wrong tomorrow or let an
+// attacker change it.
+func (p *Prober) risks(rep *Report) []string {
+	var risks []string
+	now := p.cfg.Now()
+	for _, h := range rep.Hosts {
+		if h.Error != "" {
+			risks = append(risks, fmt.Sprintf("MX %s (preference %d) has no usable address: %s", h.Name, h.Preference, h.Error))
+		}
+		for _, at := range h.Attempts {
+			switch {
+			case at.Error != "" && !at.graded:
+				risks = append(risks, fmt.Sprintf("MX %s [%s] unreachable: %s", h.Name, at.Addr, at.Error))
+			case at.graded && !at.Met && rep.Via != nil && rep.Via.Addr != at.Addr:
+				// A backup (or a preferred host the relay skips) that
+				// fails: an attacker who blocks the good hop makes mail
+				// bounce, and a relay without enforcement would use it.
+				what := "fails the requirement"
+				if !at.TLS {
+					what = "offers no TLS"
+				}
+				risks = append(risks, fmt.Sprintf("MX %s (preference %d) [%s] %s: %s", h.Name, h.Preference, at.Addr, what, at.Diagnostic))
+			}
+			if at.Cert != nil {
+				left := at.Cert.NotAfter.Sub(now)
+				switch {
+				case left < 0:
+					risks = append(risks, fmt.Sprintf("certificate of %s [%s] expired on %s", h.Name, at.Addr, at.Cert.NotAfter.UTC().Format("2006-01-02")))
+				case left < ExpiryWarning:
+					risks = append(risks, fmt.Sprintf("certificate of %s [%s] expires on %s, in %d days", h.Name, at.Addr, at.Cert.NotAfter.UTC().Format("2006-01-02"), int(left.Hours()/24)))
+				}
+			}
+			if at.DANE == DANEMismatch {
+				risks = append(risks, fmt.Sprintf("MX %s [%s]: certificate does not match its DNSSEC-signed TLSA records (a DANE sender would refuse it)", h.Name, at.Addr))
+			}
+		}
+		if h.MTASTSMatch != nil && !*h.MTASTSMatch {
+			risks = append(risks, fmt.Sprintf("MX %s is not in the MTA-STS policy's mx list: MTA-STS senders in enforce mode will not deliver to it", h.Name))
+		}
+		if len(h.TLSA.Records) > 0 && !h.TLSA.Secure {
+			risks = append(risks, fmt.Sprintf("MX %s has TLSA records without a validated (AD) answer: ignored for DANE", h.Name))
+		}
+	}
+	if rep.MTASTS.Present && rep.MTASTS.Policy == nil {
+		risks = append(risks, "MTA-STS record present but the policy could not be fetched: "+rep.MTASTS.Error)
+	}
+	dane := false
+	for _, h := range rep.Hosts {
+		dane = dane || len(h.TLSA.Records) > 0 && h.TLSA.Secure
+	}
+	sts := rep.MTASTS.Policy != nil && rep.MTASTS.Policy.Mode == "enforce"
+	if !dane && !sts {
+		risks = append(risks, "no MTA-STS (enforce) and no DANE: other senders' STARTTLS to this domain can be stripped by an active attacker")
+	}
+	return risks
+}
+
+// mtaSTS reads the _mta-sts record and, when there is one, the policy.
+func (p *Prober) mtaSTS(ctx context.Context, domain string) MTASTSInfo {
+	var info MTASTSInfo
+	txts, err := p.cfg.Resolver.LookupTXT(ctx, "_mta-sts."+domain)
+	if err != nil {
+		if !mx.IsNotFound(err) {
+			info.Error = err.Error()
+		}
+		return info
+	}
+	if len(txts) == 0 {
+		return info
+	}
+	id, err := ParseSTSRecord(txts)
+	if err != nil {
+		// RFC 8461 §3.1: an invalid record means no MTA-STS.
+		info.Error = "_mta-sts." + domain + ": " + err.Error()
+		return info
+	}
+	info.Present, info.ID = true, id
+	pol, err := fetchSTSPolicy(ctx, p.cfg.HTTPClient, domain)
+	if err != nil {
+		info.Error = err.Error()
+		return info
+	}
+	info.Policy = &pol
+	return info
+}
+
+// tlsRPT reads _smtp._tls (RFC 8460 §3): records starting "v=TLSRPTv1".
+func (p *Prober) tlsRPT(ctx context.Context, domain string) TLSRPTInfo {
+	info := TLSRPTInfo{Records: []string{}}
+	txts, err := p.cfg.Resolver.LookupTXT(ctx, "_smtp._tls."+domain)
+	if err != nil {
+		if !mx.IsNotFound(err) {
+			info.Error = err.Error()
+		}
+		return info
+	}
+	for _, t := range txts {
+		if strings.HasPrefix(t, "v=TLSRPTv1") {
+			info.Records = append(info.Records, t)
+		}
+	}
+	if len(info.Records) > 1 {
+		// RFC 8460 §3: more than one record means no reporting.
+		info.Error = fmt.Sprintf("%d v=TLSRPTv1 records, want one", len(info.Records))
+	}
+	return info
+}

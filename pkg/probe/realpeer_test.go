@@ -1,0 +1,201 @@
+package probe
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smgctl/smgctl/internal/testpeer"
+	"github.com/smgctl/smgctl/pkg/mx"
+	"github.com/smgctl/smgctl/pkg/policy"
+)
+
+// TestProbeRealPeers probes domains served by an in-process DNS zone whose
+// MX hosts are real Postfix instances on loopback addresses.
+func TestProbeRealPeers(t *testing.T) {
+	testpeer.RequirePostfix(t)
+	ca := testpeer.NewCA(t)
+	var modern, plain *testpeer.Postfix
+	done := make(chan bool, 2)
+	go func() {
+		modern = testpeer.StartPostfix(t, testpeer.PostfixOptions{TLS: testpeer.TLSModern, CA: ca})
+		done <- true
+	}()
+	go func() { plain = testpeer.StartPostfix(t, testpeer.PostfixOptions{TLS: testpeer.TLSNone}); done <- true }()
+	<-done
+	<-done
+	if modern == nil || plain == nil {
+		t.Fatal("a Postfix instance did not start")
+	}
+	down := testpeer.FreeLoopbackIP(t) // nothing listens here
+
+	d := testpeer.StartDNS(t)
+	addMX := func(domain string, pref uint16, pf *testpeer.Postfix) {
+		d.AddMX(domain, pref, pf.Hostname)
+	}
+	for _, pf := range []*testpeer.Postfix{modern, plain} {
+		d.AddA(pf.Hostname, pf.IP.String())
+	}
+	d.AddA("down.testpeer.test", down.String())
+
+	addMX("good.test", 10, modern)
+	addMX("plain.test", 10, plain)
+	// The preferred MX is down; the backup is good.
+	d.AddMX("backup.test", 10, "down.testpeer.test")
+	addMX("backup.test", 20, modern)
+	// The preferred MX is plain; the backup is good.
+	addMX("weakfirst.test", 10, plain)
+	addMX("weakfirst.test", 20, modern)
+	d.NullMX("null.test")
+	d.AddA("implicit.test", modern.IP.String())
+	d.AddMX("noaddr.test", 10, "ghost.noaddr.test")
+	d.AddTXT("ghost.noaddr.test", "no address here")
+	d.AddMX("servfail.test", 10, modern.Hostname)
+	d.ServFail("servfail.test")
+	addMX("users.test", 10, modern)
+	// MTA-STS in enforce mode lists only the good host; the plain one
+	// is outside its patterns.
+	addMX("sts.test", 10, modern)
+	addMX("sts.test", 20, plain)
+	d.AddTXT("_mta-sts.sts.test", "v=STSv1; id=20240101T000000;")
+	d.AddTXT("_smtp._tls.sts.test", "v=TLSRPTv1; rua=mailto:tlsrpt@sts.test")
+	stsPolicy := "version: STSv1\r\nmode: enforce\r\nmx: " + modern.Hostname + "\r\nmax_age: 86400\r\n"
+	httpc := stsServer(t, ca, "sts.test", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte(stsPolicy))
+	})
+
+	// Go negotiates TLS_AES_128_GCM_SHA256 with Postfix: 128 bits. The
+	// domain entry asks 128 (met), the address entry 256 (not met).
+	pf, err := policy.Parse("policy.conf", []byte("users.test bits=128\nboss@users.test bits=256 verify=cert\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := mx.NewResolver(d.Addr(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Config{
+		Resolver: res, Policy: pf.Compile(), Timeout: 5 * time.Second, Concurrency: 8,
+		HeloName: "probe.test", RootCAs: ca.Pool(), HTTPClient: httpc,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		target     string
+		pass       bool
+		verdict    string
+		via        string // host the relay would use
+		diagnostic string
+		summaryHas string
+		riskHas    string
+		reqSource  string
+		reqBits    int
+		check      func(t *testing.T, r *Report)
+	}{
+		{target: "good.test", pass: true, verdict: VerdictDeliver, via: modern.Hostname, summaryHas: "TLSv1.3", reqSource: "default", reqBits: 112,
+			riskHas: "no MTA-STS (enforce) and no DANE", check: func(t *testing.T, r *Report) {
+				at := r.Hosts[0].Attempts[0]
+				if !at.TLS || at.Version != "TLSv1.3" || at.Bits < 128 || at.Suite == "" || !at.Verified || !at.STARTTLS {
+					t.Fatalf("attempt %+v", at)
+				}
+				if at.Cert == nil || !at.Cert.ChainVerified || !at.Cert.NameMatched || at.Cert.NotAfter.Before(time.Now()) {
+					t.Fatalf("cert %+v", at.Cert)
+				}
+				for _, step := range []string{"connect", "banner", "ehlo", "starttls", "handshake", "ehlo_tls", "quit"} {
+					if _, ok := at.Timings[step]; !ok {
+						t.Fatalf("no timing for %s: %v", step, at.Timings)
+					}
+				}
+			}},
+		{target: "plain.test", verdict: VerdictBounce, diagnostic: "503 5.7.0 encryption too weak 0 less than 112", summaryHas: "bounce: 503 5.7.0 encryption too weak 0 less than 112"},
+		{target: "backup.test", pass: true, verdict: VerdictDeliver, via: modern.Hostname, summaryHas: "not the preferred MX down.testpeer.test", riskHas: "down.testpeer.test [" + down.String() + ":25] unreachable"},
+		{target: "weakfirst.test", pass: true, verdict: VerdictDeliver, via: modern.Hostname, summaryHas: "not the preferred MX " + plain.Hostname,
+			riskHas: "MX " + plain.Hostname + " (preference 10) [" + plain.Addr() + "] offers no TLS: 503 5.7.0 encryption too weak 0 less than 112"},
+		{target: "null.test", verdict: VerdictNoMail, summaryHas: "null MX", check: func(t *testing.T, r *Report) {
+			if !r.MX.NullMX || len(r.Hosts) != 0 {
+				t.Fatalf("%+v", r.MX)
+			}
+		}},
+		{target: "implicit.test", pass: true, verdict: VerdictDeliver, via: "implicit.test", check: func(t *testing.T, r *Report) {
+			if !r.MX.Implicit {
+				t.Fatal("not implicit")
+			}
+			// The certificate names the Postfix host, not implicit.test.
+			if at := r.Hosts[0].Attempts[0]; at.Verified || !strings.Contains(at.Cert.VerifyError, "does not name implicit.test") {
+				t.Fatalf("%+v", at.Cert)
+			}
+		}},
+		{target: "noaddr.test", verdict: VerdictDefer, summaryHas: "no MX host could be reached", riskHas: "ghost.noaddr.test (preference 10) has no usable address"},
+		{target: "servfail.test", verdict: VerdictDefer, summaryHas: "SERVFAIL"},
+		{target: "nosuch.test", verdict: VerdictNoMail, summaryHas: "NXDOMAIN"},
+		{target: "users.test", pass: true, verdict: VerdictDeliver, via: modern.Hostname, reqSource: "policy", reqBits: 128},
+		{target: "boss@users.test", verdict: VerdictBounce, diagnostic: "503 5.7.0 encryption too weak 128 less than 256", reqSource: "policy", reqBits: 256},
+		{target: "sts.test", pass: true, verdict: VerdictDeliver, via: modern.Hostname,
+			riskHas: "MX " + plain.Hostname + " is not in the MTA-STS policy's mx list", check: func(t *testing.T, r *Report) {
+				if !r.MTASTS.Present || r.MTASTS.Policy == nil || r.MTASTS.Policy.Mode != "enforce" || r.MTASTS.ID != "20240101T000000" {
+					t.Fatalf("mta-sts %+v", r.MTASTS)
+				}
+				if m := r.Hosts[0].MTASTSMatch; m == nil || !*m {
+					t.Fatal("good host does not match")
+				}
+				if len(r.TLSRPT.Records) != 1 {
+					t.Fatalf("tls-rpt %+v", r.TLSRPT)
+				}
+				for _, risk := range r.Risks {
+					if strings.Contains(risk, "no MTA-STS") {
+						t.Fatalf("MTA-STS enforce, yet risk %q", risk)
+					}
+				}
+			}},
+	}
+	targets := make([]string, len(tests))
+	for i, tc := range tests {
+		targets[i] = tc.target
+	}
+	var calls int
+	p.cfg.Progress = func(done, total int, r *Report) { calls++ }
+	start := time.Now()
+	reports := p.Probe(context.Background(), targets)
+	t.Logf("%d targets in %v", len(targets), time.Since(start))
+	if calls != len(targets) {
+		t.Fatalf("progress called %d times", calls)
+	}
+	for i, tc := range tests {
+		r := reports[i]
+		t.Run(tc.target, func(t *testing.T) {
+			js, _ := json.MarshalIndent(r, "", "  ")
+			if r.Target != tc.target || r.Pass != tc.pass || r.Verdict != tc.verdict || r.Diagnostic != tc.diagnostic {
+				t.Fatalf("pass=%v verdict=%q diagnostic=%q\n%s", r.Pass, r.Verdict, r.Diagnostic, js)
+			}
+			if tc.via != "" && (r.Via == nil || r.Via.Host != tc.via) {
+				t.Fatalf("via %+v, want %s\n%s", r.Via, tc.via, js)
+			}
+			if !strings.Contains(r.Summary, tc.summaryHas) {
+				t.Fatalf("summary %q, want %q", r.Summary, tc.summaryHas)
+			}
+			if tc.riskHas != "" && !strings.Contains(strings.Join(r.Risks, "\n"), tc.riskHas) {
+				t.Fatalf("risks %q, want %q", r.Risks, tc.riskHas)
+			}
+			if tc.reqSource != "" && (r.Requirement.Source != tc.reqSource || r.Requirement.Bits != tc.reqBits) {
+				t.Fatalf("requirement %+v", r.Requirement)
+			}
+			if tc.check != nil {
+				tc.check(t, r)
+			}
+		})
+	}
+
+	t.Run("require-bits overrides the policy", func(t *testing.T) {
+		p2, _ := New(Config{Resolver: res, Policy: pf.Compile(), RequireBits: 256, Timeout: 5 * time.Second, RootCAs: ca.Pool(), HTTPClient: httpc})
+		r := p2.ProbeTarget(context.Background(), "users.test")
+		if r.Pass || r.Requirement.Source != "flag" || r.Diagnostic != "503 5.7.0 encryption too weak 128 less than 256" {
+			t.Fatalf("%+v", r)
+		}
+	})
+}

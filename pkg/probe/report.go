@@ -1,0 +1,158 @@
+package probe
+
+import (
+	"time"
+)
+
+// The JSON form of these types is documented in docs/probe.md and is a
+// stable interface: add fields, never rename or remove them.
+
+// Report is everything the probe learnt about one target, and the
+// verdict: what the relay would do with mail for it today.
+type Report struct {
+	Target string `json:"target"` // as given, normalised
+	Domain string `json:"domain"` // the domain whose MX hosts were probed
+	// Requirement is what the target was graded against.
+	Requirement RequirementInfo `json:"requirement"`
+	// Pass: the relay would deliver over a connection that meets the
+	// requirement.
+	Pass bool `json:"pass"`
+	// Verdict is one of VerdictDeliver, VerdictBounce, VerdictDefer,
+	// VerdictNoMail.
+	Verdict string `json:"verdict"`
+	// Summary says the verdict in a sentence.
+	Summary string `json:"summary"`
+	// Via is the hop the relay would deliver through (Pass only).
+	Via *HopRef `json:"via,omitempty"`
+	// Diagnostic is the relay's exact bounce text for the best attempt
+	// when no hop meets the requirement.
+	Diagnostic string   `json:"diagnostic,omitempty"`
+	Risks      []string `json:"risks"`
+	// Error is a failure that stopped the probe before any host was
+	// tried (DNS), "" otherwise.
+	Error    string        `json:"error,omitempty"`
+	MX       MXInfo        `json:"mx"`
+	MTASTS   MTASTSInfo    `json:"mta_sts"`
+	TLSRPT   TLSRPTInfo    `json:"tls_rpt"`
+	Hosts    []HostReport  `json:"hosts"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// Verdicts.
+const (
+	VerdictDeliver = "deliver" // over a hop that meets the requirement
+	VerdictBounce  = "bounce"  // no hop meets it; on-fail=bounce
+	VerdictDefer   = "defer"   // no hop reachable, a temporary DNS failure, or on-fail=defer
+	VerdictNoMail  = "no-mail" // null MX, or the domain does not exist
+	// VerdictTesting: a mode=testing entry that no hop meets; the relay
+	// delivers opportunistically and records a would-be bounce.
+	VerdictTesting = "deliver-testing"
+)
+
+// RequirementInfo says what was required and why.
+type RequirementInfo struct {
+	// Source: "flag" (--require-bits), "policy" (an entry), or "default"
+	// (no entry, or a mode=off one: graded as if listed with defaults).
+	Source string `json:"source"`
+	Entry  string `json:"entry,omitempty"` // the policy entry's target
+	Line   int    `json:"line,omitempty"`  // its line
+	Bits   int    `json:"bits"`
+	MinTLS string `json:"min_tls"`
+	Verify string `json:"verify"`
+	Mode   string `json:"mode"`
+	OnFail string `json:"on_fail"`
+}
+
+// HopRef names one MX host address.
+type HopRef struct {
+	Host string `json:"host"`
+	Addr string `json:"addr"`
+}
+
+// MXInfo is the outcome of the MX step.
+type MXInfo struct {
+	Implicit bool   `json:"implicit"` // no MX: the domain's own address (RFC 5321 §5.1)
+	NullMX   bool   `json:"null_mx"`  // RFC 7505
+	Secure   bool   `json:"dnssec"`   // trusted AD bit on the MX answer
+	Error    string `json:"error,omitempty"`
+}
+
+// MTASTSInfo is the domain's MTA-STS state (RFC 8461).
+type MTASTSInfo struct {
+	Present bool       `json:"present"` // a valid _mta-sts TXT record
+	ID      string     `json:"id,omitempty"`
+	Policy  *STSPolicy `json:"policy,omitempty"`
+	Error   string     `json:"error,omitempty"`
+}
+
+// TLSRPTInfo is the domain's TLS reporting record (RFC 8460).
+type TLSRPTInfo struct {
+	Records []string `json:"records"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// HostReport is one MX host with its sessions.
+type HostReport struct {
+	Name       string `json:"name"`
+	Preference uint16 `json:"preference"`
+	// Error: the host's addresses could not be found.
+	Error string `json:"error,omitempty"`
+	// MTASTSMatch: the host matches the MTA-STS mx patterns; nil when
+	// there is no policy.
+	MTASTSMatch *bool      `json:"mta_sts_match,omitempty"`
+	TLSA        TLSAInfo   `json:"tlsa"`
+	Attempts    []*Attempt `json:"attempts"`
+}
+
+// TLSAInfo is what _25._tcp.<host> holds (RFC 7672).
+type TLSAInfo struct {
+	Name    string   `json:"name"`
+	Records []string `json:"records"`
+	AD      bool     `json:"ad"`
+	Secure  bool     `json:"secure"` // AD from a loopback resolver: usable
+	Error   string   `json:"error,omitempty"`
+}
+
+// Attempt is one SMTP session to one address of an MX host.
+type Attempt struct {
+	Addr string `json:"addr"` // ip:port
+	// Connected: the banner was 220 and EHLO answered; Error says why not.
+	Connected  bool              `json:"connected"`
+	Banner     string            `json:"banner,omitempty"`
+	Extensions []string          `json:"extensions,omitempty"` // from the last EHLO
+	STARTTLS   bool              `json:"starttls"`             // offered before TLS
+	TLS        bool              `json:"tls"`
+	Version    string            `json:"version,omitempty"`
+	Suite      string            `json:"cipher,omitempty"`
+	Bits       int               `json:"bits"`
+	Failure    string            `json:"tls_failure,omitempty"` // why no TLS
+	Cert       *CertInfo         `json:"certificate,omitempty"`
+	Verified   bool              `json:"verified"` // PKIX chain and name, or DANE
+	DANE       DANEResult        `json:"dane,omitempty"`
+	Met        bool              `json:"met"`
+	Diagnostic string            `json:"diagnostic,omitempty"` // the relay's words when not met
+	Error      string            `json:"error,omitempty"`
+	Timings    map[string]Millis `json:"timings_ms"`
+	// Deep holds the result of Config.Deep for this address, if set.
+	Deep any `json:"deep,omitempty"`
+
+	graded bool // a session reached the TLS decision, so Met means something
+}
+
+// CertInfo describes the peer's leaf and what the checks found.
+type CertInfo struct {
+	Subject       string    `json:"subject"`
+	Issuer        string    `json:"issuer"`
+	SANs          []string  `json:"sans"`
+	NotBefore     time.Time `json:"not_before"`
+	NotAfter      time.Time `json:"not_after"`
+	ChainLength   int       `json:"chain_length"`
+	ChainVerified bool      `json:"chain_verified"`
+	NameMatched   bool      `json:"name_matched"`
+	VerifyError   string    `json:"verify_error,omitempty"`
+}
+
+// Millis is a duration rendered as fractional milliseconds in JSON.
+type Millis float64
+
+func millis(d time.Duration) Millis { return Millis(float64(d.Microseconds()) / 1000) }

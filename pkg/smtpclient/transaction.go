@@ -1,0 +1,278 @@
+package smtpclient
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/smgctl/smgctl/pkg/smtpreply"
+)
+
+// MailOptions are the MAIL FROM parameters a message needs.
+type MailOptions struct {
+	// Size is the message size in octets for SIZE= (RFC 1870); 0 omits it.
+	Size int64
+	// SMTPUTF8: the envelope or headers hold UTF-8 (RFC 6531). Without
+	// the extension at the server the message cannot go: ErrSMTPUTF8.
+	SMTPUTF8 bool
+	// Body8BIT: the body has 8-bit octets; BODY=8BITMIME is sent when the
+	// server offers 8BITMIME (RFC 6152). Without it the body goes as is,
+	// as Postfix does by default.
+	Body8BIT bool
+}
+
+// mailCommand builds "MAIL FROM:<from> ..." for what the server offers.
+func (s *Session) mailCommand(from string, o MailOptions) (string, error) {
+	if err := checkLine(from); err != nil {
+		return "", &Error{Step: "MAIL", Err: err, permanent: true}
+	}
+	if o.SMTPUTF8 && !s.Supports("SMTPUTF8") {
+		return "", &Error{Step: "MAIL", Err: ErrSMTPUTF8, permanent: true}
+	}
+	cmd := "MAIL FROM:<" + from + ">"
+	if o.Size > 0 && s.Supports("SIZE") {
+		cmd += " SIZE=" + strconv.FormatInt(o.Size, 10)
+	}
+	if o.Body8BIT && s.Supports("8BITMIME") {
+		cmd += " BODY=8BITMIME"
+	}
+	if o.SMTPUTF8 {
+		cmd += " SMTPUTF8"
+	}
+	return cmd, nil
+}
+
+// Mail sends MAIL FROM. A reply other than 250 is an *Error carrying it.
+func (s *Session) Mail(ctx context.Context, from string, o MailOptions) (smtpreply.Reply, error) {
+	cmd, err := s.mailCommand(from, o)
+	if err != nil {
+		return smtpreply.Reply{}, err
+	}
+	rep, err := s.exchange(ctx, "MAIL", cmd, s.opts.Timeouts.Command)
+	if err != nil {
+		return rep, err
+	}
+	if rep.Code != 250 {
+		return rep, s.fail("MAIL", rep)
+	}
+	return rep, nil
+}
+
+// Rcpt sends RCPT TO and returns the server's reply for this recipient. A
+// negative reply is not an error (it concerns one recipient); err is set
+// for transport failures and a 421, which end the session.
+func (s *Session) Rcpt(ctx context.Context, to string) (smtpreply.Reply, error) {
+	if err := checkLine(to); err != nil {
+		return smtpreply.Reply{}, &Error{Step: "RCPT", Err: err, permanent: true}
+	}
+	rep, err := s.exchange(ctx, "RCPT", "RCPT TO:<"+to+">", s.opts.Timeouts.Command)
+	if err != nil {
+		return rep, err
+	}
+	if rep.Code == 421 {
+		return rep, s.fail("RCPT", rep)
+	}
+	return rep, nil
+}
+
+// pipelineGroup bounds the commands sent before reading replies, so a
+// server that does not read while it writes cannot deadlock us
+// (RFC 2920 §3.2 warns of exactly that).
+const pipelineGroup = 100
+
+// Envelope sends MAIL FROM and one RCPT TO per recipient and returns
+// every reply. With PIPELINING (RFC 2920 §3.1) the commands go out
+// together and the replies are read afterwards, one per command, in
+// order; without it they go one by one and stop at a failed MAIL. err is
+// an *Error for a MAIL failure (the rcpt replies are then meaningless) or
+// a transport failure; a refused recipient only shows in its reply.
+func (s *Session) Envelope(ctx context.Context, from string, o MailOptions, rcpts []string) (mail smtpreply.Reply, replies []smtpreply.Reply, err error) {
+	if !s.Supports("PIPELINING") {
+		if mail, err = s.Mail(ctx, from, o); err != nil {
+			return mail, nil, err
+		}
+		for _, to := range rcpts {
+			rep, err := s.Rcpt(ctx, to)
+			if err != nil {
+				return mail, replies, err
+			}
+			replies = append(replies, rep)
+		}
+		return mail, replies, nil
+	}
+	cmds := make([]string, 0, 1+len(rcpts))
+	cmd, err := s.mailCommand(from, o)
+	if err != nil {
+		return mail, nil, err
+	}
+	cmds = append(cmds, cmd)
+	for _, to := range rcpts {
+		if err := checkLine(to); err != nil {
+			return mail, nil, &Error{Step: "RCPT", Err: err, permanent: true}
+		}
+		cmds = append(cmds, "RCPT TO:<"+to+">")
+	}
+	if s.closed {
+		return mail, nil, &Error{Step: "MAIL", Err: ErrClosed}
+	}
+	for first := 0; first < len(cmds); first += pipelineGroup {
+		group := cmds[first:min(first+pipelineGroup, len(cmds))]
+		reps, err := s.pipeline(ctx, first, group)
+		for i, rep := range reps {
+			if first+i == 0 {
+				mail = rep
+			} else {
+				replies = append(replies, rep)
+			}
+		}
+		if err != nil {
+			return mail, replies, err
+		}
+		if first == 0 && mail.Code != 250 {
+			// The RCPT replies of this group were read (the server
+			// answers every pipelined command); stop here.
+			return mail, replies, s.fail("MAIL", mail)
+		}
+	}
+	return mail, replies, nil
+}
+
+// pipeline writes cmds in one go and reads one reply per command.
+func (s *Session) pipeline(ctx context.Context, first int, cmds []string) ([]smtpreply.Reply, error) {
+	stop := s.deadline(ctx, s.opts.Timeouts.Command)
+	defer stop()
+	start := time.Now()
+	for _, c := range cmds {
+		if err := s.writeLine(c); err != nil {
+			return nil, s.broken(ctx, stepOf(first), c, start, s.opts.Timeouts.Command, err)
+		}
+	}
+	if err := s.w.Flush(); err != nil {
+		return nil, s.broken(ctx, stepOf(first), cmds[0], start, s.opts.Timeouts.Command, err)
+	}
+	reps := make([]smtpreply.Reply, 0, len(cmds))
+	for i, c := range cmds {
+		rep, err := s.readReply(ctx, stepOf(first+i), c, start, s.opts.Timeouts.Command)
+		if err != nil {
+			return reps, err
+		}
+		reps = append(reps, rep)
+		if rep.Code == 421 {
+			return reps, s.fail(stepOf(first+i), rep)
+		}
+	}
+	return reps, nil
+}
+
+func stepOf(i int) string {
+	if i == 0 {
+		return "MAIL"
+	}
+	return "RCPT"
+}
+
+// Data sends DATA, then the message from r with CRLF line endings and
+// dot-stuffing (RFC 5321 §4.5.2), then the final ".", and returns the
+// server's reply to it. A reply other than 354 to DATA or 250 at the end
+// is an *Error carrying the reply.
+func (s *Session) Data(ctx context.Context, r io.Reader) (smtpreply.Reply, error) {
+	rep, err := s.exchange(ctx, "DATA", "DATA", s.opts.Timeouts.Command)
+	if err != nil {
+		return rep, err
+	}
+	if rep.Code != 354 {
+		return rep, s.fail("DATA", rep)
+	}
+	start := time.Now()
+	dw := &dataWriter{w: s.w, bol: true}
+	buf := make([]byte, 32*1024)
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			// RFC 5321 §4.5.3.2.5: the timeout applies per block sent.
+			stop := s.deadline(ctx, s.opts.Timeouts.DataBlock)
+			dw.write(buf[:n])
+			err := s.w.Flush()
+			stop()
+			if err != nil {
+				return smtpreply.Reply{}, s.broken(ctx, "DATA", "", start, s.opts.Timeouts.DataBlock, err)
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			// The message could not be read: abort without "." so the
+			// server does not accept a truncated message.
+			s.Close()
+			return smtpreply.Reply{}, &Error{Step: "DATA", Err: fmt.Errorf("reading the message: %w", rerr)}
+		}
+	}
+	stop := s.deadline(ctx, s.opts.Timeouts.DataEnd)
+	defer stop()
+	dw.end()
+	if err := s.w.Flush(); err != nil {
+		return smtpreply.Reply{}, s.broken(ctx, "DATA", ".", start, s.opts.Timeouts.DataEnd, err)
+	}
+	rep, err = s.readReply(ctx, "DATA", ".", start, s.opts.Timeouts.DataEnd)
+	if err != nil {
+		return rep, err
+	}
+	if rep.Code != 250 {
+		return rep, s.fail("DATA", rep)
+	}
+	return rep, nil
+}
+
+// dataWriter turns any line ending (CRLF, bare LF, bare CR) into CRLF and
+// doubles a leading dot (RFC 5321 §4.5.2), so no byte sequence in a
+// message can end DATA early or smuggle a second message.
+type dataWriter struct {
+	w interface {
+		WriteByte(byte) error
+		Write([]byte) (int, error)
+	}
+	bol bool // at the beginning of a line
+	cr  bool // the previous octet was a CR not yet written
+}
+
+var crlf = []byte("\r\n")
+
+func (d *dataWriter) write(p []byte) {
+	for _, c := range p {
+		if d.cr {
+			d.cr = false
+			d.w.Write(crlf)
+			d.bol = true
+			if c == '\n' {
+				continue
+			}
+		}
+		switch c {
+		case '\r':
+			d.cr = true
+			continue
+		case '\n':
+			d.w.Write(crlf)
+			d.bol = true
+			continue
+		case '.':
+			if d.bol {
+				d.w.WriteByte('.')
+			}
+		}
+		d.w.WriteByte(c)
+		d.bol = false
+	}
+}
+
+// end terminates the last line and writes the end-of-data line.
+func (d *dataWriter) end() {
+	if d.cr || !d.bol {
+		d.w.Write(crlf)
+	}
+	d.cr, d.bol = false, true
+	d.w.Write([]byte(".\r\n"))
+}
