@@ -1,0 +1,138 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/smgctl/smgctl/pkg/relay"
+)
+
+func init() { subcommands = append(subcommands, newRelayCmd) }
+
+func newRelayCmd(g *globals) *cobra.Command {
+	var configFile, logLevel string
+	def := relay.DefaultConfig()
+	c := &cobra.Command{
+		Use:   "relay",
+		Short: "Run the enforcing outbound SMTP relay",
+		Long: `Accept mail from the company's own servers and deliver it under the TLS
+policy: listed recipients only over TLS that meets their entry, or the
+message returns to its sender with an RFC 3464 DSN; everyone else with
+opportunistic TLS. Every recipient's outcome is written to the audit log.
+
+Settings come from flags, then SMGCTL_<KEY> environment variables (e.g.
+SMGCTL_AUDIT_LOG), then the --config file (lines "key = value"), then the
+defaults. The policy file is watched and reloaded within a second of a
+change, and on SIGHUP. SIGTERM or SIGINT stops the relay gracefully; what
+is not delivered stays in the spool for the next start.`,
+		Example: `  smgctl relay
+  smgctl relay --listen 0.0.0.0:25 --allow 10.0.0.0/8 --hostname relay.corp.example
+  smgctl relay --config /etc/smgctl/relay.conf
+  smgctl relay --resolver 127.0.0.1:5353 --route partner.test=127.0.0.5:25`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := relayConfig(g, cmd.Flags(), configFile)
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			level := slog.LevelInfo
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return &exitError{code: exitUsage, err: fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)}
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			r, err := relay.New(cfg, log)
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for {
+					select {
+					case <-hup:
+						log.Info("SIGHUP: reloading the policy")
+						r.Reload()
+					case <-ctx.Done():
+						return
+					}
+				}
+			}()
+			if err := r.Run(ctx); err != nil {
+				return &exitError{code: exitFailed, err: err}
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&configFile, "config", "", "config file of \"key = value\" lines (env SMGCTL_CONFIG)")
+	f.String("listen", def.Listen, "SMTP listen address for the company's servers")
+	f.String("hostname", "", "name in the greeting, EHLO and DSNs (default: the host name)")
+	f.String("spool", def.Spool, "spool directory")
+	f.String("audit-log", def.AuditLog, "audit log file (JSON lines)")
+	f.String("allow", "127.0.0.0/8,::1/128", "client networks that may relay, comma-separated CIDRs")
+	f.String("tls-cert", "", "PEM certificate for inbound STARTTLS")
+	f.String("tls-key", "", "PEM private key for inbound STARTTLS")
+	f.String("admin", "", "address for /healthz and /metrics (default off)")
+	f.String("max-size", fmt.Sprint(def.MaxSize), "largest message accepted, in bytes")
+	f.String("queue-lifetime", def.QueueLifetime.String(), "how long undeliverable mail is retried before it is returned")
+	f.String("delay-warning", def.DelayWarning.String(), "send a \"delayed\" DSN after a message waited this long (0: never)")
+	f.String("resolver", "", "DNS server HOST:PORT for MX lookups (default: /etc/resolv.conf)")
+	f.String("mx-port", "25", "port of MX hosts (labs only)")
+	f.String("ca-file", "", "PEM file of extra CAs trusted for verify=cert")
+	f.StringArray("route", nil, "DOMAIN=HOST:PORT: send DOMAIN (and subdomains) there, no MX lookup; repeatable")
+	f.String("shutdown-timeout", def.ShutdownTimeout.String(), "how long a graceful stop may take")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return c
+}
+
+// relayConfig applies, lowest first: defaults, the config file,
+// SMGCTL_* variables, flags given on the command line.
+func relayConfig(g *globals, flags *pflag.FlagSet, configFile string) (relay.Config, error) {
+	cfg := relay.DefaultConfig()
+	if configFile == "" {
+		configFile = os.Getenv("SMGCTL_CONFIG")
+	}
+	if configFile != "" {
+		if err := cfg.ApplyFile(configFile); err != nil {
+			return cfg, err
+		}
+	}
+	if err := cfg.ApplyEnv(os.LookupEnv); err != nil {
+		return cfg, err
+	}
+	// The policy path is shared with every command: --policy, then
+	// SMGCTL_POLICY, then the config file, then the default.
+	if g.policyPath != "" || os.Getenv(envPolicy) != "" {
+		cfg.Policy = g.policyFile()
+	}
+	var err error
+	flags.Visit(func(f *pflag.Flag) {
+		if err != nil || f.Name == "config" || f.Name == "log-level" || f.Name == "policy" {
+			return
+		}
+		if f.Name == "route" {
+			vals, _ := flags.GetStringArray("route")
+			for _, v := range vals {
+				if e := cfg.Set("route", v); e != nil {
+					err = fmt.Errorf("--route: %v", e)
+					return
+				}
+			}
+			return
+		}
+		if e := cfg.Set(f.Name, f.Value.String()); e != nil {
+			err = fmt.Errorf("--%s: %v", f.Name, strings.TrimPrefix(e.Error(), f.Name+" = "))
+		}
+	})
+	return cfg, err
+}

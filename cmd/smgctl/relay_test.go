@@ -1,0 +1,47 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Flag beats environment beats config file beats default (SPEC §4).
+func TestRelayConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "relay.conf")
+	os.WriteFile(file, []byte("listen = 127.0.0.1:1111\nspool = /file/spool\naudit-log = /file/audit.log\npolicy = /file/policy.conf\n"), 0o644)
+	t.Setenv("SMGCTL_SPOOL", "/env/spool")
+	t.Setenv("SMGCTL_AUDIT_LOG", "/env/audit.log")
+	t.Setenv(envPolicy, "")
+	g := &globals{}
+	cmd := newRelayCmd(g)
+	if err := cmd.ParseFlags([]string{"--audit-log", "/flag/audit.log", "--route", "a.test=127.0.0.1:25", "--route", "b.test=127.0.0.2:25"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := relayConfig(g, cmd.Flags(), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:1111" || cfg.Spool != "/env/spool" || cfg.AuditLog != "/flag/audit.log" || cfg.Policy != "/file/policy.conf" {
+		t.Errorf("config = %+v", cfg)
+	}
+	if len(cfg.Routes) != 2 {
+		t.Errorf("routes = %v", cfg.Routes)
+	}
+	g.policyPath = "/flag/policy.conf"
+	if cfg, _ = relayConfig(g, cmd.Flags(), file); cfg.Policy != "/flag/policy.conf" {
+		t.Errorf("--policy lost to the config file: %q", cfg.Policy)
+	}
+}
+
+func TestRelayBadFlagIsUsageError(t *testing.T) {
+	var out, errb nopWriter
+	if code := Main([]string{"relay", "--mx-port", "99999"}, nil, &out, &errb); code != exitUsage {
+		t.Errorf("exit %d, want %d", code, exitUsage)
+	}
+}
+
+type nopWriter struct{}
+
+func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }

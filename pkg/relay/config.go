@@ -1,0 +1,269 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/smgctl/smgctl/pkg/relay/delivery"
+)
+
+// Config is everything `smgctl relay` can be told. DefaultConfig is a
+// working relay for a single host: loopback in, loopback clients only.
+type Config struct {
+	Listen   string // inbound SMTP address
+	Hostname string // EHLO/greeting name, DSN Reporting-MTA; "" = os.Hostname()
+	Spool    string // spool directory
+	Policy   string // policy file
+	AuditLog string // audit log file
+	// Allow lists client networks that may relay without AUTH.
+	Allow   []netip.Prefix
+	TLSCert string // PEM certificate (chain) for inbound STARTTLS
+	TLSKey  string // PEM private key for inbound STARTTLS
+	// Admin is the address of /healthz and /metrics; "" = off.
+	Admin         string
+	MaxSize       int64 // bytes per message (SIZE)
+	QueueLifetime time.Duration
+	DelayWarning  time.Duration
+	Resolver      string // DNS server host:port; "" = /etc/resolv.conf
+	MXPort        int    // port for MX hosts (labs); 25 in production
+	CAFile        string // extra trust anchors for verify=cert
+	// Routes: domain → host:port, overriding MX lookup (like Postfix's
+	// transport map); a route also covers the domain's subdomains.
+	Routes map[string]string
+	// ShutdownTimeout bounds the graceful stop after SIGTERM.
+	ShutdownTimeout time.Duration
+}
+
+// Documented defaults (docs/relay.md).
+const (
+	DefaultListen          = "127.0.0.1:2525"
+	DefaultSpool           = "/var/spool/smgctl"
+	DefaultAuditLog        = "/var/log/smgctl/audit.log"
+	DefaultPolicy          = "/etc/smgctl/policy.conf"
+	DefaultMaxSize         = 50 << 20
+	DefaultShutdownTimeout = 30 * time.Second
+)
+
+// DefaultConfig is the configuration with nothing given.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          DefaultListen,
+		Spool:           DefaultSpool,
+		Policy:          DefaultPolicy,
+		AuditLog:        DefaultAuditLog,
+		Allow:           []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		MaxSize:         DefaultMaxSize,
+		QueueLifetime:   delivery.DefaultQueueLifetime,
+		DelayWarning:    delivery.DefaultDelayWarning,
+		MXPort:          25,
+		Routes:          map[string]string{},
+		ShutdownTimeout: DefaultShutdownTimeout,
+	}
+}
+
+// Keys are the configuration keys, the same in the config file, as
+// SMGCTL_<KEY> environment variables (upper case, '-' as '_') and as
+// --<key> flags.
+var Keys = []string{
+	"listen", "hostname", "spool", "policy", "audit-log", "allow", "tls-cert", "tls-key",
+	"admin", "max-size", "queue-lifetime", "delay-warning", "resolver", "mx-port", "ca-file", "route",
+	"shutdown-timeout",
+}
+
+// EnvName is the environment variable of a key: "audit-log" →
+// SMGCTL_AUDIT_LOG.
+func EnvName(key string) string {
+	return "SMGCTL_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
+// Set applies one key = value. "route" adds a route (and accepts a
+// comma-separated list); "allow" replaces the list.
+func (c *Config) Set(key, value string) error {
+	value = strings.TrimSpace(value)
+	var err error
+	switch key {
+	case "listen":
+		c.Listen = value
+	case "hostname":
+		c.Hostname = value
+	case "spool":
+		c.Spool = value
+	case "policy":
+		c.Policy = value
+	case "audit-log":
+		c.AuditLog = value
+	case "allow":
+		c.Allow, err = ParseAllow(value)
+	case "tls-cert":
+		c.TLSCert = value
+	case "tls-key":
+		c.TLSKey = value
+	case "admin":
+		c.Admin = value
+	case "max-size":
+		c.MaxSize, err = strconv.ParseInt(value, 10, 64)
+		if err == nil && c.MaxSize <= 0 {
+			err = fmt.Errorf("must be positive")
+		}
+	case "queue-lifetime":
+		c.QueueLifetime, err = positiveDuration(value)
+	case "delay-warning":
+		c.DelayWarning, err = time.ParseDuration(value)
+	case "shutdown-timeout":
+		c.ShutdownTimeout, err = positiveDuration(value)
+	case "resolver":
+		c.Resolver = value
+	case "mx-port":
+		c.MXPort, err = strconv.Atoi(value)
+		if err == nil && (c.MXPort < 1 || c.MXPort > 65535) {
+			err = fmt.Errorf("want 1-65535")
+		}
+	case "ca-file":
+		c.CAFile = value
+	case "route":
+		if c.Routes == nil {
+			c.Routes = map[string]string{}
+		}
+		for r := range strings.SplitSeq(value, ",") {
+			if r = strings.TrimSpace(r); r == "" {
+				continue
+			}
+			d, hp, rerr := delivery.ParseRoute(r)
+			if rerr != nil {
+				return rerr
+			}
+			c.Routes[d] = hp
+		}
+	default:
+		return fmt.Errorf("unknown key %q (known: %s)", key, strings.Join(Keys, ", "))
+	}
+	if err != nil {
+		return fmt.Errorf("%s = %q: %v", key, value, err)
+	}
+	return nil
+}
+
+func positiveDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err == nil && d <= 0 {
+		err = fmt.Errorf("must be positive")
+	}
+	return d, err
+}
+
+// ParseAllow reads a comma-separated list of CIDRs or single addresses.
+func ParseAllow(s string) ([]netip.Prefix, error) {
+	out := []netip.Prefix{}
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR nor an address", f)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// FileError names the config file line that is wrong.
+type FileError struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *FileError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
+
+// ApplyFile reads a config file: one "key = value" per line, '#' starts a
+// comment line, blank lines ignored; "route" may repeat. Keys are those of
+// Keys; values are taken literally (no quoting).
+func (c *Config) ApplyFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return c.applyFile(path, data)
+}
+
+func (c *Config) applyFile(name string, data []byte) error {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	n := 0
+	seen := map[string]int{}
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return &FileError{name, n, fmt.Errorf("want key = value, got %q", line)}
+		}
+		k = strings.TrimSpace(k)
+		if first, dup := seen[k]; dup && k != "route" {
+			return &FileError{name, n, fmt.Errorf("%s set again (first on line %d)", k, first)}
+		}
+		seen[k] = n
+		if err := c.Set(k, v); err != nil {
+			return &FileError{name, n, err}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return &FileError{name, n + 1, err}
+	}
+	return nil
+}
+
+// ApplyEnv applies SMGCTL_<KEY> variables found by lookup (os.LookupEnv).
+// "policy" is left to the caller, which shares SMGCTL_POLICY with every
+// other command.
+func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
+	for _, k := range Keys {
+		if k == "policy" {
+			continue
+		}
+		if v, ok := lookup(EnvName(k)); ok {
+			if err := c.Set(k, v); err != nil {
+				return fmt.Errorf("%s: %w", EnvName(k), err)
+			}
+		}
+	}
+	return nil
+}
+
+// Check reports what cannot work before anything is opened.
+func (c *Config) Check() error {
+	var errs []string
+	if c.Listen == "" {
+		errs = append(errs, "listen address is empty")
+	}
+	if c.Spool == "" {
+		errs = append(errs, "spool directory is empty")
+	}
+	if c.AuditLog == "" {
+		errs = append(errs, "audit log path is empty")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, "tls-cert and tls-key go together")
+	}
+	if len(errs) > 0 {
+		slices.Sort(errs)
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+package relay
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigFile(t *testing.T) {
+	c := DefaultConfig()
+	err := c.applyFile("relay.conf", []byte(`# relay
+listen = 0.0.0.0:25
+hostname = relay.corp.example
+allow = 10.0.0.0/8, 192.0.2.7
+queue-lifetime = 48h
+route = partner.test=127.0.0.5:25
+route = Other.Test.=mx.test:2525, third.test=127.0.0.6:25
+mx-port = 2525
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "0.0.0.0:25" || c.Hostname != "relay.corp.example" || c.QueueLifetime != 48*time.Hour || c.MXPort != 2525 {
+		t.Errorf("config = %+v", c)
+	}
+	if len(c.Allow) != 2 || c.Allow[1] != netip.MustParsePrefix("192.0.2.7/32") {
+		t.Errorf("allow = %v", c.Allow)
+	}
+	if c.Routes["other.test"] != "mx.test:2525" || len(c.Routes) != 3 {
+		t.Errorf("routes = %v", c.Routes)
+	}
+	if c.Spool != DefaultSpool {
+		t.Errorf("an unset key lost its default: %q", c.Spool)
+	}
+}
+
+func TestConfigFileErrors(t *testing.T) {
+	for text, want := range map[string]string{
+		"listen = a\nbogus = 1\n":             "relay.conf:2: unknown key",
+		"listen\n":                            "relay.conf:1: want key = value",
+		"\n\nmax-size = -1\n":                 "relay.conf:3: max-size",
+		"spool = /a\nspool = /b\n":            "relay.conf:2: spool set again (first on line 1)",
+		"route = partner.test\n":              "relay.conf:1: route",
+		"queue-lifetime = soon\n":             "relay.conf:1: queue-lifetime",
+		"allow = 10.0.0.0/8, not-a-network\n": "relay.conf:1: allow",
+	} {
+		c := DefaultConfig()
+		err := c.applyFile("relay.conf", []byte(text))
+		var fe *FileError
+		if !errors.As(err, &fe) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", text, err, want)
+		}
+	}
+}
+
+func TestConfigEnv(t *testing.T) {
+	c := DefaultConfig()
+	env := map[string]string{"SMGCTL_AUDIT_LOG": "/tmp/a.log", "SMGCTL_ROUTE": "a.test=127.0.0.1:25,b.test=127.0.0.2:25", "SMGCTL_POLICY": "/ignored"}
+	if err := c.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if c.AuditLog != "/tmp/a.log" || len(c.Routes) != 2 || c.Policy != DefaultPolicy {
+		t.Errorf("config = %+v", c)
+	}
+	env = map[string]string{"SMGCTL_MX_PORT": "0"}
+	if err := c.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err == nil || !strings.Contains(err.Error(), "SMGCTL_MX_PORT") {
+		t.Errorf("bad env value: %v", err)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	c := DefaultConfig()
+	c.TLSCert = "cert.pem"
+	if err := c.Check(); err == nil || !strings.Contains(err.Error(), "tls-cert and tls-key") {
+		t.Errorf("Check = %v", err)
+	}
+}
+
+func FuzzConfigFile(f *testing.F) {
+	f.Add([]byte("listen = 127.0.0.1:25\nroute = a.test=127.0.0.1:25\n"))
+	f.Add([]byte("# c\n\n=\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := DefaultConfig()
+		err := c.applyFile("f", data)
+		var fe *FileError
+		if err != nil && !errors.As(err, &fe) {
+			t.Fatalf("error without a line: %v", err)
+		}
+	})
+}

@@ -1,0 +1,409 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/smgctl/smgctl/pkg/mx"
+	"github.com/smgctl/smgctl/pkg/policy"
+	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/smtpclient"
+)
+
+// Reply texts the relay makes itself, in one place.
+const (
+	// RFC 7505 §4.2 and RFC 7504: a null MX domain accepts no mail.
+	diagNullMX = "556 5.1.10 Recipient address rejected: %s does not accept mail (null MX)"
+	// RFC 3463 5.4.4: unable to route; the domain does not exist.
+	diagNoDomain = "550 5.4.4 Host or domain name not found: %v"
+	// RFC 3463 4.4.3: directory server failure.
+	diagDNSTemp = "451 4.4.3 Host or domain name lookup failed: %v"
+	// RFC 3463 4.4.4: unable to route; no MX host has an address.
+	diagNoHosts = "451 4.4.4 no MX host of %s could be reached"
+	// RFC 6531 §3.2 / RFC 3463 5.6.7: the message needs SMTPUTF8.
+	diagSMTPUTF8 = "550 5.6.7 %s"
+)
+
+// group is one SMTP transaction's worth of recipients: one message, one
+// domain, one requirement (SPEC §4: recipients of one message to one
+// domain with the same requirement share a transaction).
+type group struct {
+	domain string
+	req    policy.Requirement
+	rcpts  []string
+}
+
+// Kind is a recipient's outcome of one attempt.
+type Kind uint8
+
+const (
+	KindDelivered Kind = iota
+	KindDeferred
+	KindBounced
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindDelivered:
+		return "delivered"
+	case KindDeferred:
+		return "deferred"
+	}
+	return "bounced"
+}
+
+// Hop is the connection an outcome came from: which MX, which address,
+// and what TLS it achieved.
+type Hop struct {
+	MX      string // MX host name (or the route's host)
+	IP      string // the address dialled
+	Outcome policy.Outcome
+	Verdict policy.Verdict
+	judged  bool // a session got as far as the TLS decision
+}
+
+// Result is one recipient's outcome of one attempt.
+type Result struct {
+	Rcpt string
+	Kind Kind
+	// Reply is the remote's reply for this recipient, or the text of the
+	// failure when there was none.
+	Reply string
+	// Diagnostic is the policy verdict's text when the requirement was
+	// not met (the bounce or would-bounce reason).
+	Diagnostic string
+	// WouldBounce: delivered in mode=testing although the requirement
+	// failed.
+	WouldBounce bool
+	Hop         Hop
+}
+
+// failure is why a hop did not carry the group.
+type failure struct {
+	hop       Hop
+	text      string
+	temporary bool
+	policy    bool // the TLS requirement was not met
+}
+
+// target is one address to try: an MX host's address or a route.
+type target struct {
+	name string // the MX host name, for SNI and certificate matching
+	addr string // host:port to dial
+}
+
+// routeFor finds a static route for domain or a parent domain.
+func (r *Runner) routeFor(domain string) (string, bool) {
+	for d := domain; d != ""; {
+		if hp, ok := r.cfg.Routes[d]; ok {
+			return hp, true
+		}
+		_, rest, ok := strings.Cut(d, ".")
+		if !ok {
+			break
+		}
+		d = rest
+	}
+	return "", false
+}
+
+// targets lists where the domain's mail goes, in the order to try: the
+// route, or every address of every MX host by preference (RFC 5321 §5.1).
+// A non-nil failure applies to the whole group.
+func (r *Runner) targets(ctx context.Context, domain string) ([]target, *failure) {
+	if hp, ok := r.routeFor(domain); ok {
+		host, _, _ := net.SplitHostPort(hp)
+		return []target{{name: host, addr: hp}}, nil
+	}
+	if r.cfg.Resolver == nil {
+		return nil, &failure{text: fmt.Sprintf(diagDNSTemp, "no resolver and no route for "+domain), temporary: true}
+	}
+	res, err := r.cfg.Resolver.LookupMX(ctx, domain)
+	switch {
+	case errors.Is(err, mx.ErrNullMX) || res.NullMX:
+		return nil, &failure{text: fmt.Sprintf(diagNullMX, domain)}
+	case err != nil && mx.IsTemporary(err):
+		return nil, &failure{text: fmt.Sprintf(diagDNSTemp, err), temporary: true}
+	case err != nil:
+		return nil, &failure{text: fmt.Sprintf(diagNoDomain, err)}
+	}
+	port := strconv.Itoa(r.cfg.MXPort)
+	var ts []target
+	for _, h := range res.Hosts {
+		for _, a := range h.Addrs {
+			ts = append(ts, target{name: h.Name, addr: net.JoinHostPort(unmap(a).String(), port)})
+		}
+	}
+	if len(ts) == 0 {
+		// Every host failed its A/AAAA lookup: temporary unless each
+		// failure was permanent (RFC 5321 §5.1 leaves this to the MTA;
+		// Postfix defers).
+		temp := false
+		var last error
+		for _, h := range res.Hosts {
+			last = h.Err
+			temp = temp || mx.IsTemporary(h.Err)
+		}
+		if !temp && last != nil {
+			return nil, &failure{text: fmt.Sprintf(diagNoDomain, last)}
+		}
+		return nil, &failure{text: fmt.Sprintf(diagNoHosts, domain), temporary: true}
+	}
+	return ts, nil
+}
+
+func unmap(a netip.Addr) netip.Addr { return a.Unmap() }
+
+// deliverGroup runs one attempt for a group and returns each recipient's
+// outcome. It tries every target in order until one carries the
+// transaction; a target that cannot meet the group's requirement gets no
+// MAIL FROM.
+func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g group) []Result {
+	ts, f := r.targets(ctx, g.domain)
+	if f != nil {
+		return r.failAll(g, f)
+	}
+	var firstPolicy, lastTemp *failure
+	for _, t := range ts {
+		if ctx.Err() != nil {
+			lastTemp = &failure{text: "delivery interrupted: " + ctx.Err().Error(), temporary: true}
+			break
+		}
+		sess, hop, f := r.connect(ctx, t, g.req)
+		if f != nil {
+			r.cfg.Log.Info("MX not used", "domain", g.domain, "mx", t.name, "addr", t.addr, "reason", f.text, "policy", f.policy)
+			if f.policy {
+				if firstPolicy == nil {
+					firstPolicy = f
+				}
+			} else {
+				lastTemp = f
+			}
+			continue
+		}
+		res, f := r.transact(ctx, sess, env, g, hop)
+		if f != nil { // the session broke before the message was handed over
+			lastTemp = f
+			continue
+		}
+		return res
+	}
+	switch {
+	case firstPolicy != nil && lastTemp == nil && g.req.OnFail == policy.OnFailBounce:
+		// Every MX was reached and none met the requirement (B4, B5).
+		firstPolicy.temporary = false
+		return r.failAll(g, firstPolicy)
+	case firstPolicy != nil:
+		// on-fail=defer, or an MX that could not be reached might have
+		// met it: retry, and keep the policy text for the expiry DSN.
+		firstPolicy.temporary = true
+		return r.failAll(g, firstPolicy)
+	case lastTemp != nil:
+		return r.failAll(g, lastTemp)
+	}
+	return r.failAll(g, &failure{text: fmt.Sprintf(diagNoHosts, g.domain), temporary: true})
+}
+
+func (r *Runner) failAll(g group, f *failure) []Result {
+	k := KindBounced
+	if f.temporary {
+		k = KindDeferred
+	}
+	res := make([]Result, len(g.rcpts))
+	for i, rc := range g.rcpts {
+		res[i] = Result{Rcpt: rc, Kind: k, Reply: f.text, Hop: f.hop}
+		if f.policy {
+			res[i].Diagnostic = f.text
+		}
+	}
+	return res
+}
+
+func (r *Runner) dial(ctx context.Context, t target) (*smtpclient.Session, error) {
+	return smtpclient.Dial(ctx, t.addr, smtpclient.Options{
+		HeloName:   r.cfg.Hostname,
+		ServerName: t.name,
+		RootCAs:    r.cfg.RootCAs,
+		Timeouts:   r.cfg.Timeouts,
+		Logger:     r.cfg.Log,
+	})
+}
+
+// connect opens a session to t that may carry mail under req: EHLO,
+// STARTTLS whenever offered, and policy.Evaluate's verdict. When the
+// verdict forbids sending, the session is closed with QUIT before any MAIL
+// FROM and a policy failure is returned.
+func (r *Runner) connect(ctx context.Context, t target, req policy.Requirement) (*smtpclient.Session, Hop, *failure) {
+	hop := Hop{MX: t.name, IP: hostOf(t.addr)}
+	s, err := r.dial(ctx, t)
+	if err != nil {
+		return nil, hop, &failure{hop: hop, text: sessionText(t, err), temporary: true}
+	}
+	if err := s.Hello(ctx); err != nil {
+		s.Close()
+		return nil, hop, &failure{hop: hop, text: sessionText(t, err), temporary: true}
+	}
+	out, err := s.StartTLS(ctx)
+	hop.Outcome, hop.Verdict, hop.judged = out, policy.Evaluate(req, out), true
+	if err != nil && out.TLS {
+		// Encrypted, then the session broke (EHLO after TLS): nothing
+		// to judge, try the next one.
+		s.Close()
+		return nil, hop, &failure{hop: hop, text: sessionText(t, err), temporary: true}
+	}
+	if !hop.Verdict.MaySend {
+		// SPEC §4: no MAIL FROM on this connection.
+		if err == nil {
+			s.Quit(ctx)
+		}
+		s.Close()
+		return nil, hop, &failure{hop: hop, text: hop.Verdict.Diagnostic, policy: true}
+	}
+	if err == nil {
+		return s, hop, nil
+	}
+	// The handshake failed (or injected plaintext was refused) and the
+	// recipient may go without TLS: like Postfix's "may" level, try
+	// again in clear on a new connection (RFC 7435 §4: opportunistic
+	// security falls back to clear text rather than fail).
+	s.Close()
+	r.cfg.Log.Info("TLS failed; retrying in clear for an unenforced recipient", "mx", t.name, "addr", t.addr, "reason", out.Failure)
+	s, err = r.dial(ctx, t)
+	if err != nil {
+		return nil, hop, &failure{hop: hop, text: sessionText(t, err), temporary: true}
+	}
+	if err := s.Hello(ctx); err != nil {
+		s.Close()
+		return nil, hop, &failure{hop: hop, text: sessionText(t, err), temporary: true}
+	}
+	clear := policy.Outcome{Failure: out.Failure}
+	hop.Outcome, hop.Verdict = clear, policy.Evaluate(req, clear)
+	if !hop.Verdict.MaySend { // cannot happen for a MaySend requirement; fail closed anyway
+		s.Quit(ctx)
+		return nil, hop, &failure{hop: hop, text: hop.Verdict.Diagnostic, policy: true}
+	}
+	return s, hop, nil
+}
+
+// transact hands the message to an established session. A non-nil
+// failure means nothing was handed over and the next target may be tried;
+// otherwise every recipient has its outcome.
+func (r *Runner) transact(ctx context.Context, s *smtpclient.Session, env *spool.Envelope, g group, hop Hop) ([]Result, *failure) {
+	defer s.Close()
+	t := target{name: hop.MX, addr: s.Addr()}
+	res := make([]Result, len(g.rcpts))
+	for i, rc := range g.rcpts {
+		res[i] = Result{Rcpt: rc, Hop: hop}
+		if !hop.Verdict.Met {
+			res[i].Diagnostic = hop.Verdict.Diagnostic
+		}
+	}
+	setAll := func(k Kind, text string) []Result {
+		for i := range res {
+			res[i].Kind, res[i].Reply = k, text
+		}
+		return res
+	}
+	opts := smtpclient.MailOptions{Size: env.Size, SMTPUTF8: env.SMTPUTF8, Body8BIT: env.Body8Bit}
+	mailRep, replies, err := s.Envelope(ctx, env.From, opts, g.rcpts)
+	if err != nil {
+		if errors.Is(err, smtpclient.ErrSMTPUTF8) {
+			return setAll(KindBounced, fmt.Sprintf(diagSMTPUTF8, smtpclient.ErrSMTPUTF8)), nil
+		}
+		if rep, ok := smtpclient.ReplyOf(err); ok && rep.Code != 421 {
+			s.Quit(ctx)
+			// RFC 5321 §4.2.5 / §6.1: a reply to MAIL decides for the
+			// whole transaction: 5xx returns, 4xx retries.
+			if rep.Permanent() {
+				return setAll(KindBounced, rep.String()), nil
+			}
+			return setAll(KindDeferred, rep.String()), nil
+		}
+		if !smtpclient.IsTemporary(err) {
+			return setAll(KindBounced, sessionText(t, err)), nil
+		}
+		// 421 or a broken connection before DATA: nothing was handed
+		// over, another MX may do better.
+		return nil, &failure{hop: hop, text: sessionText(t, err), temporary: true}
+	}
+	_ = mailRep
+	var accepted []int
+	for i := range res {
+		if i >= len(replies) {
+			res[i].Kind, res[i].Reply = KindDeferred, "no reply to RCPT"
+			continue
+		}
+		rep := replies[i]
+		switch {
+		case rep.Code/100 == 2:
+			accepted = append(accepted, i)
+		case rep.Permanent():
+			res[i].Kind, res[i].Reply = KindBounced, rep.String()
+		default:
+			res[i].Kind, res[i].Reply = KindDeferred, rep.String()
+		}
+	}
+	if len(accepted) == 0 {
+		// RFC 5321 §3.3: with no valid recipient there is no DATA.
+		s.Quit(ctx)
+		return res, nil
+	}
+	body, err := r.cfg.Spool.Body(env.ID)
+	if err != nil {
+		s.Quit(ctx)
+		for _, i := range accepted {
+			res[i].Kind, res[i].Reply = KindDeferred, "local: "+err.Error()
+		}
+		return res, nil
+	}
+	defer body.Close()
+	dataRep, err := s.Data(ctx, body)
+	var k Kind
+	var text string
+	switch rep, hasReply := smtpclient.ReplyOf(err); {
+	case err == nil:
+		k, text = KindDelivered, dataRep.String()
+	case hasReply && rep.Permanent():
+		k, text = KindBounced, rep.String()
+	default:
+		// 4xx, or the connection broke during or after the body: the
+		// message may or may not have been taken, so it is retried
+		// (RFC 5321 §6.1 prefers a duplicate to a loss).
+		k, text = KindDeferred, sessionText(t, err)
+		if hasReply {
+			text = rep.String()
+		}
+	}
+	for _, i := range accepted {
+		res[i].Kind, res[i].Reply = k, text
+		if k == KindDelivered && hop.Verdict.WouldBounce {
+			res[i].WouldBounce = true
+		}
+	}
+	if err == nil {
+		s.Quit(ctx)
+	}
+	return res, nil
+}
+
+// sessionText says what went wrong with a session, in the words a DSN and
+// an operator want: the remote's reply when there is one.
+func sessionText(t target, err error) string {
+	if rep, ok := smtpclient.ReplyOf(err); ok {
+		return rep.String()
+	}
+	return fmt.Sprintf("%s[%s]: %v", t.name, hostOf(t.addr), err)
+}
+
+func hostOf(hostport string) string {
+	h, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return hostport
+	}
+	return h
+}

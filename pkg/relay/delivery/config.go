@@ -1,0 +1,204 @@
+// Package delivery is the relay's queue runner and outbound side: it takes
+// spooled messages, groups their recipients by destination and policy
+// requirement, finds an MX that meets the requirement, and turns every
+// attempt into per-recipient outcomes — delivered, deferred with backoff,
+// bounced with an RFC 3464 DSN — recorded durably in the spool and in the
+// audit log.
+//
+// The TLS judgment itself is policy.Evaluate's; this package only acts on
+// its verdict: a recipient whose requirement is enforced and not met never
+// has MAIL FROM sent on that connection.
+package delivery
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/smgctl/smgctl/pkg/mx"
+	"github.com/smgctl/smgctl/pkg/policy"
+	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/smtpclient"
+)
+
+// Resolver finds a domain's MX hosts; *mx.Resolver is one.
+type Resolver interface {
+	LookupMX(ctx context.Context, domain string) (mx.Result, error)
+}
+
+// Recorder takes audit records; *audit.Log is one.
+type Recorder interface {
+	Write(recs ...audit.Record) error
+}
+
+// Config is what the runner needs. Zero durations and limits take the
+// defaults below.
+type Config struct {
+	Spool *spool.Spool
+	// Policy returns the policy in force; it is called once per message
+	// attempt, so a reload applies to the next attempt.
+	Policy   func() *policy.Policy
+	Resolver Resolver
+	Audit    Recorder
+	Log      *slog.Logger
+
+	// Hostname is the EHLO name and the DSNs' Reporting-MTA.
+	Hostname string
+	// RootCAs verify peers for verify=cert; nil means the system roots.
+	RootCAs *x509.CertPool
+	// Routes send a domain (and its subdomains) to a fixed host:port
+	// without an MX lookup, like Postfix's transport map. Keys are lower
+	// case domains.
+	Routes map[string]string
+	// MXPort replaces port 25 for MX hosts, for labs.
+	MXPort   int
+	Timeouts smtpclient.Timeouts
+
+	// QueueLifetime: after this long a message's undelivered recipients
+	// are returned (RFC 3463 4.4.7). Default 5 days, as Postfix.
+	QueueLifetime time.Duration
+	// DelayWarning: a "delayed" DSN goes to the sender once a message has
+	// waited this long. Default 4 hours; negative disables it.
+	DelayWarning time.Duration
+	// Backoff is the wait after the 1st, 2nd, ... failed attempt; the
+	// last value repeats. Default DefaultBackoff.
+	Backoff []time.Duration
+	// ScanInterval is how often the spool is read again for messages the
+	// runner was not told about (queue commands, other writers).
+	ScanInterval time.Duration
+	// MaxMessages bounds messages worked on at once; MaxConnections the
+	// outbound SMTP connections; MaxPerDestination those to one domain
+	// (or route).
+	MaxMessages       int
+	MaxConnections    int
+	MaxPerDestination int
+	// DrainTimeout bounds how long Run waits for in-flight deliveries
+	// after its context ends before it interrupts them.
+	DrainTimeout time.Duration
+
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultBackoff retries soon after the first failure and then less often
+// (RFC 5321 §4.5.4.1: at least 30 minutes between retries of a failing
+// destination is the usual advice; the first retries are quicker so a
+// greylisting peer costs minutes, not hours).
+var DefaultBackoff = []time.Duration{
+	time.Minute, 5 * time.Minute, 15 * time.Minute, 30 * time.Minute,
+	time.Hour, 2 * time.Hour, 4 * time.Hour,
+}
+
+// Defaults.
+const (
+	DefaultQueueLifetime     = 5 * 24 * time.Hour
+	DefaultDelayWarning      = 4 * time.Hour
+	DefaultScanInterval      = 30 * time.Second
+	DefaultMaxMessages       = 64
+	DefaultMaxConnections    = 32
+	DefaultMaxPerDestination = 4
+	DefaultDrainTimeout      = 30 * time.Second
+)
+
+func (c *Config) withDefaults() error {
+	if c.Spool == nil || c.Policy == nil {
+		return fmt.Errorf("delivery: Spool and Policy are required")
+	}
+	if c.Resolver == nil && len(c.Routes) == 0 {
+		return fmt.Errorf("delivery: a Resolver (or static routes) is required")
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Hostname == "" {
+		c.Hostname = "localhost"
+	}
+	if c.MXPort == 0 {
+		c.MXPort = 25
+	}
+	if c.QueueLifetime <= 0 {
+		c.QueueLifetime = DefaultQueueLifetime
+	}
+	if c.DelayWarning == 0 {
+		c.DelayWarning = DefaultDelayWarning
+	}
+	if len(c.Backoff) == 0 {
+		c.Backoff = DefaultBackoff
+	}
+	if c.ScanInterval <= 0 {
+		c.ScanInterval = DefaultScanInterval
+	}
+	if c.MaxMessages <= 0 {
+		c.MaxMessages = DefaultMaxMessages
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.MaxPerDestination <= 0 {
+		c.MaxPerDestination = DefaultMaxPerDestination
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	routes := make(map[string]string, len(c.Routes))
+	for d, hp := range c.Routes {
+		if err := checkRoute(hp); err != nil {
+			return fmt.Errorf("delivery: route %s: %w", d, err)
+		}
+		routes[strings.ToLower(strings.TrimSuffix(d, "."))] = hp
+	}
+	c.Routes = routes
+	return nil
+}
+
+func checkRoute(hp string) error {
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return err
+	}
+	if host == "" {
+		return fmt.Errorf("%q: no host", hp)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: bad port", hp)
+	}
+	return nil
+}
+
+// ParseRoute reads "domain=host:port" as given to --route.
+func ParseRoute(s string) (domain, hostport string, err error) {
+	d, hp, ok := strings.Cut(s, "=")
+	d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+	hp = strings.TrimSpace(hp)
+	if !ok || d == "" {
+		return "", "", fmt.Errorf("route %q: want DOMAIN=HOST:PORT", s)
+	}
+	d, err = policy.NormalizeDomain(d)
+	if err != nil {
+		return "", "", fmt.Errorf("route %q: %v", s, err)
+	}
+	if err := checkRoute(hp); err != nil {
+		return "", "", fmt.Errorf("route %q: %v", s, err)
+	}
+	return d, hp, nil
+}
+
+// backoff is the wait after the n-th failed attempt (n ≥ 1).
+func (c *Config) backoff(n int) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	if n > len(c.Backoff) {
+		n = len(c.Backoff)
+	}
+	return c.Backoff[n-1]
+}

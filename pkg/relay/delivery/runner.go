@@ -1,0 +1,624 @@
+package delivery
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/smgctl/smgctl/pkg/policy"
+	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/relay/dsn"
+	"github.com/smgctl/smgctl/pkg/relay/spool"
+)
+
+// Runner is the queue manager: it decides which spooled message is tried
+// when, and runs the attempts within the concurrency limits.
+type Runner struct {
+	cfg Config
+
+	wake chan struct{}
+
+	mu     sync.Mutex
+	due    map[string]time.Time // queued, not active: when to try next
+	active map[string]bool      // being worked on
+	rerun  map[string]bool      // notified while active: look again after
+	// force marks messages found by the start-up scan: a start is a
+	// queue run (like sendmail -q at start), so their deferred recipients
+	// are tried once at once instead of after the remaining backoff.
+	force map[string]bool
+
+	conns    chan struct{} // global connection slots
+	destMu   sync.Mutex
+	destSems map[string]chan struct{}
+
+	stats counters
+}
+
+type counters struct {
+	delivered, deferred, bounced, wouldBounce, dsns atomic.Uint64
+}
+
+// Stats are the runner's counters since start, for metrics.
+type Stats struct {
+	Delivered, Deferred, Bounced, WouldBounce, DSNs uint64
+	Queued, Active                                  int
+}
+
+// New checks cfg and returns a runner; Run starts it.
+func New(cfg Config) (*Runner, error) {
+	if err := cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	return &Runner{
+		cfg:      cfg,
+		wake:     make(chan struct{}, 1),
+		due:      map[string]time.Time{},
+		active:   map[string]bool{},
+		rerun:    map[string]bool{},
+		force:    map[string]bool{},
+		conns:    make(chan struct{}, cfg.MaxConnections),
+		destSems: map[string]chan struct{}{},
+	}, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (r *Runner) Stats() Stats {
+	r.mu.Lock()
+	q, a := len(r.due), len(r.active)
+	r.mu.Unlock()
+	return Stats{
+		Delivered: r.stats.delivered.Load(), Deferred: r.stats.deferred.Load(),
+		Bounced: r.stats.bounced.Load(), WouldBounce: r.stats.wouldBounce.Load(),
+		DSNs: r.stats.dsns.Load(), Queued: q, Active: a,
+	}
+}
+
+// Notify tells the runner a message was queued (or changed) and is due now.
+func (r *Runner) Notify(id string) {
+	r.mu.Lock()
+	if r.active[id] {
+		r.rerun[id] = true
+	} else {
+		r.due[id] = time.Time{}
+	}
+	r.mu.Unlock()
+	r.poke()
+}
+
+func (r *Runner) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run works the queue until ctx ends: everything already in the spool is
+// picked up first (a restart, even after kill -9, loses nothing that was
+// acknowledged). When ctx ends it starts nothing new, lets in-flight
+// attempts finish for up to DrainTimeout, then interrupts them; an
+// interrupted recipient stays queued for the next start.
+func (r *Runner) Run(ctx context.Context) error {
+	work, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	var wg sync.WaitGroup
+	r.scan()
+	r.mu.Lock()
+	for id := range r.due {
+		r.due[id] = time.Time{}
+		r.force[id] = true
+	}
+	r.mu.Unlock()
+	scan := time.NewTicker(r.cfg.ScanInterval)
+	defer scan.Stop()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		next := r.dispatch(work, &wg)
+		wait := r.cfg.ScanInterval
+		if !next.IsZero() {
+			wait = min(wait, max(next.Sub(r.cfg.Now()), time.Millisecond))
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			r.drain(&wg, stop)
+			return nil
+		case <-r.wake:
+		case <-timer.C:
+		case <-scan.C:
+			r.scan()
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+func (r *Runner) drain(wg *sync.WaitGroup, stop context.CancelFunc) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(r.cfg.DrainTimeout):
+		r.cfg.Log.Warn("interrupting in-flight deliveries; they stay queued", "after", r.cfg.DrainTimeout)
+		stop()
+		<-done
+	}
+}
+
+// scan reads the spool and schedules every message not being worked on,
+// from its envelope's own next-attempt times.
+func (r *Runner) scan() {
+	ids, err := r.cfg.Spool.List()
+	if err != nil {
+		r.cfg.Log.Error("reading the spool", "err", err)
+		return
+	}
+	present := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		present[id] = true
+		r.mu.Lock()
+		busy := r.active[id]
+		r.mu.Unlock()
+		if busy {
+			continue
+		}
+		env, err := r.cfg.Spool.Envelope(id)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				r.cfg.Log.Error("reading an envelope", "id", id, "err", err)
+			}
+			continue
+		}
+		r.mu.Lock()
+		if !r.active[id] {
+			r.due[id] = nextDue(env)
+		}
+		r.mu.Unlock()
+	}
+	r.mu.Lock()
+	for id := range r.due {
+		if !present[id] {
+			delete(r.due, id) // removed by `smgctl queue delete`
+		}
+	}
+	r.mu.Unlock()
+}
+
+// nextDue is the earliest next attempt of a pending recipient; zero (now)
+// for a message with no pending recipient, so it is cleaned up.
+func nextDue(env *spool.Envelope) time.Time {
+	var t time.Time
+	first := true
+	for _, rc := range env.Recipients {
+		if rc.State != spool.Pending {
+			continue
+		}
+		if first || rc.NextAttempt.Before(t) {
+			t, first = rc.NextAttempt, false
+		}
+	}
+	return t
+}
+
+// dispatch starts every due message while slots are free and returns the
+// earliest future due time.
+func (r *Runner) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Time {
+	now := r.cfg.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	type item struct {
+		id  string
+		due time.Time
+	}
+	var ready []item
+	var next time.Time
+	for id, t := range r.due {
+		if !t.After(now) {
+			ready = append(ready, item{id, t})
+		} else if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	// Oldest due first; IDs sort by arrival.
+	slices.SortFunc(ready, func(a, b item) int {
+		if c := a.due.Compare(b.due); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	for _, it := range ready {
+		if len(r.active) >= r.cfg.MaxMessages {
+			break
+		}
+		delete(r.due, it.id)
+		r.active[it.id] = true
+		force := r.force[it.id]
+		delete(r.force, it.id)
+		wg.Go(func() {
+			r.process(ctx, it.id, force)
+			r.finish(it.id)
+		})
+	}
+	return next
+}
+
+// finish reschedules a message after an attempt from its stored envelope.
+func (r *Runner) finish(id string) {
+	env, err := r.cfg.Spool.Envelope(id)
+	r.mu.Lock()
+	delete(r.active, id)
+	switch {
+	case r.rerun[id]:
+		delete(r.rerun, id)
+		r.due[id] = time.Time{}
+	case err == nil:
+		r.due[id] = nextDue(env)
+	case !errors.Is(err, fs.ErrNotExist):
+		// Unreadable right now: look again at the next scan.
+	}
+	r.mu.Unlock()
+	r.poke()
+}
+
+// process makes one attempt for every due recipient of a message (every
+// pending one when force is set).
+func (r *Runner) process(ctx context.Context, id string, force bool) {
+	log := r.cfg.Log.With("id", id)
+	env, err := r.cfg.Spool.Envelope(id)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			log.Error("reading the envelope", "err", err)
+		}
+		return
+	}
+	if !env.Pending() {
+		r.remove(env)
+		return
+	}
+	now := r.cfg.Now()
+	pol := r.cfg.Policy()
+	groups := groupRecipients(env, pol, now, force)
+
+	m := &message{env: env, r: r}
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		wg.Go(func() {
+			release, ok := r.acquire(ctx, g.domain)
+			if !ok {
+				return // shutting down: the recipients stay due
+			}
+			res := r.deliverGroup(ctx, env, g)
+			release()
+			m.record(ctx, g, res)
+		})
+	}
+	wg.Wait()
+	m.finish()
+	if !env.Pending() {
+		r.remove(env)
+	}
+}
+
+// groupRecipients splits the recipients due by now (all pending ones when
+// force is set) by (domain, requirement).
+func groupRecipients(env *spool.Envelope, pol *policy.Policy, now time.Time, force bool) []group {
+	type key struct {
+		domain string
+		req    policy.Requirement
+	}
+	idx := map[key]int{}
+	var gs []group
+	for _, rc := range env.Recipients {
+		if rc.State != spool.Pending || (!force && rc.NextAttempt.After(now)) {
+			continue
+		}
+		k := key{domain: domainOf(rc.Address), req: pol.Lookup(rc.Address).Requirement()}
+		i, ok := idx[k]
+		if !ok {
+			i = len(gs)
+			idx[k] = i
+			gs = append(gs, group{domain: k.domain, req: k.req})
+		}
+		gs[i].rcpts = append(gs[i].rcpts, rc.Address)
+	}
+	return gs
+}
+
+// domainOf is the lower-case domain of an address, for grouping and MX
+// lookup; policy lookups do their own normalisation.
+func domainOf(addr string) string {
+	_, d, _ := cutLast(addr, "@")
+	return strings.ToLower(strings.TrimSuffix(d, "."))
+}
+
+func cutLast(s, sep string) (string, string, bool) {
+	i := strings.LastIndex(s, sep)
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+len(sep):], true
+}
+
+// acquire takes a global connection slot and one of the destination's.
+func (r *Runner) acquire(ctx context.Context, dest string) (func(), bool) {
+	r.destMu.Lock()
+	sem, ok := r.destSems[dest]
+	if !ok {
+		sem = make(chan struct{}, r.cfg.MaxPerDestination)
+		r.destSems[dest] = sem
+	}
+	r.destMu.Unlock()
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, false
+	}
+	select {
+	case r.conns <- struct{}{}:
+	case <-ctx.Done():
+		<-sem
+		return nil, false
+	}
+	return func() { <-r.conns; <-sem }, true
+}
+
+func (r *Runner) remove(env *spool.Envelope) {
+	if err := r.cfg.Spool.Remove(env.ID); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		r.cfg.Log.Error("removing a finished message", "id", env.ID, "err", err)
+		return
+	}
+	r.cfg.Log.Info("message done", "id", env.ID)
+}
+
+// message collects the outcomes of one message's attempt. Deliveries are
+// written to the envelope as soon as their group finishes, so a crash
+// cannot make them go out twice; returned recipients stay pending until
+// their DSN is safely queued, so a crash cannot lose the DSN.
+type message struct {
+	r   *Runner
+	mu  sync.Mutex
+	env *spool.Envelope
+	// failed are recipients to report in this attempt's DSN.
+	failed []dsn.Recipient
+}
+
+func (m *message) rcpt(addr string) *spool.Recipient {
+	for i := range m.env.Recipients {
+		if m.env.Recipients[i].Address == addr && m.env.Recipients[i].State == spool.Pending {
+			return &m.env.Recipients[i]
+		}
+	}
+	return nil
+}
+
+// record applies a group's results to the envelope, stores it and writes
+// the audit lines.
+func (m *message) record(ctx context.Context, g group, res []Result) {
+	r := m.r
+	now := r.cfg.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	env := m.env
+	expires := env.Arrival.Add(r.cfg.QueueLifetime)
+	recs := make([]audit.Record, 0, len(res))
+	for _, x := range res {
+		rc := m.rcpt(x.Rcpt)
+		if rc == nil {
+			continue
+		}
+		if ctx.Err() != nil && x.Kind == KindDeferred {
+			continue // interrupted by shutdown, not a real attempt: stays due
+		}
+		rc.Attempts++
+		rc.LastReply = x.Reply
+		event := audit.Deferred
+		switch x.Kind {
+		case KindDelivered:
+			rc.State = spool.Delivered
+			event = audit.Delivered
+			r.stats.delivered.Add(1)
+			if x.WouldBounce {
+				event = audit.WouldBounce
+				r.stats.wouldBounce.Add(1)
+			}
+		case KindBounced:
+			event = audit.Bounced
+			m.returnRcpt(rc, x, "", now)
+		case KindDeferred:
+			if !now.Before(expires) {
+				// RFC 3463 4.4.7: the queue lifetime ran out. A 5xx
+				// text here is the relay's own policy verdict (a
+				// remote 5xx bounces at once), which the sender is
+				// told as it is; anything else is 4.4.7.
+				status := "4.4.7"
+				if code, _, _ := dsn.SplitReply(x.Reply); code >= 500 {
+					status = ""
+				}
+				event = audit.Bounced
+				m.returnRcpt(rc, x, status, now)
+				break
+			}
+			rc.NextAttempt = now.Add(r.cfg.backoff(rc.Attempts))
+			r.stats.deferred.Add(1)
+		}
+		recs = append(recs, auditRecord(env, g.req, x, event, rc.Attempts, now))
+	}
+	if err := r.cfg.Spool.Update(env); err != nil {
+		r.cfg.Log.Error("storing delivery state", "id", env.ID, "err", err)
+	}
+	if r.cfg.Audit != nil {
+		if err := r.cfg.Audit.Write(recs...); err != nil {
+			r.cfg.Log.Error("writing the audit log", "id", env.ID, "err", err)
+		}
+	}
+	for _, x := range res {
+		r.cfg.Log.Info("recipient", "id", env.ID, "rcpt", x.Rcpt, "outcome", x.Kind.String(), "mx", x.Hop.MX,
+			"ip", x.Hop.IP, "tls", policy.VersionName(x.Hop.Outcome.Version), "bits", x.Hop.Outcome.Bits(),
+			"reply", x.Reply, "diagnostic", x.Diagnostic, "entry", g.req.Target, "line", g.req.Line)
+	}
+}
+
+// returnRcpt notes a recipient for this attempt's DSN. It stays pending
+// until the DSN is queued (finish).
+func (m *message) returnRcpt(rc *spool.Recipient, x Result, status string, now time.Time) {
+	m.r.stats.bounced.Add(1)
+	m.failed = append(m.failed, dsn.Recipient{
+		Address:     rc.Address,
+		Action:      dsn.Failed,
+		Status:      status,
+		RemoteMTA:   x.Hop.MX,
+		Diagnostic:  x.Reply,
+		LastAttempt: now,
+	})
+	rc.NextAttempt = time.Time{}
+}
+
+// finish queues the DSNs of this attempt and then marks the returned
+// recipients final.
+func (m *message) finish() {
+	r := m.r
+	env := m.env
+	now := r.cfg.Now()
+	changed := false
+	if len(m.failed) > 0 {
+		if env.From == "" {
+			// RFC 5321 §4.5.5 / RFC 3464: a DSN is never answered by
+			// another; its failure is in the log and the audit log.
+			r.cfg.Log.Warn("undeliverable message with the null sender dropped", "id", env.ID, "dsn_of", env.DSNOf)
+		} else if err := r.queueDSN(env, m.failed, now); err != nil {
+			r.cfg.Log.Error("queueing a DSN; the recipients stay queued", "id", env.ID, "err", err)
+			for _, f := range m.failed {
+				if rc := m.rcpt(f.Address); rc != nil {
+					rc.NextAttempt = now.Add(r.cfg.backoff(1))
+				}
+			}
+			m.failed = nil
+		}
+		for _, f := range m.failed {
+			if rc := m.rcpt(f.Address); rc != nil {
+				rc.State = spool.Bounced
+				if f.Status == "4.4.7" {
+					rc.State = spool.Expired
+				}
+			}
+		}
+		changed = true
+	}
+	if r.cfg.DelayWarning > 0 && !env.DelayNotified && env.From != "" && env.Pending() &&
+		now.Sub(env.Arrival) >= r.cfg.DelayWarning && env.Arrival.Add(r.cfg.QueueLifetime).After(now) {
+		var delayed []dsn.Recipient
+		for _, rc := range env.Recipients {
+			if rc.State == spool.Pending && rc.Attempts > 0 {
+				delayed = append(delayed, dsn.Recipient{
+					Address: rc.Address, Action: dsn.Delayed, Diagnostic: rc.LastReply,
+					LastAttempt: now, WillRetryUntil: env.Arrival.Add(r.cfg.QueueLifetime),
+				})
+			}
+		}
+		if len(delayed) > 0 {
+			if err := r.queueDSN(env, delayed, now); err != nil {
+				r.cfg.Log.Error("queueing a delay DSN", "id", env.ID, "err", err)
+			} else {
+				env.DelayNotified = true
+				changed = true
+			}
+		}
+	}
+	if changed {
+		if err := r.cfg.Spool.Update(env); err != nil {
+			r.cfg.Log.Error("storing delivery state", "id", env.ID, "err", err)
+		}
+	}
+}
+
+// maxHeaders bounds the original header block quoted in a DSN.
+const maxHeaders = 64 << 10
+
+// queueDSN builds a report on env for rcpts and spools it with the null
+// sender, to the original sender.
+func (r *Runner) queueDSN(env *spool.Envelope, rcpts []dsn.Recipient, now time.Time) error {
+	hdr := r.originalHeaders(env.ID)
+	msg, err := dsn.Build(dsn.Report{
+		Hostname: r.cfg.Hostname, To: env.From, QueueID: env.ID, OriginalMessageID: env.MessageID,
+		Arrival: env.Arrival, Recipients: rcpts, Headers: hdr, Now: now,
+	})
+	if err != nil {
+		return err
+	}
+	d := &spool.Envelope{
+		From:       "",
+		Recipients: []spool.Recipient{{Address: env.From}},
+		MessageID:  "<" + msg.MessageID + ">",
+		SMTPUTF8:   msg.UTF8,
+		Body8Bit:   msg.EightBit,
+		DSNOf:      env.ID,
+	}
+	if err := r.cfg.Spool.Put(d, bytes.NewReader(msg.Bytes)); err != nil {
+		return err
+	}
+	r.stats.dsns.Add(1)
+	r.cfg.Log.Info("DSN queued", "id", d.ID, "dsn_of", env.ID, "to", env.From, "recipients", len(rcpts), "action", string(rcpts[0].Action))
+	r.Notify(d.ID)
+	return nil
+}
+
+// originalHeaders reads the stored message's header block.
+func (r *Runner) originalHeaders(id string) []byte {
+	body, err := r.cfg.Spool.Body(id)
+	if err != nil {
+		return nil
+	}
+	defer body.Close()
+	br := bufio.NewReader(io.LimitReader(body, maxHeaders))
+	var out bytes.Buffer
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(bytes.TrimRight(line, "\r\n")) == 0 && (err == nil || len(line) > 0) {
+			break
+		}
+		out.Write(line)
+		if err != nil {
+			break
+		}
+	}
+	return out.Bytes()
+}
+
+func auditRecord(env *spool.Envelope, req policy.Requirement, x Result, event audit.Event, attempt int, now time.Time) audit.Record {
+	rec := audit.Record{
+		Time: now, Event: event, QueueID: env.ID, MessageID: env.MessageID,
+		Sender: env.From, Recipient: x.Rcpt,
+		PolicyTarget: req.Target, PolicyLine: req.Line,
+		MX: x.Hop.MX, IP: x.Hop.IP,
+		Reply: x.Reply, Diagnostic: x.Diagnostic, Attempt: attempt,
+	}
+	if req.Target != "" {
+		rec.Requirement = &audit.Requirement{
+			Bits: req.Bits, MinTLS: req.Options.Get("min-tls"), Verify: req.Verify.String(),
+			Mode: req.Mode.String(), OnFail: req.OnFail.String(),
+		}
+	}
+	if o := x.Hop.Outcome; o.TLS {
+		rec.TLS = true
+		rec.TLSVersion = policy.VersionName(o.Version)
+		rec.Cipher = policy.SuiteName(o.CipherSuite)
+		rec.Bits = o.Bits()
+		rec.CertVerified = o.Verified
+	}
+	if event == audit.Bounced && x.Diagnostic == "" {
+		rec.Diagnostic = x.Reply
+	}
+	return rec
+}

@@ -1,0 +1,443 @@
+// Package dsn builds delivery status notifications: the non-delivery and
+// delay reports the relay returns to a message's sender (RFC 3464, carried
+// in a multipart/report of RFC 6522).
+//
+// The builder is total: whatever bytes the diagnostics, addresses or the
+// original headers hold, the result is a well-formed MIME message. Values
+// that end up in header-like fields are made single-line and printable so a
+// hostile remote reply cannot inject fields into the report.
+package dsn
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"mime/quotedprintable"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Action is the RFC 3464 §2.3.3 action of one recipient.
+type Action string
+
+const (
+	// Failed: the message could not be delivered and will not be retried.
+	Failed Action = "failed"
+	// Delayed: not delivered yet, still being retried.
+	Delayed Action = "delayed"
+)
+
+// Recipient is the per-recipient part of a report.
+type Recipient struct {
+	Address string // the envelope recipient (Final-Recipient)
+	Action  Action
+	// Status is the RFC 3463 code; empty means: take it from Diagnostic's
+	// enhanced status code, else from its reply code class.
+	Status string
+	// RemoteMTA is the MX host that gave the diagnostic; empty when the
+	// failure happened before any MX answered (e.g. null MX, DNS).
+	RemoteMTA string
+	// Diagnostic is the SMTP reply (a remote's, or the relay's own policy
+	// text such as "503 5.7.0 encryption too weak 0 less than 112"). Text
+	// that does not start with a reply code is reported as X-smgctl.
+	Diagnostic  string
+	LastAttempt time.Time
+	// WillRetryUntil is reported for delayed recipients (RFC 3464 §2.3.9).
+	WillRetryUntil time.Time
+}
+
+// Report is everything a DSN says about one message.
+type Report struct {
+	// Hostname is the relay's name: Reporting-MTA and MAILER-DAEMON@.
+	Hostname string
+	// To is the original envelope sender, who gets the report.
+	To      string
+	QueueID string
+	// OriginalMessageID links the report to the message (In-Reply-To).
+	OriginalMessageID string
+	Arrival           time.Time
+	Recipients        []Recipient
+	// Headers is the original message's header block; anything after the
+	// first empty line is ignored.
+	Headers []byte
+	// Now is the report's Date; zero means time.Now().
+	Now time.Time
+}
+
+// ErrNullSender refuses to build a report for a message that had the null
+// sender (a report itself): its failures are logged, never bounced.
+var ErrNullSender = errors.New("dsn: the message had the null sender; no report is sent for it")
+
+// Message is a built report, ready to be spooled with the null sender.
+type Message struct {
+	Bytes     []byte
+	MessageID string // without angle brackets
+	// EightBit is true when the original headers carry 8-bit bytes, so the
+	// report needs 8BITMIME (RFC 6152) on the way out.
+	EightBit bool
+	// UTF8 is true when the recipient address is not ASCII, so the report
+	// needs SMTPUTF8 (RFC 6531).
+	UTF8 bool
+}
+
+// maxField bounds one report field; RFC 5322 §2.1.1 allows 998 octets per
+// line, and a remote reply longer than that says nothing more useful.
+const maxField = 900
+
+// Build renders r as an RFC 3464 multipart/report.
+func Build(r Report) (*Message, error) {
+	if len(r.Recipients) == 0 {
+		return nil, fmt.Errorf("dsn: a report needs at least one recipient")
+	}
+	// RFC 3464 §6.2 / RFC 5321 §4.5.5: a message with the null sender
+	// gets no report, so that two MTAs never bounce reports at each other.
+	if strings.TrimSpace(r.To) == "" {
+		return nil, ErrNullSender
+	}
+	now := r.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	host := toASCII(fieldSafe(r.Hostname))
+	if host == "" {
+		host = "localhost"
+	}
+	// The From address needs a plain domain whatever the hostname holds.
+	mailHost := msgIDHost(host)
+	tok, err := token()
+	if err != nil {
+		return nil, err
+	}
+	msgID := fmt.Sprintf("%s.%s@%s", now.UTC().Format("20060102150405"), tok[:16], mailHost)
+	boundary := "smgctl-dsn-" + tok
+	m := &Message{MessageID: msgID}
+
+	delayed := true
+	for _, rc := range r.Recipients {
+		if rc.Action != Delayed {
+			delayed = false
+		}
+	}
+	to := fieldSafe(r.To)
+	m.UTF8 = !isASCII(to)
+
+	var b bytes.Buffer
+	hdr := func(k, v string) { b.WriteString(k + ": " + v + "\r\n") }
+	hdr("Date", now.Format(time.RFC1123Z))
+	hdr("From", "MAILER-DAEMON@"+mailHost+" (Mail Delivery System)")
+	hdr("To", "<"+to+">")
+	if delayed {
+		hdr("Subject", "Delayed Mail (still being retried)")
+	} else {
+		hdr("Subject", "Undelivered Mail Returned to Sender")
+	}
+	hdr("Message-ID", "<"+msgID+">")
+	if id := fieldSafe(r.OriginalMessageID); id != "" && isASCII(id) {
+		id = "<" + strings.Trim(id, "<>") + ">"
+		hdr("In-Reply-To", id)
+		hdr("References", id)
+	}
+	// RFC 3834 §5: automatic responses say so, so that vacation responders
+	// and other robots do not answer them.
+	hdr("Auto-Submitted", "auto-replied")
+	hdr("MIME-Version", "1.0")
+	hdr("Content-Type", `multipart/report; report-type=delivery-status; boundary="`+boundary+`"`)
+	b.WriteString("\r\nThis is a MIME-encapsulated message.\r\n")
+
+	// Part 1: for the human (RFC 6522 §3: the first part).
+	b.WriteString("\r\n--" + boundary + "\r\n")
+	b.WriteString("Content-Description: Notification\r\n")
+	b.WriteString("Content-Type: text/plain; charset=utf-8\r\n")
+	b.WriteString("Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+	qp := quotedprintable.NewWriter(&b)
+	qp.Write([]byte(strings.ReplaceAll(humanText(r, host, delayed), "\n", "\r\n")))
+	qp.Close()
+	b.WriteString("\r\n")
+
+	// Part 2: for the machine (RFC 3464 §2).
+	b.WriteString("\r\n--" + boundary + "\r\n")
+	b.WriteString("Content-Description: Delivery report\r\n")
+	b.WriteString("Content-Type: message/delivery-status\r\n\r\n")
+	hdr("Reporting-MTA", "dns; "+host)
+	if id := fieldSafe(r.QueueID); id != "" {
+		hdr("X-Smgctl-Queue-ID", id)
+	}
+	if !r.Arrival.IsZero() {
+		hdr("Arrival-Date", r.Arrival.Format(time.RFC1123Z))
+	}
+	for _, rc := range r.Recipients {
+		b.WriteString("\r\n")
+		hdr("Final-Recipient", addressField(rc.Address))
+		action := rc.Action
+		if action != Delayed {
+			action = Failed
+		}
+		hdr("Action", string(action))
+		hdr("Status", statusOf(rc))
+		if mta := fieldSafe(rc.RemoteMTA); mta != "" {
+			hdr("Remote-MTA", "dns; "+toASCII(mta))
+		}
+		if d := fieldSafe(rc.Diagnostic); d != "" {
+			hdr("Diagnostic-Code", diagnosticField(d))
+		}
+		if !rc.LastAttempt.IsZero() {
+			hdr("Last-Attempt-Date", rc.LastAttempt.Format(time.RFC1123Z))
+		}
+		if action == Delayed && !rc.WillRetryUntil.IsZero() {
+			hdr("Will-Retry-Until", rc.WillRetryUntil.Format(time.RFC1123Z))
+		}
+	}
+
+	// Part 3: the original headers (RFC 6522 §3, text/rfc822-headers).
+	orig, eight := headerBlock(r.Headers)
+	m.EightBit = eight
+	b.WriteString("\r\n--" + boundary + "\r\n")
+	b.WriteString("Content-Description: Undelivered Message Headers\r\n")
+	b.WriteString("Content-Type: text/rfc822-headers\r\n")
+	if eight {
+		b.WriteString("Content-Transfer-Encoding: 8bit\r\n")
+	}
+	b.WriteString("\r\n")
+	b.Write(orig)
+	b.WriteString("\r\n--" + boundary + "--\r\n")
+	m.Bytes = b.Bytes()
+	return m, nil
+}
+
+func humanText(r Report, host string, delayed bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "This is the mail system at host %s.\n\n", host)
+	if delayed {
+		b.WriteString("####################################################################\n")
+		b.WriteString("# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\n")
+		b.WriteString("####################################################################\n\n")
+		b.WriteString("Your message could not be delivered yet to one or more recipients.\n")
+		b.WriteString("It will be retried until it is delivered or its time runs out.\n\n")
+	} else {
+		b.WriteString("I'm sorry to have to inform you that your message could not\n")
+		b.WriteString("be delivered to one or more recipients. It's attached below.\n\n")
+	}
+	for _, rc := range r.Recipients {
+		addr := strings.ToValidUTF8(oneLine(rc.Address), "?")
+		diag := strings.ToValidUTF8(oneLine(rc.Diagnostic), "?")
+		switch {
+		case rc.RemoteMTA != "" && diag != "":
+			fmt.Fprintf(&b, "<%s>: host %s: %s\n", addr, strings.ToValidUTF8(oneLine(rc.RemoteMTA), "?"), diag)
+		case diag != "":
+			fmt.Fprintf(&b, "<%s>: %s\n", addr, diag)
+		default:
+			fmt.Fprintf(&b, "<%s>: %s\n", addr, rc.Action)
+		}
+	}
+	return b.String()
+}
+
+// statusOf is the RFC 3463 code: the one given, else the diagnostic's
+// enhanced status code (RFC 2034), else the reply code's class.
+func statusOf(rc Recipient) string {
+	if validStatus(rc.Status) {
+		return rc.Status
+	}
+	code, enh, _ := SplitReply(rc.Diagnostic)
+	if enh != "" {
+		return enh
+	}
+	switch {
+	case code >= 500:
+		return "5.0.0"
+	case code >= 400:
+		return "4.0.0"
+	case rc.Action == Delayed:
+		return "4.0.0"
+	}
+	return "5.0.0"
+}
+
+// SplitReply splits "503 5.7.0 text" into its reply code, enhanced status
+// code and text. A missing part is zero or "".
+func SplitReply(s string) (code int, enhanced, text string) {
+	s = strings.TrimSpace(s)
+	if len(s) >= 3 && isDigit(s[0]) && isDigit(s[1]) && isDigit(s[2]) && (len(s) == 3 || s[3] == ' ' || s[3] == '-') {
+		code = int(s[0]-'0')*100 + int(s[1]-'0')*10 + int(s[2]-'0')
+		s = strings.TrimSpace(s[3:])
+		s = strings.TrimPrefix(s, "-")
+	}
+	if f, rest, _ := strings.Cut(s, " "); validStatus(f) && (code == 0 || f[0] == byte('0'+code/100)) {
+		enhanced, s = f, rest
+	}
+	return code, enhanced, strings.TrimSpace(s)
+}
+
+// validStatus checks RFC 3463's class "." subject "." detail, with class
+// 2, 4 or 5 and up to three digits per number.
+func validStatus(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || len(parts[0]) != 1 || (parts[0] != "2" && parts[0] != "4" && parts[0] != "5") {
+		return false
+	}
+	for _, p := range parts[1:] {
+		if len(p) == 0 || len(p) > 3 {
+			return false
+		}
+		for i := 0; i < len(p); i++ {
+			if !isDigit(p[i]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// diagnosticField types the diagnostic: "smtp" when it is an SMTP reply
+// (RFC 3464 §2.3.6), an X- type for the relay's own words otherwise.
+func diagnosticField(d string) string {
+	d = toASCII(d)
+	if code, _, _ := SplitReply(d); code >= 200 {
+		return "smtp; " + d
+	}
+	return "X-smgctl; " + d
+}
+
+// addressField is "rfc822; addr" for ASCII addresses and RFC 6533's
+// "utf-8; " with \x{HEX} escapes otherwise, so the field stays 7-bit.
+func addressField(a string) string {
+	a = fieldSafe(a)
+	if isASCII(a) {
+		return "rfc822; " + a
+	}
+	return "utf-8; " + toASCII(a)
+}
+
+// toASCII keeps printable ASCII and writes anything else as RFC 6533's
+// EmbeddedUnicodeChar \x{HEX}.
+func toASCII(s string) string {
+	if isASCII(s) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r < utf8.RuneSelf {
+			b.WriteRune(r)
+			continue
+		}
+		fmt.Fprintf(&b, `\x{%X}`, r)
+	}
+	return b.String()
+}
+
+// fieldSafe makes a value usable in one header field: line breaks and
+// other controls become spaces, invalid UTF-8 becomes '?', runs of space
+// collapse, and the length is bounded.
+func fieldSafe(s string) string {
+	s = strings.ToValidUTF8(oneLine(s), "?")
+	if len(s) > maxField {
+		cut := maxField
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	return strings.TrimSpace(s)
+}
+
+// oneLine replaces control characters with spaces and collapses runs.
+func oneLine(s string) string {
+	var b strings.Builder
+	space := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == 0x7f {
+			c = ' '
+		}
+		if c == ' ' {
+			if space {
+				continue
+			}
+			space = true
+		} else {
+			space = false
+		}
+		b.WriteByte(c)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// headerBlock returns the original header section with CRLF line ends, up
+// to (not including) the first empty line, and whether it has 8-bit bytes.
+// Bare CR and NUL are dropped: they have no place in RFC 5322 text.
+func headerBlock(h []byte) ([]byte, bool) {
+	var out bytes.Buffer
+	eight := false
+	lineLen := 0
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case c == '\n':
+			if lineLen == 0 {
+				return finishHeaders(&out), eight
+			}
+			out.WriteString("\r\n")
+			lineLen = 0
+		case c == '\r' || c == 0:
+			continue
+		default:
+			if c >= 0x80 {
+				eight = true
+			}
+			// RFC 5322 §2.1.1: 998 octets per line at most; fold by
+			// continuing on a new line that starts with a space.
+			if lineLen >= 990 {
+				out.WriteString("\r\n ")
+				lineLen = 1
+			}
+			out.WriteByte(c)
+			lineLen++
+		}
+	}
+	return finishHeaders(&out), eight
+}
+
+func finishHeaders(b *bytes.Buffer) []byte {
+	if b.Len() > 0 && !bytes.HasSuffix(b.Bytes(), []byte("\r\n")) {
+		b.WriteString("\r\n")
+	}
+	return b.Bytes()
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// msgIDHost keeps the right side of a Message-ID a plain dot-atom.
+func msgIDHost(h string) string {
+	var b strings.Builder
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if c < 0x80 && (isDigit(c) || c|0x20 >= 'a' && c|0x20 <= 'z' || c == '-' || c == '.') {
+			b.WriteByte(c)
+		}
+	}
+	s := strings.Trim(b.String(), ".")
+	if s == "" {
+		return "localhost"
+	}
+	return s
+}
+
+func token() (string, error) {
+	var buf [16]byte
+	if _, err := rand.Read(buf[:]); err != nil {
+		return "", fmt.Errorf("dsn: random: %w", err)
+	}
+	return hex.EncodeToString(buf[:]), nil
+}

@@ -1,0 +1,188 @@
+package policywatch
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// inForce is B6's bound, which smgctl tightens to one second.
+const inForce = time.Second
+
+// replace writes data the way `smgctl policy` and most editors do: a temp
+// file renamed over the old one.
+func replace(t *testing.T, path, data string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls until the policy in force gives want for rcpt, or fails
+// after B6's bound.
+func waitFor(t *testing.T, w *Watcher, rcpt, want string) {
+	t.Helper()
+	deadline := time.Now().Add(inForce)
+	for {
+		got := w.Policy().Lookup(rcpt).Requirement().Target
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v, %s matches %q, want %q", inForce, rcpt, got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func start(t *testing.T, path string) *Watcher {
+	t.Helper()
+	w, err := New(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return w
+}
+
+func TestMissingFileIsEmptyThenCreated(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.conf")
+	w := start(t, path)
+	if w.Policy().Len() != 0 {
+		t.Fatalf("missing file: %d entries", w.Policy().Len())
+	}
+	replace(t, path, "partner.example\n")
+	waitFor(t, w, "a@partner.example", "partner.example")
+}
+
+func TestEditsTakeEffect(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.conf")
+	os.WriteFile(path, []byte("partner.example\n"), 0o644)
+	w := start(t, path)
+	waitFor(t, w, "a@partner.example", "partner.example")
+
+	// Atomic rename, as smgctl policy does.
+	replace(t, path, "other.example bits=256\n")
+	waitFor(t, w, "a@partner.example", "")
+	waitFor(t, w, "a@other.example", "other.example")
+
+	// In-place rewrite, as some editors do.
+	if err := os.WriteFile(path, []byte("*\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, w, "a@anything.example", "*")
+
+	// Removal: an empty policy, like a missing file at start.
+	os.Remove(path)
+	waitFor(t, w, "a@anything.example", "")
+}
+
+func TestBrokenFileKeepsPolicy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.conf")
+	os.WriteFile(path, []byte("partner.example\n"), 0o644)
+	w := start(t, path)
+	before := w.Stats()
+
+	replace(t, path, "partner.example\nbank.example bits=9000\n")
+	deadline := time.Now().Add(inForce)
+	for w.Stats().Failures == before.Failures {
+		if time.Now().After(deadline) {
+			t.Fatalf("broken file not noticed within %v", inForce)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := w.Stats()
+	if !strings.Contains(st.LastError, "policy.conf:2:") {
+		t.Errorf("LastError = %q, want file:line", st.LastError)
+	}
+	if got := w.Policy().Lookup("x@partner.example").Requirement().Target; got != "partner.example" {
+		t.Errorf("previous policy not in force: %q", got)
+	}
+	if st.Generation != before.Generation {
+		t.Errorf("generation moved on a refused file")
+	}
+
+	replace(t, path, "bank.example bits=256\n")
+	waitFor(t, w, "x@bank.example", "bank.example")
+	if w.Stats().LastError != "" {
+		t.Errorf("LastError kept after a good load")
+	}
+}
+
+func TestReloadOnDemand(t *testing.T) {
+	// No Run: only the explicit Reload (what SIGHUP calls) may change it.
+	path := filepath.Join(t.TempDir(), "policy.conf")
+	os.WriteFile(path, []byte("a.example\n"), 0o644)
+	w, err := New(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(path, []byte("b.example\n"), 0o644)
+	if got := w.Policy().Lookup("b.example").Requirement().Target; got != "" {
+		t.Fatalf("changed without a reload: %q", got)
+	}
+	if err := w.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Policy().Lookup("b.example").Requirement().Target; got != "b.example" {
+		t.Fatalf("after Reload: %q", got)
+	}
+	gen := w.Stats().Generation
+	w.Reload()
+	if w.Stats().Generation != gen {
+		t.Errorf("an unchanged file counted as a new policy")
+	}
+	os.WriteFile(path, []byte("bad target!\n"), 0o644)
+	if err := w.Reload(); err == nil {
+		t.Fatal("a broken file was accepted")
+	}
+	if got := w.Policy().Lookup("b.example").Requirement().Target; got != "b.example" {
+		t.Fatalf("broken file replaced the policy: %q", got)
+	}
+}
+
+func TestInvalidAtStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.conf")
+	os.WriteFile(path, []byte("x.example bits=0\n"), 0o644)
+	if _, err := New(path, nil); err == nil || !strings.Contains(err.Error(), ":1:") {
+		t.Fatalf("New = %v, want a parse error with the line", err)
+	}
+}
+
+func TestDirectoryCreatedLater(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "later")
+	path := filepath.Join(dir, "policy.conf")
+	w := start(t, path)
+	os.Mkdir(dir, 0o755)
+	replace(t, path, "late.example\n")
+	// The polling fallback takes up to two poll periods here.
+	deadline := time.Now().Add(2*poll + inForce)
+	for w.Policy().Lookup("late.example").Requirement().Target != "late.example" {
+		if time.Now().After(deadline) {
+			t.Fatal("policy in a directory created after start never loaded")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func BenchmarkPolicy(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "policy.conf")
+	os.WriteFile(path, []byte("partner.example\n"), 0o644)
+	w, _ := New(path, nil)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			w.Policy().Lookup("a@sales.partner.example")
+		}
+	})
+}

@@ -1,0 +1,222 @@
+// Package relay wires the enforcing relay together along the mail path:
+// the inbound SMTP server accepts a message into the spool, the queue
+// runner delivers it under the policy in force (kept current by the
+// watcher), and every recipient's outcome ends in the audit log and, when
+// it fails, in a DSN to the sender.
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/smgctl/smgctl/pkg/mx"
+	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/relay/delivery"
+	"github.com/smgctl/smgctl/pkg/relay/inbound"
+	"github.com/smgctl/smgctl/pkg/relay/policywatch"
+	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/smtpclient"
+)
+
+// Relay is a running relay's parts. Create it with New, run it with Run.
+type Relay struct {
+	cfg Config
+	log *slog.Logger
+
+	spool   *spool.Spool
+	audit   *audit.Log
+	watcher *policywatch.Watcher
+	runner  *delivery.Runner
+	server  *inbound.Server
+	ln      net.Listener
+	adminLn net.Listener
+	started time.Time
+}
+
+// New opens the spool, the audit log and the policy and binds the
+// listeners, so that every configuration mistake shows before Run.
+func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	if cfg.Hostname == "" {
+		if cfg.Hostname, err = os.Hostname(); err != nil || cfg.Hostname == "" {
+			cfg.Hostname = "localhost"
+		}
+	}
+	r = &Relay{cfg: cfg, log: log, started: time.Now()}
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+
+	if r.watcher, err = policywatch.New(cfg.Policy, log.With("part", "policy")); err != nil {
+		return nil, err
+	}
+	if r.spool, err = spool.Open(cfg.Spool, log.With("part", "spool")); err != nil {
+		return nil, err
+	}
+	closers = append(closers, r.spool.Close)
+	if r.audit, err = audit.Open(cfg.AuditLog, log.With("part", "audit")); err != nil {
+		return nil, err
+	}
+	closers = append(closers, r.audit.Close)
+
+	roots, err := smtpclient.RootPool(cfg.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("ca-file: %w", err)
+	}
+	delay := cfg.DelayWarning
+	if delay <= 0 {
+		delay = -1 // off; delivery's zero means its default
+	}
+	var resolver delivery.Resolver
+	res, rerr := mx.NewResolver(cfg.Resolver, 0)
+	switch {
+	case rerr == nil:
+		resolver = res.WithLogger(log.With("part", "dns"))
+	case len(cfg.Routes) > 0:
+		// A lab with static routes only needs no DNS.
+		log.Warn("no DNS resolver; only routed domains can be delivered", "err", rerr)
+	default:
+		return nil, fmt.Errorf("resolver: %w", rerr)
+	}
+	if r.runner, err = delivery.New(delivery.Config{
+		Spool:         r.spool,
+		Policy:        r.watcher.Policy,
+		Resolver:      resolver,
+		Audit:         r.audit,
+		Log:           log.With("part", "delivery"),
+		Hostname:      cfg.Hostname,
+		RootCAs:       roots,
+		Routes:        cfg.Routes,
+		MXPort:        cfg.MXPort,
+		QueueLifetime: cfg.QueueLifetime,
+		DelayWarning:  delay,
+	}); err != nil {
+		return nil, err
+	}
+
+	var tlsConf *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("tls-cert/tls-key: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if r.server, err = inbound.New(inbound.Config{
+		Hostname:        cfg.Hostname,
+		Addr:            cfg.Listen,
+		TLS:             tlsConf,
+		Allow:           cfg.Allow,
+		MaxMessageBytes: cfg.MaxSize,
+		Queue:           r.spool,
+		Notify:          r.runner.Notify,
+		Logger:          log.With("part", "inbound"),
+	}); err != nil {
+		return nil, err
+	}
+	if r.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	closers = append(closers, r.ln.Close)
+	if cfg.Admin != "" {
+		if r.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
+			return nil, fmt.Errorf("admin: %w", err)
+		}
+		closers = append(closers, r.adminLn.Close)
+	}
+	return r, nil
+}
+
+// Addr is the address the SMTP server listens on.
+func (r *Relay) Addr() net.Addr { return r.ln.Addr() }
+
+// AdminAddr is the admin listener's address; nil when off.
+func (r *Relay) AdminAddr() net.Addr {
+	if r.adminLn == nil {
+		return nil
+	}
+	return r.adminLn.Addr()
+}
+
+// Hostname is the name the relay uses.
+func (r *Relay) Hostname() string { return r.cfg.Hostname }
+
+// Reload re-reads the policy now (SIGHUP). A broken file is refused and
+// the policy in force stays.
+func (r *Relay) Reload() error { return r.watcher.Reload() }
+
+// Run serves until ctx ends, then stops in order: no new connections,
+// transactions in progress finish, in-flight deliveries finish (bounded),
+// the audit log and spool are closed. Anything not delivered stays in the
+// spool for the next start.
+func (r *Relay) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	background := context.WithoutCancel(ctx)
+
+	serveCtx, stopServe := context.WithCancel(background)
+	defer stopServe()
+	serveErr := make(chan error, 1)
+	wg.Go(func() { serveErr <- r.server.Serve(serveCtx, r.ln) })
+
+	watchCtx, stopWatch := context.WithCancel(background)
+	defer stopWatch()
+	wg.Go(func() { r.watcher.Run(watchCtx) })
+
+	runCtx, stopRunner := context.WithCancel(background)
+	defer stopRunner()
+	runnerDone := make(chan struct{})
+	wg.Go(func() { r.runner.Run(runCtx); close(runnerDone) })
+
+	var admin *http.Server
+	if r.adminLn != nil {
+		admin = &http.Server{Handler: r.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() { admin.Serve(r.adminLn) })
+	}
+	r.log.Info("relay running", "listen", r.ln.Addr().String(), "hostname", r.cfg.Hostname,
+		"spool", r.cfg.Spool, "policy", r.cfg.Policy, "audit_log", r.cfg.AuditLog)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		r.log.Error("smtp server stopped", "err", err)
+	}
+	r.log.Info("shutting down")
+	deadline, cancel := context.WithTimeout(background, r.cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := r.server.Shutdown(deadline); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
+		r.log.Warn("smtp shutdown", "err", serr)
+	}
+	stopServe()
+	stopRunner()
+	<-runnerDone
+	stopWatch()
+	if admin != nil {
+		admin.Shutdown(deadline)
+	}
+	wg.Wait()
+	if cerr := r.audit.Close(); cerr != nil {
+		r.log.Error("closing the audit log", "err", cerr)
+	}
+	r.spool.Close()
+	r.log.Info("stopped")
+	return err
+}

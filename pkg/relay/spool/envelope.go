@@ -1,0 +1,143 @@
+package spool
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// RecipientState is where one recipient of a queued message stands. Only
+// Pending is not final; a message is removed once no recipient is Pending.
+type RecipientState uint8
+
+const (
+	Pending   RecipientState = iota // not yet delivered; retried at NextAttempt
+	Delivered                       // the remote MTA accepted it (2xx after DATA)
+	Bounced                         // failed permanently; a DSN was (or will be) sent
+	Expired                         // the queue lifetime ran out (RFC 3463 4.4.7)
+)
+
+var stateNames = [...]string{Pending: "pending", Delivered: "delivered", Bounced: "bounced", Expired: "expired"}
+
+func (s RecipientState) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// Final reports whether nothing more will be tried for the recipient.
+func (s RecipientState) Final() bool { return s != Pending }
+
+// MarshalText writes the state by name, so the envelope file is readable
+// and a reordering of the constants cannot change the meaning of old files.
+func (s RecipientState) MarshalText() ([]byte, error) {
+	if int(s) >= len(stateNames) {
+		return nil, fmt.Errorf("spool: unknown recipient state %d", uint8(s))
+	}
+	return []byte(stateNames[s]), nil
+}
+
+// UnmarshalText parses a state name written by MarshalText.
+func (s *RecipientState) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if string(b) == n {
+			*s = RecipientState(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("spool: unknown recipient state %q", b)
+}
+
+// Recipient is one forward-path of a queued message and its delivery state.
+type Recipient struct {
+	Address     string         `json:"address"`
+	State       RecipientState `json:"state"`
+	Attempts    int            `json:"attempts,omitempty"`
+	LastReply   string         `json:"last_reply,omitempty"`  // last SMTP reply or diagnostic
+	NextAttempt time.Time      `json:"next_attempt,omitzero"` // zero: now
+}
+
+// Envelope is everything about a queued message except its content: the
+// SMTP envelope (RFC 5321 §2.3.1) plus the delivery state of each recipient.
+//
+// On disk it is one JSON object, queue/<ID>.json, for example:
+//
+//	{
+//	  "v": 1,
+//	  "id": "0CT4H1P9VGA2K3QF",
+//	  "from": "alice@example.com",
+//	  "recipients": [
+//	    {"address": "bob@partner.com", "state": "pending"},
+//	    {"address": "carol@bank.example", "state": "bounced", "attempts": 1,
+//	     "last_reply": "503 5.7.0 encryption too weak 0 less than 112"}
+//	  ],
+//	  "arrival": "2025-01-02T03:04:05.123456Z",
+//	  "message_id": "<abc@example.com>",
+//	  "size": 2048,
+//	  "smtputf8": false,
+//	  "body_8bit": false,
+//	  "client_addr": "127.0.0.1",
+//	  "client_helo": "mail.example.com"
+//	}
+//
+// Optional fields (attempts, last_reply, next_attempt, delay_notified,
+// dsn_of, message_id) are omitted when empty. "v" is the format version;
+// a reader refuses versions it does not know rather than guess.
+type Envelope struct {
+	ID            string      `json:"id"`
+	From          string      `json:"from"` // reverse-path; "" = null sender (a DSN): never bounced
+	Recipients    []Recipient `json:"recipients"`
+	Arrival       time.Time   `json:"arrival"`
+	MessageID     string      `json:"message_id,omitempty"` // from the Message-ID header, for audit
+	Size          int64       `json:"size"`                 // body bytes as stored; set by Put
+	SMTPUTF8      bool        `json:"smtputf8"`             // RFC 6531: the client asked for SMTPUTF8
+	Body8Bit      bool        `json:"body_8bit"`            // RFC 6152: BODY=8BITMIME
+	ClientAddr    string      `json:"client_addr,omitempty"`
+	ClientHelo    string      `json:"client_helo,omitempty"`
+	DelayNotified bool        `json:"delay_notified,omitempty"` // a delayed DSN has been sent
+	DSNOf         string      `json:"dsn_of,omitempty"`         // for DSNs: the queue ID they report on
+}
+
+// formatVersion is the "v" of envelope files this code writes and reads.
+const formatVersion = 1
+
+// envelopeFile is the on-disk form: the envelope plus the format version.
+type envelopeFile struct {
+	V int `json:"v"`
+	*Envelope
+}
+
+func marshalEnvelope(env *Envelope) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "<id@host>", not "\u003cid@host\u003e", for grep
+	if err := enc.Encode(envelopeFile{V: formatVersion, Envelope: env}); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func unmarshalEnvelope(b []byte) (*Envelope, error) {
+	env := new(Envelope)
+	f := envelopeFile{Envelope: env}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, err
+	}
+	if f.V != formatVersion {
+		return nil, fmt.Errorf("envelope format version %d, want %d", f.V, formatVersion)
+	}
+	return env, nil
+}
+
+// Pending reports whether any recipient still waits for delivery.
+func (e *Envelope) Pending() bool {
+	for _, r := range e.Recipients {
+		if !r.State.Final() {
+			return true
+		}
+	}
+	return false
+}
