@@ -30,16 +30,48 @@ const (
 	RSA
 )
 
-// rsaKey is one RSA-2048 key shared by every RSA certificate of the
-// process: generating one costs 50 ms to over a second, and tests only need
-// distinct certificates, not distinct keys.
+// rsaKey is one RSA-2048 key shared by every RSA certificate: generating
+// one costs from 50 ms to several seconds on a busy machine, and tests only
+// need distinct certificates, not distinct keys. It is a test key, public
+// by design (like crypto/tls's own test keys); never trust it.
 var rsaKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	b, _ := pem.Decode([]byte(testRSAKey))
+	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
 	if err != nil {
-		panic("testpeer: rsa.GenerateKey: " + err.Error())
+		panic("testpeer: embedded RSA key: " + err.Error())
 	}
-	return k
+	return k.(*rsa.PrivateKey)
 })
+
+const testRSAKey = `-----BEGIN PRIVATE KEY-----
+MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQCpfoblPkbPVc+3
+Y9ceT8o5Gw6h23kPsa/f0Mq8HFZb3i5rtXAPiWQL05+PhRPSh3XtY9b3CmiXo/zx
+1XPPjAl+2O1iN7MKc5od8mKW1lVXE+fmvoi9LTZMb4xxKYf9JLNn+DYjJNkEQnTi
+RPF6oXLuAhlRznB4SPKQN8uA8SBjPnSQy7OzEzrX6ivmiVE1TUKYk6seTYeneiAw
+0taUv4UDC8Ho4p/CUr1dGvImYm0NxeBdSU7ALW7NwHtD+fOKWyjDSVJ8BIzubd1n
+YQw8jmDmuulxHJwsf4cJ2Gi5ZZ2jJluFyb5zDWtRgVUYbNkBTxUw/zVgkoh3BNMg
+3HAIheAHAgMBAAECggEAHLO6cDOdlhq39BxKH23vlsAIOEyMMaYrXEFlM3mw/hmf
+zsmI0ni3onERwiIM+0fJJowTqP3wPE2e1e0JkYnrSbm+aTV5cjmlTZDwNQ7SoM5U
+JPT6/t4bJdJ1++vGhY2je+XCdS0WOuxuEqsOIXAZoEhmtT26OgRQXy+znIA4tdVl
+JkYUG6qSSVzT4goSsAm2D7GYiY12jnO/DI74bP9/i8HJXB8qXBVC/cbPajFwKj0+
+k3hA6N4hqGPffbo3Fo/tlBGunWAf4g36SdP+8UDt9M5Atv5K1ynGaDdSikpQEw2g
+Y+tcgRjeB7/Eyy2tyPS4/KYQ6qU/09He9V8og1bLEQKBgQDSipZCbRSMTGCv2Hrs
+g+ChwaXCxubfwvsD0MZfT2WkX4pTcZ0cBLcgZUdVvOsvi69m68e1Vg870K+Fpvw4
+bM0Cq0Idup868zAe5adtaQ0sPpdRsCd8B3uN7oTLiUsu74k8td8QOpTcFbqqdrQJ
+/YZMrm5XZdtUacGpFYTfLYz85QKBgQDOFxydA8a4ydbG9Q1oYZpAwVioR8LsFMrU
+NsIHQdi8Ej5fVf8aM9AisBeV7hUmcsjnUbNSzY9PBrgbc+RiYYizomcC87YeZiNN
+HN5fLY/lCOyckbFP0GQI7loOLhmMJmczuLeB95MDwT9jSTmj0Xxum8byWrezLHTJ
+dM189b8GewKBgBk846YyzTPENBLgMFwJsvOw8t3WWfaYuN5MOHtUWSrLCRnXlK23
+IvyPJ23vp4GbjPsZaGckWc8hxOiQi8t3v1uCi/pkVJIMdMg/X0KORTX4issQAqur
+efQZk3GSk6CctibA5mxbmVyIfkfQ0uQfr+mhPzjazN/hjYVnPvZBz5TBAoGBAI/O
+us2py+o4FaIBb1it+rhC8n2Cjba1D4+joiL0RKt/w3w9AuSi0RLTc7HQT3vjzuLz
+NMGL5PtNAf1OEkjALGbE5UK/Ew8FUI7HnTgnD+jPIGRkmajLDnLY94g7jOIqDgue
+UpbjTffpyjSa7Rit3jlEhD+rI9JoLBpDYfxXcvOvAoGBAJOr9yqzwH+O8YlETWuT
+BU6IR7o6VCuO2OVaM+xYg4yKgib87lJ3pg06luM7x9RwU7RJKcW7FON6zrYoW7BT
+I8un0Bp8452z5d/v5SO3JnSsq44OLMz16K0tkHhF3r0myvqQ3MsrimCF0jYIlZCH
+mwdxiYGgDJrnp+57n73GeyBf
+-----END PRIVATE KEY-----
+`
 
 func newKey(t testing.TB, kt KeyType) crypto.Signer {
 	t.Helper()
