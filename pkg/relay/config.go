@@ -39,6 +39,10 @@ type Config struct {
 	Routes map[string]string
 	// ShutdownTimeout bounds the graceful stop after SIGTERM.
 	ShutdownTimeout time.Duration
+	// AuditMaxSize and AuditMaxAge rotate the audit log (0: no limit);
+	// the chain continues across rotated files (pkg/relay/audit).
+	AuditMaxSize int64
+	AuditMaxAge  time.Duration
 }
 
 // Documented defaults (docs/relay.md).
@@ -49,6 +53,7 @@ const (
 	DefaultPolicy          = "/etc/smgctl/policy.conf"
 	DefaultMaxSize         = 50 << 20
 	DefaultShutdownTimeout = 30 * time.Second
+	DefaultAuditMaxSize    = 100 << 20
 )
 
 // DefaultConfig is the configuration with nothing given.
@@ -65,6 +70,7 @@ func DefaultConfig() Config {
 		MXPort:          25,
 		Routes:          map[string]string{},
 		ShutdownTimeout: DefaultShutdownTimeout,
+		AuditMaxSize:    DefaultAuditMaxSize,
 	}
 }
 
@@ -74,7 +80,7 @@ func DefaultConfig() Config {
 var Keys = []string{
 	"listen", "hostname", "spool", "policy", "audit-log", "allow", "tls-cert", "tls-key",
 	"admin", "max-size", "queue-lifetime", "delay-warning", "resolver", "mx-port", "ca-file", "route",
-	"shutdown-timeout",
+	"shutdown-timeout", "audit-max-size", "audit-max-age",
 }
 
 // EnvName is the environment variable of a key: "audit-log" →
@@ -118,6 +124,16 @@ func (c *Config) Set(key, value string) error {
 		c.DelayWarning, err = time.ParseDuration(value)
 	case "shutdown-timeout":
 		c.ShutdownTimeout, err = positiveDuration(value)
+	case "audit-max-size":
+		c.AuditMaxSize, err = strconv.ParseInt(value, 10, 64)
+		if err == nil && c.AuditMaxSize < 0 {
+			err = fmt.Errorf("must be 0 (no limit) or positive")
+		}
+	case "audit-max-age":
+		c.AuditMaxAge, err = time.ParseDuration(value)
+		if err == nil && c.AuditMaxAge < 0 {
+			err = fmt.Errorf("must be 0 (no limit) or positive")
+		}
 	case "resolver":
 		c.Resolver = value
 	case "mx-port":

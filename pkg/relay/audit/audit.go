@@ -84,14 +84,31 @@ type Log struct {
 	mu   sync.Mutex
 	f    *os.File
 	prev string
+	// path, opt and state serve rotation (rotate.go) and the seal
+	// (seal.go); state describes the live file.
+	path     string
+	opt      Options
+	state    FileState
+	sealFile *os.File
 }
 
 // maxLine bounds the line read back on Open to continue the chain.
 const maxLine = 1 << 20
 
 // Open opens (creating it and its directory if needed) the audit log at
-// path and reads its last line to continue the hash chain.
+// path and reads its last line to continue the hash chain. It never
+// rotates; see OpenWith.
 func Open(path string, log *slog.Logger) (*Log, error) {
+	return OpenWith(path, Options{}, log)
+}
+
+// OpenWith is Open with rotation options. It also checks the log against
+// its seal (seal.go) and continues the chain from the newest rotated
+// file when the live file is empty.
+func OpenWith(path string, opt Options, log *slog.Logger) (*Log, error) {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -103,7 +120,7 @@ func Open(path string, log *slog.Logger) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	l := &Log{log: log, f: f}
+	l := &Log{log: log, f: f, path: path, opt: opt}
 	last, torn, err := lastLine(path)
 	if err != nil {
 		f.Close()
@@ -122,6 +139,15 @@ func Open(path string, log *slog.Logger) (*Log, error) {
 	}
 	if last != nil {
 		l.prev = hashLine(last)
+	} else if rot, err := Rotated(path); err == nil && len(rot) > 0 {
+		// A fresh live file after rotation chains to the rotated one.
+		if rl, _, err := lastLine(rot[len(rot)-1]); err == nil && rl != nil {
+			l.prev = hashLine(rl)
+		}
+	}
+	if err := l.reconcileSeal(opt.Now()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("audit log seal %s: %w", SealPath(path), err)
 	}
 	return l, nil
 }
@@ -175,24 +201,55 @@ func (l *Log) Write(recs ...Record) error {
 	if l.f == nil {
 		return errors.New("audit log is closed")
 	}
+	now := l.opt.Now()
+	// Marshal first: the chain does not depend on the file, and the
+	// batch's size decides whether to rotate before it.
+	lines := make([][]byte, len(recs))
+	hashes := make([]string, len(recs))
+	var size int64
+	prev := l.prev
 	for i := range recs {
 		r := recs[i]
 		if r.Time.IsZero() {
-			r.Time = time.Now()
+			r.Time = now
 		}
 		r.Time = r.Time.UTC()
-		r.Prev = l.prev
+		r.Prev = prev
 		line, err := json.Marshal(r)
 		if err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
-		if _, err := l.f.Write(append(line, '\n')); err != nil {
+		prev = hashLine(line)
+		hashes[i] = prev
+		lines[i] = append(line, '\n')
+		size += int64(len(lines[i]))
+	}
+	if l.rotationDue(size, now) {
+		if err := l.rotate(now); err != nil {
+			// Mail flow matters more than file size: keep appending.
+			l.log.Error("rotating the audit log", "path", l.path, "err", err)
+		}
+	}
+	for i, line := range lines {
+		if _, err := l.f.Write(line); err != nil {
 			return fmt.Errorf("audit log: %w", err)
 		}
-		l.prev = hashLine(line)
+		if l.state.Lines == 0 {
+			l.state.Start = recs[i].Time
+			if l.state.Start.IsZero() {
+				l.state.Start = now
+			}
+		}
+		l.state.Lines++
+		l.state.Size += int64(len(line))
+		l.state.Last = hashes[i]
+		l.prev = l.state.Last
 	}
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("audit log: %w", err)
+	}
+	if err := l.seal(now); err != nil {
+		return fmt.Errorf("audit log seal: %w", err)
 	}
 	return nil
 }
@@ -206,6 +263,12 @@ func (l *Log) Close() error {
 	}
 	err := l.f.Close()
 	l.f = nil
+	if l.sealFile != nil {
+		if cerr := l.sealFile.Close(); err == nil {
+			err = cerr
+		}
+		l.sealFile = nil
+	}
 	return err
 }
 

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/smgctl/smgctl/pkg/audit/logset"
+	"github.com/smgctl/smgctl/pkg/audit/report"
+	"github.com/smgctl/smgctl/pkg/audit/trace"
+	"github.com/smgctl/smgctl/pkg/relay"
+)
+
+func init() { subcommands = append(subcommands, newAuditCmd) }
+
+// auditSubcommands lets other files add `audit` subcommands (audit
+// verify) from their own init().
+var auditSubcommands []func(*globals) *cobra.Command
+
+func newAuditCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "audit",
+		Short: "Read the relay's audit log: reports, message traces, verification",
+		Long: `Answer an auditor's questions from the relay's audit log (docs/audit.md):
+how mail to each domain left, and how one message left.
+
+--audit-log defaults to the relay's default audit-log path; rotated files
+beside it (audit.log.1, audit.log-20260101, audit.log.2.gz …) are read too,
+oldest first.`,
+		Args: cobra.NoArgs,
+	}
+	c.AddCommand(newAuditReportCmd(g), newAuditTraceCmd(g))
+	for _, add := range auditSubcommands {
+		c.AddCommand(add(g))
+	}
+	return c
+}
+
+func addAuditLogFlag(c *cobra.Command) *string {
+	p := new(string)
+	c.Flags().StringVar(p, "audit-log", relay.DefaultAuditLog, "audit log; rotated siblings (PATH*) are read too")
+	return p
+}
+
+func auditFiles(path string) ([]logset.File, error) {
+	files, err := logset.Files(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &exitError{code: exitUsage, err: fmt.Errorf("no audit log at %s (see --audit-log)", path)}
+	}
+	if err != nil {
+		return nil, &exitError{code: exitUsage, err: err}
+	}
+	return files, nil
+}
+
+// parseWhen reads --from/--to: RFC 3339, or a date (midnight UTC).
+func parseWhen(flag, s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, &exitError{code: exitUsage, err: fmt.Errorf("--%s %q: want RFC 3339 (2026-01-02T15:04:05Z) or a date (2026-01-02)", flag, s)}
+}
+
+func newAuditReportCmd(g *globals) *cobra.Command {
+	var since time.Duration
+	var from, to, domain string
+	c := &cobra.Command{
+		Use:   "report",
+		Short: "Summarise how mail left, per recipient domain and per policy entry",
+		Long: `Summarise the audit log per recipient domain and per policy entry:
+messages, share delivered over TLS, TLS versions, weakest and strongest
+cipher bits, bounces by diagnostic, deferrals, and the would-be bounces of
+mode=testing entries. Then the listed domains that had failures, the
+unlisted domains that went out in clear text, and the unlisted domains
+whose every delivery met the default requirement (candidates to list).
+
+--output html writes one self-contained file (inline CSS and SVG, no
+script, no external reference) to attach to an audit.`,
+		Example: `  smgctl audit report --since 24h
+  smgctl audit report --from 2026-01-01 --to 2026-02-01 --domain partner.com
+  smgctl audit report --since 720h --output html > tls-report.html`,
+		Args: cobra.NoArgs,
+	}
+	auditLog := addAuditLogFlag(c)
+	out := addOutputFlag(c, "table", "json", "html")
+	c.Flags().DurationVar(&since, "since", 0, "only records of the last DUR (e.g. 24h)")
+	c.Flags().StringVar(&from, "from", "", "only records at or after T (RFC 3339 or YYYY-MM-DD)")
+	c.Flags().StringVar(&to, "to", "", "only records before T (RFC 3339 or YYYY-MM-DD)")
+	c.Flags().StringVar(&domain, "domain", "", "only recipients in domain D and its subdomains")
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := out.check(); err != nil {
+			return err
+		}
+		var opt report.Options
+		now := time.Now()
+		if since != 0 && (from != "" || to != "") {
+			return &exitError{code: exitUsage, err: errors.New("--since and --from/--to exclude each other")}
+		}
+		if since < 0 {
+			return &exitError{code: exitUsage, err: fmt.Errorf("--since %v: want a positive duration", since)}
+		}
+		if since > 0 {
+			opt.From = now.Add(-since)
+		}
+		var err error
+		if from != "" {
+			if opt.From, err = parseWhen("from", from); err != nil {
+				return err
+			}
+		}
+		if to != "" {
+			if opt.To, err = parseWhen("to", to); err != nil {
+				return err
+			}
+		}
+		if !opt.From.IsZero() && !opt.To.IsZero() && !opt.From.Before(opt.To) {
+			return &exitError{code: exitUsage, err: errors.New("--from must be before --to")}
+		}
+		opt.Domain = domain
+		files, err := auditFiles(*auditLog)
+		if err != nil {
+			return err
+		}
+		r, err := report.Build(cmd.Context(), files, opt)
+		if err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+		w := cmd.OutOrStdout()
+		switch out.value {
+		case "json":
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return enc.Encode(r)
+		case "html":
+			return report.WriteHTML(w, r, now)
+		}
+		return renderReport(w, r, newPainter(w))
+	}
+	return c
+}
+
+func bitsText(p *int) string {
+	if p == nil {
+		return "-"
+	}
+	return strconv.Itoa(*p)
+}
+
+func countsText(m map[string]int) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func shareText(g report.Group) string {
+	if g.Delivered == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*g.TLSShare)
+}
+
+func renderReport(w io.Writer, r *report.Report, p painter) error {
+	span := "-"
+	if !r.First.IsZero() {
+		span = r.First.UTC().Format(time.RFC3339) + " .. " + r.Last.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(w, "%d records in %d file(s), %s\n", r.Records, len(r.Files), span)
+	if r.Unreadable > 0 {
+		fmt.Fprintln(w, p.warn(fmt.Sprintf("%d unreadable line(s) skipped: %s", r.Unreadable, strings.Join(r.UnreadableAt, " "))))
+	}
+	t := r.Total
+	fmt.Fprintf(w, "messages %d, delivered %d (%s over TLS), bounced %d, deferrals %d, would-bounce %d\n\n",
+		t.Messages, t.Delivered, shareText(t), t.Bounced, t.Deferrals, t.WouldBounce)
+
+	fmt.Fprintln(w, "Recipient domains")
+	var rows [][]string
+	for _, g := range r.Domains {
+		entry := g.Entry
+		if entry == "" {
+			entry = "-"
+		}
+		share := shareText(g)
+		if g.Delivered > 0 && g.DeliveredTLS < g.Delivered {
+			share = p.bad(share)
+		}
+		rows = append(rows, []string{g.Name, entry, strconv.Itoa(g.Messages), share, countsText(g.Versions),
+			bitsText(g.WeakestBits), bitsText(g.StrongestBits), strconv.Itoa(g.Bounced), strconv.Itoa(g.Deferrals), strconv.Itoa(g.WouldBounce)})
+	}
+	if err := renderTable(w, []string{"domain", "entry", "messages", "tls", "versions", "weakest", "strongest", "bounced", "deferrals", "would-bounce"}, rows); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w, "\nPolicy entries")
+	rows = nil
+	for _, g := range r.Entries {
+		line := "-"
+		if g.Line > 0 {
+			line = strconv.Itoa(g.Line)
+		}
+		mode := "-"
+		if g.Requirement != nil {
+			mode = g.Requirement.Mode
+		}
+		rows = append(rows, []string{g.Name, line, mode, strconv.Itoa(g.Messages), shareText(g),
+			bitsText(g.WeakestBits), bitsText(g.StrongestBits), countsText(g.Bounces), strconv.Itoa(g.Deferrals), countsText(g.WouldBounces)})
+	}
+	if err := renderTable(w, []string{"entry", "line", "mode", "messages", "tls", "weakest", "strongest", "bounces", "deferrals", "would-bounce"}, rows); err != nil {
+		return err
+	}
+	list := func(title string, names []string, paint func(string) string) {
+		fmt.Fprintf(w, "\n%s: ", title)
+		if len(names) == 0 {
+			fmt.Fprintln(w, "none")
+			return
+		}
+		fmt.Fprintln(w, paint(strings.Join(names, " ")))
+	}
+	list("Listed domains with failures", r.ListedWithFailures, p.bad)
+	list("Unlisted domains sent in clear text", r.Cleartext, p.bad)
+	list("Candidates to list (every delivery met 112 bits)", r.Candidates, p.good)
+	return nil
+}
+
+func newAuditTraceCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "trace QUEUE-ID|MESSAGE-ID",
+		Short: "Show every attempt and the final outcome of one message",
+		Long: `Find one message in the audit log by its queue ID (from "250 2.0.0 Ok:
+queued as ID") or its Message-ID, and show every attempt for every
+recipient — MX, IP, TLS version, suite, bits, verified, the policy entry
+and line, the reply — and each recipient's final outcome. Exit 1 when the
+message is not in the log.`,
+		Example: `  smgctl audit trace 0PGL79KC2VKGDR15
+  smgctl audit trace '<m1@corp.example>' --output json`,
+		Args: cobra.ExactArgs(1),
+	}
+	auditLog := addAuditLogFlag(c)
+	out := addOutputFlag(c, "table", "json")
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := out.check(); err != nil {
+			return err
+		}
+		files, err := auditFiles(*auditLog)
+		if err != nil {
+			return err
+		}
+		tr, err := trace.Find(cmd.Context(), files, args[0])
+		if err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+		if tr == nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "smgctl: no record of %s in %s\n", args[0], *auditLog)
+			return checkFailed()
+		}
+		w := cmd.OutOrStdout()
+		if out.json() {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return enc.Encode(tr)
+		}
+		return renderTrace(w, tr, newPainter(w))
+	}
+	return c
+}
+
+func renderTrace(w io.Writer, tr *trace.Trace, p painter) error {
+	fmt.Fprintf(w, "queue ID %s", strings.Join(tr.QueueIDs, ", "))
+	if len(tr.MessageIDs) > 0 {
+		fmt.Fprintf(w, ", Message-ID %s", strings.Join(tr.MessageIDs, ", "))
+	}
+	fmt.Fprintln(w)
+	for _, r := range tr.Recipients {
+		final := r.Final
+		switch final {
+		case "delivered":
+			final = p.good(final)
+		case "bounced", "dropped":
+			final = p.bad(final)
+		default:
+			final = p.warn(final)
+		}
+		fmt.Fprintf(w, "\n%s: %s\n", r.Address, final)
+		var rows [][]string
+		for _, a := range r.Attempts {
+			tlsText := "none"
+			if a.TLS {
+				tlsText = a.TLSVersion + " " + a.Cipher
+			}
+			entry := "-"
+			if a.PolicyTarget != "" {
+				entry = fmt.Sprintf("%s (line %d)", a.PolicyTarget, a.PolicyLine)
+			}
+			reply := a.Reply
+			if a.Diagnostic != "" && a.Diagnostic != a.Reply {
+				reply = strings.TrimSpace(reply + " [" + a.Diagnostic + "]")
+			}
+			rows = append(rows, []string{strconv.Itoa(a.Attempt), a.Time.UTC().Format(time.RFC3339), string(a.Event),
+				orDash(a.MX), orDash(a.IP), tlsText, strconv.Itoa(a.Bits), strconv.FormatBool(a.CertVerified), entry, orDash(reply)})
+		}
+		if err := renderTable(w, []string{"attempt", "time", "event", "mx", "ip", "tls", "bits", "verified", "entry", "reply"}, rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,199 @@
+package report
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/smgctl/smgctl/pkg/audit/logset"
+	"github.com/smgctl/smgctl/pkg/relay/audit"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+var enforce = &audit.Requirement{Bits: 112, MinTLS: "1.0", Verify: "none", Mode: "enforce", OnFail: "bounce"}
+
+// synthetic writes n records cycling through the outcomes a relay
+// produces, over domains domains, and returns the path.
+func synthetic(t testing.TB, dir string, n, domains int) string {
+	t.Helper()
+	path := filepath.Join(dir, "audit.log")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for i := range n {
+		d := fmt.Sprintf("d%d.test", i%domains)
+		r := audit.Record{Time: t0.Add(time.Duration(i) * time.Second), QueueID: fmt.Sprintf("Q%08d", i),
+			MessageID: fmt.Sprintf("<m%d@corp.test>", i), Sender: "alice@corp.test", Recipient: "bob@" + d,
+			MX: "mx." + d, IP: "127.0.0.2", Attempt: 1, Prev: "9f2c0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab"}
+		switch i % 5 {
+		case 0, 1: // listed, delivered over TLS 1.3
+			r.Event, r.PolicyTarget, r.PolicyLine, r.Requirement = audit.Delivered, d, 1, enforce
+			r.TLS, r.TLSVersion, r.Cipher, r.Bits, r.Reply = true, "TLSv1.3", "TLS_AES_256_GCM_SHA384", 256, "250 2.0.0 Ok: queued as X"
+		case 2: // listed, bounced
+			r.Event, r.PolicyTarget, r.PolicyLine, r.Requirement = audit.Bounced, d, 1, enforce
+			r.Diagnostic = "503 5.7.0 encryption too weak 0 less than 112"
+			r.Reply = r.Diagnostic
+		case 3: // listed, deferred (remote 4xx)
+			r.Event, r.PolicyTarget, r.PolicyLine, r.Requirement = audit.Deferred, d, 1, enforce
+			r.Reply = "451 4.3.0 try later"
+		case 4: // an unlisted domain, TLS 1.2 AES-128
+			r.Recipient = fmt.Sprintf("carol@u%d.test", i%domains)
+			r.Event = audit.Delivered
+			r.TLS, r.TLSVersion, r.Cipher, r.Bits, r.Reply = true, "TLSv1.2", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", 128, "250 ok"
+		}
+		line, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(append(line, '\n'))
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return path
+}
+
+func TestWorkersAgree(t *testing.T) {
+	path := synthetic(t, t.TempDir(), 5000, 7)
+	// A torn last line, as a crash leaves it: skipped and named.
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"time":"2026-01-01T`)
+	f.Close()
+	files, err := logset.Files(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reports []*Report
+	for _, w := range []int{1, 2, 5} {
+		r, err := Build(context.Background(), files, Options{Workers: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reports = append(reports, r)
+	}
+	for _, r := range reports[1:] {
+		if !reflect.DeepEqual(r, reports[0]) {
+			t.Errorf("reports differ by worker count:\n%+v\n%+v", r, reports[0])
+		}
+	}
+	r := reports[0]
+	if r.Records != 5000 || r.Unreadable != 1 || r.UnreadableAt[0] != path+":5001" {
+		t.Errorf("records %d unreadable %d %v", r.Records, r.Unreadable, r.UnreadableAt)
+	}
+	tot := r.Total
+	if tot.Messages != 4000 || tot.Delivered != 3000 || tot.Bounced != 1000 || tot.Deferrals != 1000 ||
+		*tot.WeakestBits != 128 || *tot.StrongestBits != 256 || tot.Versions["TLSv1.3"] != 2000 || tot.Versions["TLSv1.2"] != 1000 {
+		t.Errorf("totals %+v", tot)
+	}
+	if len(r.Domains) != 14 || len(r.ListedWithFailures) != 7 || len(r.Candidates) != 7 || len(r.Cleartext) != 0 {
+		t.Errorf("domains %d, lists %v %v %v", len(r.Domains), r.ListedWithFailures, r.Candidates, r.Cleartext)
+	}
+	if !r.First.Equal(t0) || !r.Last.Equal(t0.Add(4999*time.Second)) {
+		t.Errorf("span %v .. %v", r.First, r.Last)
+	}
+}
+
+func TestWindowAndDomain(t *testing.T) {
+	path := synthetic(t, t.TempDir(), 100, 3)
+	files, _ := logset.Files(path)
+	for _, tc := range []struct {
+		name    string
+		opt     Options
+		records int
+	}{
+		{"all", Options{}, 100},
+		{"from", Options{From: t0.Add(90 * time.Second)}, 10},
+		{"to (exclusive)", Options{To: t0.Add(10 * time.Second)}, 10},
+		{"window", Options{From: t0.Add(10 * time.Second), To: t0.Add(20 * time.Second)}, 10},
+		{"domain", Options{Domain: "D1.test"}, 26}, // i%3 == 1, less i%5 == 4 (u1.test)
+		{"parent domain", Options{Domain: "test"}, 100},
+		{"other domain", Options{Domain: "d1.example"}, 0},
+	} {
+		r, err := Build(context.Background(), files, tc.opt)
+		if err != nil || r.Records != tc.records {
+			t.Errorf("%s: %v, %d records, want %d", tc.name, err, r.Records, tc.records)
+		}
+	}
+	if _, err := Build(context.Background(), files, Options{Domain: "bad domain"}); err == nil {
+		t.Error("a bad --domain was accepted")
+	}
+}
+
+func TestDiagnosticsBounded(t *testing.T) {
+	var g Group
+	for i := range 1000 {
+		g.count(&audit.Record{Event: audit.Bounced, Diagnostic: fmt.Sprintf("550 5.1.1 <u%d@x.test>: unknown", i)}, false)
+	}
+	if len(g.Bounces) != maxDiagnostics+1 || g.Bounces[OtherDiagnostics] != 1000-maxDiagnostics {
+		t.Errorf("%d distinct diagnostics kept, other %d", len(g.Bounces), g.Bounces[OtherDiagnostics])
+	}
+}
+
+// BenchmarkReport reports over a 1,000,000-line log (about 600 MB)
+// generated once, and over a tenth of it: peak-heap-MB, sampled while
+// Build runs, must not grow with the log.
+func BenchmarkReport(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("lines=%d", n), func(b *testing.B) { benchReport(b, n) })
+	}
+}
+
+func benchReport(b *testing.B, lines int) {
+	path := synthetic(b, b.TempDir(), lines, 500)
+	files, err := logset.Files(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapAlloc > peak.Load() {
+				peak.Store(ms.HeapAlloc)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	runtime.GC()
+	// CPU time as well as wall time: on a shared machine wall time
+	// measures the neighbours.
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	cpu0 := cpu()
+	b.ResetTimer()
+	for b.Loop() {
+		r, err := Build(context.Background(), files, Options{})
+		if err != nil || r.Records != lines {
+			b.Fatalf("%v %d", err, r.Records)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric((cpu()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
+	close(stop)
+	<-done
+	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
+}

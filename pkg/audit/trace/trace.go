@@ -1,0 +1,107 @@
+// Package trace answers "how did this message leave?" from the audit log
+// alone: every attempt for every recipient of one message, found by queue
+// ID or Message-ID, and each recipient's final outcome.
+package trace
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/smgctl/smgctl/pkg/audit/logset"
+	"github.com/smgctl/smgctl/pkg/relay/audit"
+)
+
+// Attempt is one audit record of the message, with where it was read.
+type Attempt struct {
+	audit.Record
+	File string `json:"file"`
+	Line int    `json:"line"`
+}
+
+// Recipient is one recipient's history.
+type Recipient struct {
+	Address  string    `json:"recipient"`
+	Attempts []Attempt `json:"attempts"`
+	// Final is the recipient's last event: delivered, would-bounce,
+	// bounced or dropped; "pending" when the last attempt was a deferral
+	// (the message is still queued, or the log ends before its fate).
+	Final string `json:"final"`
+}
+
+// Pending is Recipient.Final while only deferrals are recorded.
+const Pending = "pending"
+
+// Trace is the history of one message.
+type Trace struct {
+	ID         string      `json:"id"`
+	QueueIDs   []string    `json:"queue_ids"`
+	MessageIDs []string    `json:"message_ids"`
+	Recipients []Recipient `json:"recipients"`
+}
+
+// Matches reports whether a record belongs to the message id names: its
+// queue ID, or its Message-ID with or without the angle brackets.
+func Matches(rec *audit.Record, id string) bool {
+	if rec.QueueID == id || rec.MessageID == id {
+		return true
+	}
+	bare := strings.TrimSuffix(strings.TrimPrefix(id, "<"), ">")
+	return bare != "" && strings.TrimSuffix(strings.TrimPrefix(rec.MessageID, "<"), ">") == bare
+}
+
+// Find reads the log set and collects the message's records in log
+// order. It returns nil when no record matches.
+func Find(ctx context.Context, files []logset.File, id string) (*Trace, error) {
+	id = strings.TrimSpace(id)
+	if id == "" {
+		return nil, fmt.Errorf("empty queue ID or Message-ID")
+	}
+	// A cheap byte search skips the lines that cannot match before any
+	// JSON is decoded. encoding/json writes <, > and & as \u003c …, so
+	// the needle is the bare ID, and only when it has none of those.
+	needle := []byte(strings.TrimSuffix(strings.TrimPrefix(id, "<"), ">"))
+	if bytes.ContainsAny(needle, `<>&"\`) || len(needle) == 0 {
+		needle = nil
+	}
+	t := &Trace{ID: id}
+	byRcpt := map[string]int{}
+	err := logset.Lines(ctx, files, func(file string, n int, line []byte) error {
+		if needle != nil && !bytes.Contains(line, needle) {
+			return nil
+		}
+		var rec audit.Record
+		if logset.Decode(line, &rec) != nil || !Matches(&rec, id) {
+			return nil
+		}
+		if !slices.Contains(t.QueueIDs, rec.QueueID) {
+			t.QueueIDs = append(t.QueueIDs, rec.QueueID)
+		}
+		if rec.MessageID != "" && !slices.Contains(t.MessageIDs, rec.MessageID) {
+			t.MessageIDs = append(t.MessageIDs, rec.MessageID)
+		}
+		i, ok := byRcpt[rec.Recipient]
+		if !ok {
+			i = len(t.Recipients)
+			byRcpt[rec.Recipient] = i
+			t.Recipients = append(t.Recipients, Recipient{Address: rec.Recipient})
+		}
+		r := &t.Recipients[i]
+		r.Attempts = append(r.Attempts, Attempt{Record: rec, File: file, Line: n})
+		if rec.Event == audit.Deferred {
+			r.Final = Pending
+		} else {
+			r.Final = string(rec.Event)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(t.Recipients) == 0 {
+		return nil, nil
+	}
+	return t, nil
+}

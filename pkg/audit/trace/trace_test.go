@@ -1,0 +1,90 @@
+package trace
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/smgctl/smgctl/pkg/audit/logset"
+	"github.com/smgctl/smgctl/pkg/relay/audit"
+)
+
+func TestMatches(t *testing.T) {
+	rec := &audit.Record{QueueID: "0PGL79KC2VKGDR15", MessageID: "<m1@corp.example>"}
+	for _, tc := range []struct {
+		id   string
+		want bool
+	}{
+		{"0PGL79KC2VKGDR15", true},
+		{"<m1@corp.example>", true},
+		{"m1@corp.example", true},
+		{"<m1@corp.example", true},
+		{"0pgl79kc2vkgdr15", false}, // queue IDs are exact
+		{"m1@corp", false},
+		{"<>", false},
+		{"", false},
+	} {
+		if got := Matches(rec, tc.id); got != tc.want {
+			t.Errorf("Matches(%q) = %v", tc.id, got)
+		}
+	}
+}
+
+// TestFind follows one message across a rotation and a torn line: two
+// recipients, one deferred then delivered, one still pending.
+func TestFind(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	write := func(p string, recs ...audit.Record) {
+		l, err := audit.Open(p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Write(recs...); err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+	}
+	base := audit.Record{QueueID: "Q1", MessageID: "<m&1@corp.test>", Sender: "a@corp.test"}
+	rec := func(d time.Duration, rcpt string, ev audit.Event, attempt int) audit.Record {
+		r := base
+		r.Time, r.Recipient, r.Event, r.Attempt = t0.Add(d), rcpt, ev, attempt
+		return r
+	}
+	write(path+".1", rec(0, "b@x.test", audit.Deferred, 1), rec(0, "c@y.test", audit.Deferred, 1),
+		audit.Record{Time: t0, QueueID: "Q2", Recipient: "z@x.test", Event: audit.Delivered})
+	f, _ := os.OpenFile(path+".1", os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"time":"2026-01-02T03`) // torn
+	f.Close()
+	write(path, rec(time.Hour, "b@x.test", audit.Delivered, 2))
+	files, err := logset.Files(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"Q1", "<m&1@corp.test>", "m&1@corp.test"} {
+		tr, err := Find(context.Background(), files, id)
+		if err != nil || tr == nil {
+			t.Fatalf("%s: %v %v", id, tr, err)
+		}
+		if len(tr.Recipients) != 2 || tr.QueueIDs[0] != "Q1" || tr.MessageIDs[0] != "<m&1@corp.test>" {
+			t.Fatalf("%s: %+v", id, tr)
+		}
+		b, c := tr.Recipients[0], tr.Recipients[1]
+		if b.Address != "b@x.test" || b.Final != "delivered" || len(b.Attempts) != 2 || b.Attempts[1].Attempt != 2 ||
+			b.Attempts[0].File != path+".1" || b.Attempts[1].File != path || b.Attempts[1].Line != 1 {
+			t.Errorf("%s: b: %+v", id, b)
+		}
+		if c.Address != "c@y.test" || c.Final != Pending || len(c.Attempts) != 1 {
+			t.Errorf("%s: c: %+v", id, c)
+		}
+	}
+	if tr, err := Find(context.Background(), files, "Q3"); tr != nil || err != nil {
+		t.Errorf("Q3: %+v %v", tr, err)
+	}
+	if _, err := Find(context.Background(), files, " "); err == nil {
+		t.Error("an empty ID was accepted")
+	}
+}

@@ -1,0 +1,461 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/smgctl/smgctl/pkg/policy"
+	"github.com/smgctl/smgctl/pkg/policy/store"
+	"github.com/smgctl/smgctl/pkg/relay/audit"
+)
+
+func rec(i int) audit.Record {
+	return audit.Record{
+		Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Event: audit.Delivered,
+		QueueID: fmt.Sprintf("Q%03d", i), Sender: "a@corp.example", Recipient: "b@partner.example",
+		PolicyTarget: "partner.example", PolicyLine: 3, MX: "mx.partner.example", IP: "127.0.0.1",
+		TLS: true, TLSVersion: "TLSv1.3", Cipher: "TLS_AES_128_GCM_SHA256", Bits: 128,
+		Reply: "250 2.0.0 Ok", Attempt: 1,
+	}
+}
+
+// writeLog writes n records, one batch each, through the relay's writer.
+func writeLog(t testing.TB, path string, opt audit.Options, n int) {
+	t.Helper()
+	l, err := audit.OpenWith(path, opt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		if err := l.Write(rec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fileLines(t *testing.T, path string) [][]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.SplitAfter(b, []byte("\n"))[:bytes.Count(b, []byte("\n"))]
+}
+
+func writeLines(t *testing.T, path string, lines [][]byte) {
+	t.Helper()
+	if err := os.WriteFile(path, bytes.Join(lines, nil), 0o640); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func without(lines [][]byte, i int) [][]byte {
+	return append(append([][]byte{}, lines[:i]...), lines[i+1:]...)
+}
+
+func with(lines [][]byte, i int, l []byte) [][]byte {
+	out := append([][]byte{}, lines[:i]...)
+	out = append(out, l)
+	return append(out, lines[i:]...)
+}
+
+func replaced(lines [][]byte, i int, l []byte) [][]byte {
+	out := append([][]byte{}, lines...)
+	out[i] = l
+	return out
+}
+
+func hashOf(l []byte) string { return hashLine(bytes.TrimSuffix(l, []byte("\n"))) }
+
+func TestAuditLogTampering(t *testing.T) {
+	const n = 10
+	for _, tc := range []struct {
+		name   string
+		tamper func(lines [][]byte) [][]byte
+		line   int64
+		msg    string
+	}{
+		{"clean", func(l [][]byte) [][]byte { return l }, 0, ""},
+		{"edited field", func(l [][]byte) [][]byte {
+			return replaced(l, 4, bytes.Replace(l[4], []byte(`"Q005"`), []byte(`"Q00X"`), 1))
+		}, 5, "altered"},
+		{"edited prev", func(l [][]byte) [][]byte {
+			return replaced(l, 4, bytes.Replace(l[4], []byte(`"prev":"`), []byte(`"prev":"0`), 1))
+		}, 5, "altered"},
+		{"edited first line", func(l [][]byte) [][]byte {
+			return replaced(l, 0, bytes.Replace(l[0], []byte(`"Q001"`), []byte(`"Q00X"`), 1))
+		}, 1, "altered"},
+		{"edited last line", func(l [][]byte) [][]byte {
+			return replaced(l, 9, bytes.Replace(l[9], []byte(`"Q010"`), []byte(`"Q01X"`), 1))
+		}, 10, "altered after it was sealed"},
+		{"deleted line", func(l [][]byte) [][]byte { return without(l, 4) }, 4, "lines are missing after it"},
+		{"deleted first line", func(l [][]byte) [][]byte { return without(l, 0) }, 1, "does not start the chain"},
+		{"inserted forged line", func(l [][]byte) [][]byte { return with(l, 5, chained(t, l[4])) }, 6, "inserted"},
+		{"inserted stray line", func(l [][]byte) [][]byte { return with(l, 5, l[2]) }, 6, "inserted"},
+		{"inserted first line", func(l [][]byte) [][]byte { return with(l, 0, chainedTo(t, "")) }, 1, "inserted"},
+		{"swapped lines", func(l [][]byte) [][]byte {
+			out := append([][]byte{}, l...)
+			out[3], out[4] = out[4], out[3]
+			return out
+		}, 4, ""},
+		{"truncated mid-line", func(l [][]byte) [][]byte {
+			return replaced(l, 9, l[9][:len(l[9])/2])
+		}, 10, "incomplete line"},
+		{"truncated by whole lines", func(l [][]byte) [][]byte { return l[:7] }, 8, "missing: the seal records 10 lines"},
+		{"garbage line", func(l [][]byte) [][]byte { return replaced(l, 2, []byte("{oops\n")) }, 3, "not a JSON record"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.log")
+			writeLog(t, path, audit.Options{}, n)
+			writeLines(t, path, tc.tamper(fileLines(t, path)))
+			rep, err := Log(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.line == 0 {
+				if !rep.OK() || rep.Lines != n || !rep.Sealed || rep.MidChain {
+					t.Fatalf("clean log: %+v %v", rep, rep.Break)
+				}
+				return
+			}
+			if rep.OK() {
+				t.Fatalf("tampering not detected: %+v", rep)
+			}
+			if rep.Break.Line != tc.line || rep.Break.File != path || !strings.Contains(rep.Break.Msg, tc.msg) {
+				t.Errorf("break = %v, want %s:%d %q", rep.Break, path, tc.line, tc.msg)
+			}
+		})
+	}
+}
+
+// chained returns a forged record line that chains onto after.
+func chained(t *testing.T, after []byte) []byte { return chainedTo(t, hashOf(after)) }
+
+func chainedTo(t *testing.T, prev string) []byte {
+	t.Helper()
+	// Write one record into a scratch log and rewrite its prev: the same
+	// encoding the relay uses.
+	path := filepath.Join(t.TempDir(), "scratch.log")
+	writeLog(t, path, audit.Options{}, 1)
+	line := fileLines(t, path)[0]
+	return bytes.Replace(line, []byte(`"prev":""`), []byte(`"prev":"`+prev+`"`), 1)
+}
+
+func TestRotationKeepsChain(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	opt := audit.Options{MaxSize: 1500, Now: func() time.Time { clock = clock.Add(time.Second); return clock }}
+	writeLog(t, path, opt, 30)
+	files, err := audit.Files(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 4 {
+		t.Fatalf("files = %v, want several rotations", files)
+	}
+	var total int
+	for i, f := range files {
+		st, _ := os.Stat(f)
+		if st.Size() > 1500 {
+			t.Errorf("%s is %d bytes, over the 1500 limit", f, st.Size())
+		}
+		lines := fileLines(t, f)
+		total += len(lines)
+		if i > 0 {
+			prevLines := fileLines(t, files[i-1])
+			if !bytes.Contains(lines[0], []byte(`"prev":"`+hashOf(prevLines[len(prevLines)-1])+`"`)) {
+				t.Errorf("%s does not chain to the end of %s", f, files[i-1])
+			}
+		}
+	}
+	if total != 30 {
+		t.Errorf("%d lines in all files, want 30", total)
+	}
+	rep, err := Log(context.Background(), path)
+	if err != nil || !rep.OK() || rep.Lines != 30 || len(rep.Files) != len(files) || rep.MidChain {
+		t.Fatalf("rotated log: %+v, %v, %v", rep, rep.Break, err)
+	}
+
+	// Reopening continues the chain and the rotation.
+	writeLog(t, path, opt, 5)
+	if rep, _ := Log(context.Background(), path); !rep.OK() || rep.Lines != 35 {
+		t.Fatalf("after reopen: %+v %v", rep, rep.Break)
+	}
+
+	t.Run("tampering across files", func(t *testing.T) {
+		files, _ := audit.Files(path)
+		second := files[1]
+		for _, tc := range []struct {
+			name   string
+			tamper func()
+			file   string
+			line   int64
+			msg    string
+		}{
+			{"last line of a rotated file deleted", func() {
+				l := fileLines(t, second)
+				writeLines(t, second, l[:len(l)-1])
+			}, second, int64(len(fileLines(t, second)) - 1), "lines are missing after it"},
+			{"a rotated file deleted", func() { os.Remove(second) }, files[0], int64(len(fileLines(t, files[0]))), "lines are missing after it"},
+			{"live file deleted", func() { os.Remove(path) }, path, 0, "missing"},
+			{"live file emptied", func() { os.WriteFile(path, nil, 0o640) }, path, 1, "missing: the seal records"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				backup := snapshot(t, dir)
+				defer restore(t, dir, backup)
+				tc.tamper()
+				rep, err := Log(context.Background(), path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rep.OK() || rep.Break.File != tc.file || rep.Break.Line != tc.line || !strings.Contains(rep.Break.Msg, tc.msg) {
+					t.Errorf("break = %v, want %s:%d %q", rep.Break, tc.file, tc.line, tc.msg)
+				}
+			})
+		}
+	})
+
+	t.Run("oldest files removed by retention", func(t *testing.T) {
+		backup := snapshot(t, dir)
+		defer restore(t, dir, backup)
+		files, _ := audit.Files(path)
+		os.Remove(files[0])
+		os.Remove(files[1])
+		rep, err := Log(context.Background(), path)
+		if err != nil || !rep.OK() || !rep.MidChain {
+			t.Fatalf("after retention: %+v %v %v", rep, rep.Break, err)
+		}
+	})
+
+	t.Run("a rotated file alone", func(t *testing.T) {
+		files, _ := audit.Files(path)
+		rep, err := Path(context.Background(), files[2])
+		if err != nil || !rep.OK() || !rep.MidChain || len(rep.Files) != 1 {
+			t.Fatalf("%+v %v %v", rep, rep.Break, err)
+		}
+	})
+}
+
+func TestRotationByAge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	opt := audit.Options{MaxAge: time.Hour, Now: func() time.Time { return clock }}
+	l, err := audit.OpenWith(path, opt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		r := rec(i)
+		r.Time = clock
+		if err := l.Write(r); err != nil {
+			t.Fatal(err)
+		}
+		clock = clock.Add(25 * time.Minute)
+	}
+	l.Close()
+	files, _ := audit.Files(path)
+	// Records at 0, 25, 50 min | 75, 100, 125 | 150, 175, 200 | 225: a
+	// new file before the first record written an hour after the file's
+	// first; the rotated file is named by the time it was rotated.
+	if len(files) != 4 {
+		t.Fatalf("files = %v", files)
+	}
+	if want := path + ".20260102T041905.000Z"; files[0] != want {
+		t.Errorf("first rotated name %s, want %s", files[0], want)
+	}
+	if rep, _ := Log(context.Background(), path); !rep.OK() || rep.Lines != 10 {
+		t.Fatalf("%+v %v", rep, rep.Break)
+	}
+}
+
+// TestConcurrentWritersWithRotation: the chain holds across rotations
+// while many goroutines write batches, as the relay's deliveries do.
+func TestConcurrentWritersWithRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := audit.OpenWith(path, audit.Options{MaxSize: 4096}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 6 {
+		wg.Go(func() {
+			for i := range 40 {
+				if err := l.Write(rec(g*100+i), rec(g*100+i)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	l.Close()
+	files, _ := audit.Files(path)
+	rep, err := Log(context.Background(), path)
+	if err != nil || !rep.OK() || rep.Lines != 480 || len(files) < 10 {
+		t.Fatalf("%d files: %+v %v %v", len(files), rep, rep.Break, err)
+	}
+}
+
+// TestSealMismatchKeptAsEvidence: lines cut from the end while the relay
+// was down, then a restart. The relay keeps running and keeps the old
+// seal; verify still fails.
+func TestSealMismatchKeptAsEvidence(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	writeLog(t, path, audit.Options{}, 6)
+	writeLines(t, path, fileLines(t, path)[:4])
+	writeLog(t, path, audit.Options{}, 2) // the relay restarts and writes on
+	kept, _ := filepath.Glob(audit.MismatchPrefix(path) + "*")
+	if len(kept) != 1 {
+		t.Fatalf("kept seals: %v", kept)
+	}
+	rep, err := Log(context.Background(), path)
+	if err != nil || rep.OK() || rep.Break.File != kept[0] || !strings.Contains(rep.Break.Msg, `"lines":6`) {
+		t.Fatalf("%+v %v %v", rep, rep.Break, err)
+	}
+	// The chain itself is intact from the writer's view: only the
+	// evidence fails it.
+	os.Remove(kept[0])
+	if rep, _ := Log(context.Background(), path); !rep.OK() || rep.Lines != 6 {
+		t.Fatalf("%+v %v", rep, rep.Break)
+	}
+}
+
+// TestInterruptedRotation: a crash after the rename but before the new
+// seal leaves a seal describing the rotated file; that is not tampering.
+func TestInterruptedRotation(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	writeLog(t, path, audit.Options{}, 3)
+	if err := os.Rename(path, path+".20260102T030405.000Z"); err != nil {
+		t.Fatal(err)
+	}
+	writeLog(t, path, audit.Options{}, 2)
+	if kept, _ := filepath.Glob(audit.MismatchPrefix(path) + "*"); len(kept) != 0 {
+		t.Fatalf("an interrupted rotation was taken for tampering: %v", kept)
+	}
+	if rep, _ := Log(context.Background(), path); !rep.OK() || rep.Lines != 5 {
+		t.Fatalf("%+v %v", rep, rep.Break)
+	}
+}
+
+func TestJournal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.conf")
+	s := &store.Store{Path: path}
+	for _, d := range []string{"a.example", "b.example", "c.example", "d.example"} {
+		tg, err := policy.ParseTarget(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Add(context.Background(), "tester", tg, nil, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j := s.JournalPath()
+	if Detect(j) != Journal {
+		t.Fatal("journal not detected")
+	}
+	rep, err := Path(context.Background(), j)
+	if err != nil || !rep.OK() || rep.Lines != 4 || rep.Kind != Journal {
+		t.Fatalf("%+v %v %v", rep, rep.Break, err)
+	}
+	lines := fileLines(t, j)
+	writeLines(t, j, replaced(lines, 1, bytes.Replace(lines[1], []byte(`"tester"`), []byte(`"nobody"`), 1)))
+	rep, err = Path(context.Background(), j)
+	if err != nil || rep.OK() || rep.Break.Line != 2 || !strings.Contains(rep.Break.Msg, "altered") {
+		t.Fatalf("%+v %v %v", rep, rep.Break, err)
+	}
+	writeLines(t, j, without(lines, 2))
+	if rep, _ := Path(context.Background(), j); rep.OK() || rep.Break.Line != 2 {
+		t.Fatalf("deleted journal line: %v", rep.Break)
+	}
+}
+
+func TestNothingToVerify(t *testing.T) {
+	if _, err := Log(context.Background(), filepath.Join(t.TempDir(), "none.log")); err == nil {
+		t.Fatal("a missing log verified")
+	}
+}
+
+type files map[string][]byte
+
+func snapshot(t *testing.T, dir string) files {
+	out := files{}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = b
+	}
+	return out
+}
+
+func restore(t *testing.T, dir string, fs files) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		os.Remove(filepath.Join(dir, e.Name()))
+	}
+	for name, b := range fs {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// FuzzLog: whatever the bytes, verify answers without panicking, and a
+// chain it accepts is one pkg/relay/audit accepts too.
+func FuzzLog(f *testing.F) {
+	f.Add([]byte(`{"prev":""}` + "\n"))
+	f.Add([]byte("{}\n\n{"))
+	f.Add([]byte(`{"prev":""}` + "\n" + `{"prev":"x"}` + "\n" + `{"prev":""}` + "\n"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "audit.log")
+		if err := os.WriteFile(path, data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Log(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.OK() {
+			if n, err := audit.Verify(bytes.NewReader(data)); err != nil || int64(n) != rep.Lines {
+				t.Fatalf("verify accepted what audit.Verify rejects: %d %v", n, err)
+			}
+		}
+	})
+}
+
+func BenchmarkVerify(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "audit.log")
+	l, err := audit.Open(path, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	recs := make([]audit.Record, 1000)
+	for i := range recs {
+		recs[i] = rec(i)
+	}
+	for range 10 {
+		l.Write(recs...)
+	}
+	l.Close()
+	st, _ := os.Stat(path)
+	b.SetBytes(st.Size())
+	for b.Loop() {
+		if rep, err := Log(context.Background(), path); err != nil || !rep.OK() {
+			b.Fatal(rep.Break, err)
+		}
+	}
+}

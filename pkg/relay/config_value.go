@@ -1,0 +1,65 @@
+package relay
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Value renders a key's current value as a config file would set it, so
+// that docs/config.md's defaults are checked against DefaultConfig (see
+// config_doc_test.go) and an operator can print an effective setting.
+// "route" renders as comma-separated DOMAIN=HOST:PORT, sorted.
+func (c *Config) Value(key string) (string, error) {
+	switch key {
+	case "listen":
+		return c.Listen, nil
+	case "hostname":
+		return c.Hostname, nil
+	case "spool":
+		return c.Spool, nil
+	case "policy":
+		return c.Policy, nil
+	case "audit-log":
+		return c.AuditLog, nil
+	case "allow":
+		s := make([]string, len(c.Allow))
+		for i, p := range c.Allow {
+			s[i] = p.String()
+		}
+		return strings.Join(s, ","), nil
+	case "tls-cert":
+		return c.TLSCert, nil
+	case "tls-key":
+		return c.TLSKey, nil
+	case "admin":
+		return c.Admin, nil
+	case "max-size":
+		return strconv.FormatInt(c.MaxSize, 10), nil
+	case "queue-lifetime":
+		return c.QueueLifetime.String(), nil
+	case "delay-warning":
+		return c.DelayWarning.String(), nil
+	case "shutdown-timeout":
+		return c.ShutdownTimeout.String(), nil
+	case "resolver":
+		return c.Resolver, nil
+	case "mx-port":
+		return strconv.Itoa(c.MXPort), nil
+	case "ca-file":
+		return c.CAFile, nil
+	case "route":
+		var s []string
+		for d, hp := range c.Routes {
+			s = append(s, d+"="+hp)
+		}
+		slices.Sort(s)
+		return strings.Join(s, ","), nil
+	case "audit-max-size":
+		return strconv.FormatInt(c.AuditMaxSize, 10), nil
+	case "audit-max-age":
+		return c.AuditMaxAge.String(), nil
+	}
+	return "", fmt.Errorf("unknown key %q", key)
+}
