@@ -91,6 +91,8 @@ is not delivered stays in the spool for the next start.`,
 	f.String("ca-file", "", "PEM file of extra CAs trusted for verify=cert")
 	f.StringArray("route", nil, "DOMAIN=HOST:PORT: send DOMAIN (and subdomains) there, no MX lookup; repeatable")
 	f.String("shutdown-timeout", def.ShutdownTimeout.String(), "how long a graceful stop may take")
+	f.String("audit-max-size", fmt.Sprint(def.AuditMaxSize), "rotate the audit log before it grows past this many bytes (0: never)")
+	f.String("audit-max-age", "0s", "rotate the audit log when its first record is this old (0: never)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return c
 }

@@ -39,6 +39,7 @@ type Relay struct {
 	ln      net.Listener
 	adminLn net.Listener
 	started time.Time
+	metrics *metrics // metrics.go
 }
 
 // New opens the spool, the audit log and the policy and binds the
@@ -65,6 +66,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		}
 	}()
 
+	r.metrics = newMetrics(r)
 	if r.watcher, err = policywatch.New(cfg.Policy, log.With("part", "policy")); err != nil {
 		return nil, err
 	}
@@ -72,7 +74,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		return nil, err
 	}
 	closers = append(closers, r.spool.Close)
-	if r.audit, err = audit.Open(cfg.AuditLog, log.With("part", "audit")); err != nil {
+	if r.audit, err = audit.OpenWith(cfg.AuditLog, audit.Options{MaxSize: cfg.AuditMaxSize, MaxAge: cfg.AuditMaxAge}, log.With("part", "audit")); err != nil {
 		return nil, err
 	}
 	closers = append(closers, r.audit.Close)
@@ -100,7 +102,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		Spool:         r.spool,
 		Policy:        r.watcher.Policy,
 		Resolver:      resolver,
-		Audit:         r.audit,
+		Audit:         r.metrics.observe(r.audit),
 		Log:           log.With("part", "delivery"),
 		Hostname:      cfg.Hostname,
 		RootCAs:       roots,
@@ -135,6 +137,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 	if r.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
+	r.ln = r.metrics.countSessions(r.ln)
 	closers = append(closers, r.ln.Close)
 	if cfg.Admin != "" {
 		if r.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
@@ -184,6 +187,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer stopRunner()
 	runnerDone := make(chan struct{})
 	wg.Go(func() { r.runner.Run(runCtx); close(runnerDone) })
+	wg.Go(func() { r.operate(watchCtx) }) // queuerun.go: queue wake-ups, delay/expiry timer
 
 	var admin *http.Server
 	if r.adminLn != nil {

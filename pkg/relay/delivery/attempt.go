@@ -174,7 +174,7 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g group)
 			lastTemp = &failure{text: "delivery interrupted: " + ctx.Err().Error(), temporary: true}
 			break
 		}
-		sess, hop, f := r.connect(ctx, t, g.req)
+		cn, f := r.session(ctx, t, g.req)
 		if f != nil {
 			r.cfg.Log.Info("MX not used", "domain", g.domain, "mx", t.name, "addr", t.addr, "reason", f.text, "policy", f.policy)
 			if f.policy {
@@ -186,7 +186,7 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g group)
 			}
 			continue
 		}
-		res, f := r.transact(ctx, sess, env, g, hop)
+		res, f := r.transact(ctx, cn, env, g)
 		if f != nil { // the session broke before the message was handed over
 			lastTemp = f
 			continue
@@ -232,6 +232,40 @@ func (r *Runner) dial(ctx context.Context, t target) (*smtpclient.Session, error
 		Timeouts:   r.cfg.Timeouts,
 		Logger:     r.cfg.Log,
 	})
+}
+
+// session finds a connection to t that may carry mail under req: an idle
+// one whose judged Outcome passes req, or a new one from connect. The
+// connection holds a slot in the cache until transact hands it back.
+func (r *Runner) session(ctx context.Context, t target, req policy.Requirement) (*conn, *failure) {
+	for {
+		cn, ok := r.cache.take(ctx, t.name, t.addr, req)
+		if !ok {
+			return nil, &failure{hop: Hop{MX: t.name, IP: hostOf(t.addr)}, text: "delivery interrupted: " + context.Cause(ctx).Error(), temporary: true}
+		}
+		if cn == nil {
+			break
+		}
+		// RFC 5321 §4.1.1.5: RSET clears whatever the previous
+		// transaction left and proves the connection still alive before
+		// it is given a MAIL FROM; a dead one is dropped and the next
+		// idle one (or a new connection) is tried.
+		if err := cn.s.Reset(ctx); err != nil {
+			r.cfg.Log.Debug("cached connection dropped", "mx", t.name, "addr", t.addr, "err", err)
+			r.cache.discard(ctx, cn, false)
+			continue
+		}
+		cn.hop.Verdict = policy.Evaluate(req, cn.hop.Outcome)
+		cn.uses++
+		return cn, nil
+	}
+	s, hop, f := r.connect(ctx, t, req)
+	if f != nil {
+		r.cache.release(t.addr)
+		return nil, f
+	}
+	now := r.cfg.Now()
+	return &conn{s: s, hop: hop, addr: t.addr, opened: now, since: now, uses: 1}, nil
 }
 
 // connect opens a session to t that may carry mail under req: EHLO,
@@ -293,8 +327,20 @@ func (r *Runner) connect(ctx context.Context, t target, req policy.Requirement) 
 // transact hands the message to an established session. A non-nil
 // failure means nothing was handed over and the next target may be tried;
 // otherwise every recipient has its outcome.
-func (r *Runner) transact(ctx context.Context, s *smtpclient.Session, env *spool.Envelope, g group, hop Hop) ([]Result, *failure) {
-	defer s.Close()
+//
+// The connection goes back to the cache when the session is in a known
+// state after the transaction (a reply to the final ".", or every RCPT
+// refused); otherwise it is closed.
+func (r *Runner) transact(ctx context.Context, cn *conn, env *spool.Envelope, g group) (_ []Result, _ *failure) {
+	s, hop := cn.s, cn.hop
+	reusable := false
+	defer func() {
+		if reusable && ctx.Err() == nil {
+			r.cache.put(ctx, cn)
+			return
+		}
+		r.cache.discard(ctx, cn, false)
+	}()
 	t := target{name: hop.MX, addr: s.Addr()}
 	res := make([]Result, len(g.rcpts))
 	for i, rc := range g.rcpts {
@@ -333,12 +379,14 @@ func (r *Runner) transact(ctx context.Context, s *smtpclient.Session, env *spool
 	}
 	_ = mailRep
 	var accepted []int
+	closing := false
 	for i := range res {
 		if i >= len(replies) {
 			res[i].Kind, res[i].Reply = KindDeferred, "no reply to RCPT"
 			continue
 		}
 		rep := replies[i]
+		closing = closing || rep.Code == 421
 		switch {
 		case rep.Code/100 == 2:
 			accepted = append(accepted, i)
@@ -349,8 +397,9 @@ func (r *Runner) transact(ctx context.Context, s *smtpclient.Session, env *spool
 		}
 	}
 	if len(accepted) == 0 {
-		// RFC 5321 §3.3: with no valid recipient there is no DATA.
-		s.Quit(ctx)
+		// RFC 5321 §3.3: with no valid recipient there is no DATA; the
+		// next transaction's RSET ends this one.
+		reusable = !closing && !s.Closed()
 		return res, nil
 	}
 	body, err := r.cfg.Spool.Body(env.ID)
@@ -385,9 +434,11 @@ func (r *Runner) transact(ctx context.Context, s *smtpclient.Session, env *spool
 			res[i].WouldBounce = true
 		}
 	}
-	if err == nil {
-		s.Quit(ctx)
-	}
+	// A reply to "." (any code) leaves the session between transactions
+	// (RFC 5321 §4.1.1.4).
+	// A 421 closes the session (RFC 5321 §3.8).
+	rep, hasReply := smtpclient.ReplyOf(err)
+	reusable = err == nil || (hasReply && rep.Code != 421 && !s.Closed())
 	return res, nil
 }
 

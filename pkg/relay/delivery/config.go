@@ -15,6 +15,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -69,15 +70,27 @@ type Config struct {
 	// Backoff is the wait after the 1st, 2nd, ... failed attempt; the
 	// last value repeats. Default DefaultBackoff.
 	Backoff []time.Duration
+	// Jitter spreads each retry over ±Jitter of its backoff (0.1: a 1h
+	// wait becomes 54–66 min), so messages deferred together by one
+	// failing destination do not all come back in the same second.
+	// Default 0.1; negative disables it.
+	Jitter float64
 	// ScanInterval is how often the spool is read again for messages the
 	// runner was not told about (queue commands, other writers).
 	ScanInterval time.Duration
 	// MaxMessages bounds messages worked on at once; MaxConnections the
-	// outbound SMTP connections; MaxPerDestination those to one domain
-	// (or route).
+	// outbound SMTP connections, busy or idle; MaxPerDestination both the
+	// transactions in flight to one domain (or route) and the connections
+	// to one MX address (IP:port), so a provider hosting many domains is
+	// not flooded either.
 	MaxMessages       int
 	MaxConnections    int
 	MaxPerDestination int
+	// ConnIdleTime is how long an idle connection waits for the next
+	// transaction to its MX; ConnMaxAge how long one connection may be
+	// reused at all. Defaults DefaultConnIdleTime, DefaultConnMaxAge.
+	ConnIdleTime time.Duration
+	ConnMaxAge   time.Duration
 	// DrainTimeout bounds how long Run waits for in-flight deliveries
 	// after its context ends before it interrupts them.
 	DrainTimeout time.Duration
@@ -100,9 +113,9 @@ const (
 	DefaultQueueLifetime     = 5 * 24 * time.Hour
 	DefaultDelayWarning      = 4 * time.Hour
 	DefaultScanInterval      = 30 * time.Second
-	DefaultMaxMessages       = 64
-	DefaultMaxConnections    = 32
-	DefaultMaxPerDestination = 4
+	DefaultMaxMessages       = 128
+	DefaultMaxConnections    = 100 // Postfix default_process_limit
+	DefaultMaxPerDestination = 20  // Postfix default_destination_concurrency_limit
 	DefaultDrainTimeout      = 30 * time.Second
 )
 
@@ -143,6 +156,16 @@ func (c *Config) withDefaults() error {
 	if c.MaxPerDestination <= 0 {
 		c.MaxPerDestination = DefaultMaxPerDestination
 	}
+	if c.ConnIdleTime <= 0 {
+		c.ConnIdleTime = DefaultConnIdleTime
+	}
+	if c.ConnMaxAge <= 0 {
+		c.ConnMaxAge = DefaultConnMaxAge
+	}
+	if c.Jitter == 0 {
+		c.Jitter = 0.1
+	}
+	c.Jitter = min(c.Jitter, 0.5)
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = DefaultDrainTimeout
 	}
@@ -200,5 +223,9 @@ func (c *Config) backoff(n int) time.Duration {
 	if n > len(c.Backoff) {
 		n = len(c.Backoff)
 	}
-	return c.Backoff[n-1]
+	d := c.Backoff[n-1]
+	if c.Jitter > 0 {
+		d += time.Duration((rand.Float64()*2 - 1) * c.Jitter * float64(d))
+	}
+	return d
 }

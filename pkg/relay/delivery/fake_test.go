@@ -32,6 +32,7 @@ type fakeMX struct {
 
 	mu    sync.Mutex
 	mails int           // MAIL commands seen
+	rsets int           // RSET commands seen
 	conns int           // connections accepted
 	msgs  []fakeMessage // messages accepted after DATA
 }
@@ -75,6 +76,12 @@ func (f *fakeMX) Mails() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.mails
+}
+
+func (f *fakeMX) Rsets() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rsets
 }
 
 func (f *fakeMX) Conns() int {
@@ -182,6 +189,9 @@ func (f *fakeMX) serve(c net.Conn) {
 			f.mu.Unlock()
 			say("250 2.0.0 Ok: queued as FAKE")
 		case verb == "RSET":
+			f.mu.Lock()
+			f.rsets++
+			f.mu.Unlock()
 			cur = fakeMessage{TLS: state}
 			say("250 2.0.0 Ok")
 		case verb == "QUIT":

@@ -35,9 +35,11 @@ type Runner struct {
 	// are tried once at once instead of after the remaining backoff.
 	force map[string]bool
 
-	conns    chan struct{} // global connection slots
+	// cache holds the outbound connections within the global and
+	// per-MX-address limits, and reuses them (reuse.go).
+	cache    *connCache
 	destMu   sync.Mutex
-	destSems map[string]chan struct{}
+	destSems map[string]chan struct{} // groups in flight per domain
 
 	stats counters
 }
@@ -64,7 +66,7 @@ func New(cfg Config) (*Runner, error) {
 		active:   map[string]bool{},
 		rerun:    map[string]bool{},
 		force:    map[string]bool{},
-		conns:    make(chan struct{}, cfg.MaxConnections),
+		cache:    newConnCache(cfg.MaxConnections, cfg.MaxPerDestination, cfg.ConnIdleTime, cfg.ConnMaxAge, cfg.Now),
 		destSems: map[string]chan struct{}{},
 	}, nil
 }
@@ -118,6 +120,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Unlock()
 	scan := time.NewTicker(r.cfg.ScanInterval)
 	defer scan.Stop()
+	reap := time.NewTicker(max(r.cfg.ConnIdleTime/2, 10*time.Millisecond))
+	defer reap.Stop()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -130,7 +134,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			r.drain(&wg, stop)
+			r.cache.shutdown(work)
 			return nil
+		case <-reap.C:
+			r.cache.reap(work)
 		case <-r.wake:
 		case <-timer.C:
 		case <-scan.C:
@@ -276,6 +283,11 @@ func (r *Runner) finish(id string) {
 // pending one when force is set).
 func (r *Runner) process(ctx context.Context, id string, force bool) {
 	log := r.cfg.Log.With("id", id)
+	unlock, ok := r.lockForAttempt(id) // hooks.go: `smgctl queue` waits for us
+	if !ok {
+		return
+	}
+	defer unlock()
 	env, err := r.cfg.Spool.Envelope(id)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -306,6 +318,8 @@ func (r *Runner) process(ctx context.Context, id string, force bool) {
 	}
 	wg.Wait()
 	m.finish()
+	// unstored implies no recipient was returned (those stay pending
+	// until finish queues their DSN), so the message is final here.
 	if !env.Pending() {
 		r.remove(env)
 	}
@@ -351,7 +365,10 @@ func cutLast(s, sep string) (string, string, bool) {
 	return s[:i], s[i+len(sep):], true
 }
 
-// acquire takes a global connection slot and one of the destination's.
+// acquire takes one of the domain's slots for a group in flight; the
+// connections themselves are limited globally and per MX address by the
+// cache (a domain whose MX hosts serve many domains, and a domain with
+// many MX hosts, are both bounded where the load lands).
 func (r *Runner) acquire(ctx context.Context, dest string) (func(), bool) {
 	r.destMu.Lock()
 	sem, ok := r.destSems[dest]
@@ -365,18 +382,17 @@ func (r *Runner) acquire(ctx context.Context, dest string) (func(), bool) {
 	case <-ctx.Done():
 		return nil, false
 	}
-	select {
-	case r.conns <- struct{}{}:
-	case <-ctx.Done():
-		<-sem
-		return nil, false
-	}
-	return func() { <-r.conns; <-sem }, true
+	return func() { <-sem }, true
 }
 
 func (r *Runner) remove(env *spool.Envelope) {
 	if err := r.cfg.Spool.Remove(env.ID); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		r.cfg.Log.Error("removing a finished message", "id", env.ID, "err", err)
+		// Keep the outcome durable at least, so a restart does not
+		// deliver the message again.
+		if uerr := r.cfg.Spool.Update(env); uerr != nil {
+			r.cfg.Log.Error("storing delivery state", "id", env.ID, "err", uerr)
+		}
 		return
 	}
 	r.cfg.Log.Info("message done", "id", env.ID)
@@ -392,6 +408,9 @@ type message struct {
 	env *spool.Envelope
 	// failed are recipients to report in this attempt's DSN.
 	failed []dsn.Recipient
+	// unstored: the final state is only in memory; the message must be
+	// removed (or, failing that, its envelope written).
+	unstored bool
 }
 
 func (m *message) rcpt(addr string) *spool.Recipient {
@@ -455,7 +474,15 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 		}
 		recs = append(recs, auditRecord(env, g.req, x, event, rc.Attempts, now))
 	}
-	if err := r.cfg.Spool.Update(env); err != nil {
+	if !env.Pending() {
+		// Every recipient is final and process removes the message next:
+		// the removal, durable once its directory fsync returns, is the
+		// record that nothing is left to send. Rewriting the envelope
+		// first would cost a file and a directory fsync per message and
+		// protect nothing; if the removal fails, the envelope is written
+		// then (remove).
+		m.unstored = true
+	} else if err := r.cfg.Spool.Update(env); err != nil {
 		r.cfg.Log.Error("storing delivery state", "id", env.ID, "err", err)
 	}
 	if r.cfg.Audit != nil {

@@ -245,7 +245,12 @@ func (s *Spool) Put(env *Envelope, body io.Reader) (err error) {
 		err = classify(err)
 	}()
 
-	size, err := s.writeFile(id+bodyExt, s.bodyPath(id), func(w io.Writer) error {
+	// The body is written first; its fsync then runs while the envelope
+	// is written and fsynced, so a message costs two fsync latencies in a
+	// row (files in parallel, then the directory), not three. Both renames
+	// wait for both fsyncs: the envelope still only appears once the body
+	// it names is on disk.
+	bodyTmp, bodyFile, size, err := s.writeTmp(id+bodyExt, func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 64<<10)
 		n, err := bw.ReadFrom(body)
 		env.Size = n
@@ -257,20 +262,38 @@ func (s *Spool) Put(env *Envelope, body io.Reader) (err error) {
 	if err != nil {
 		return fmt.Errorf("spool: write body: %w", err)
 	}
-	placed = append(placed, s.bodyPath(id))
+	bodySynced := make(chan error, 1)
+	go func() { bodySynced <- syncClose(bodyFile) }()
 	env.Size = size
 
 	b, err := marshalEnvelope(env)
+	if err == nil {
+		var envTmp string
+		envTmp, err = s.writeFileTmp(id+envExt, func(w io.Writer) error {
+			_, err := w.Write(b)
+			return err
+		})
+		if berr := <-bodySynced; err == nil && berr != nil {
+			err = berr
+		}
+		if err == nil {
+			if err = os.Rename(bodyTmp, s.bodyPath(id)); err == nil {
+				placed = append(placed, s.bodyPath(id))
+				if err = os.Rename(envTmp, s.envPath(id)); err == nil {
+					placed = append(placed, s.envPath(id))
+				}
+			}
+		}
+		if err != nil {
+			os.Remove(envTmp)
+		}
+	} else {
+		<-bodySynced
+	}
 	if err != nil {
-		return fmt.Errorf("spool: envelope: %w", err)
+		os.Remove(bodyTmp)
+		return fmt.Errorf("spool: write: %w", err)
 	}
-	if _, err := s.writeFile(id+envExt, s.envPath(id), func(w io.Writer) error {
-		_, err := w.Write(b)
-		return err
-	}); err != nil {
-		return fmt.Errorf("spool: write envelope: %w", err)
-	}
-	placed = append(placed, s.envPath(id))
 
 	if err := s.commit.Sync(); err != nil {
 		return fmt.Errorf("spool: commit: %w", err)
@@ -317,6 +340,48 @@ func (s *Spool) writeFile(name, dst string, fill func(io.Writer) error) (int64, 
 		return 0, err
 	}
 	return cw.n, nil
+}
+
+// writeTmp writes tmp/<name> with fill and returns the still open file
+// for the caller to sync and close (syncClose), and rename. On error
+// nothing is left.
+func (s *Spool) writeTmp(name string, fill func(io.Writer) error) (string, spoolFile, int64, error) {
+	tmp := filepath.Join(s.tmpDir, name+"."+strconv.FormatUint(rand.Uint64(), 36))
+	f, err := s.create(tmp)
+	if err != nil {
+		return "", nil, 0, err
+	}
+	cw := &countingWriter{w: f}
+	if err := fill(cw); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return "", nil, 0, err
+	}
+	return tmp, f, cw.n, nil
+}
+
+// writeFileTmp writes, fsyncs and closes tmp/<name> and returns its path,
+// not yet renamed. On error nothing is left.
+func (s *Spool) writeFileTmp(name string, fill func(io.Writer) error) (string, error) {
+	tmp, f, _, err := s.writeTmp(name, fill)
+	if err != nil {
+		return "", err
+	}
+	if err := syncClose(f); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+// syncClose fsyncs and closes f; NFS and some FUSE file systems report
+// write errors only at close.
+func syncClose(f spoolFile) error {
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // classify wraps disk-full errors in ErrNoSpace.

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/smgctl/smgctl/pkg/relay"
+	"github.com/smgctl/smgctl/pkg/relay/queuectl"
+)
+
+func init() { subcommands = append(subcommands, newQueueCmd) }
+
+// envOr is the environment variable's value, else def.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func newQueueCmd(g *globals) *cobra.Command {
+	var spoolDir string
+	c := &cobra.Command{
+		Use:   "queue",
+		Short: "List, show, retry, delete or return queued messages",
+		Long: `Look at and act on the relay's queue, like mailq and postsuper. Safe while
+the relay runs: every change is made under the message's lock, which the
+relay holds while it delivers the message, and a running relay is woken at
+once (through the spool's "wake" FIFO) to act on it.`,
+		Example: `  smgctl queue list
+  smgctl queue show 0CT4H1P9VGA2K3QF
+  smgctl queue retry --all
+  smgctl queue delete 0CT4H1P9VGA2K3QF
+  smgctl queue bounce 0CT4H1P9VGA2K3QF`,
+		Args: cobra.NoArgs,
+	}
+	c.PersistentFlags().StringVar(&spoolDir, "spool", "", "spool directory (env SMGCTL_SPOOL, default "+relay.DefaultSpool+")")
+	open := func() (*queuectl.Queue, error) {
+		dir := spoolDir
+		if dir == "" {
+			dir = envOr("SMGCTL_SPOOL", relay.DefaultSpool)
+		}
+		q, err := queuectl.Open(dir, nil)
+		if err != nil {
+			return nil, &exitError{code: exitUsage, err: err}
+		}
+		return q, nil
+	}
+	c.AddCommand(newQueueListCmd(open), newQueueShowCmd(open))
+	for _, a := range []queueAction{
+		{"retry", "Deliver messages now, whatever their retry time (postqueue -i)", "retried",
+			func(q *queuectl.Queue, ctx context.Context, ids []string) []queuectl.Result { return q.Retry(ctx, ids) }},
+		{"delete", "Remove messages from the queue without notice (postsuper -d)", "deleted",
+			func(q *queuectl.Queue, ctx context.Context, ids []string) []queuectl.Result {
+				return q.Delete(ctx, ids)
+			}},
+		{"bounce", "Return messages to their senders now with a DSN", "returned",
+			func(q *queuectl.Queue, ctx context.Context, ids []string) []queuectl.Result {
+				return q.Bounce(ctx, ids)
+			}},
+	} {
+		c.AddCommand(newQueueActionCmd(open, a))
+	}
+	return c
+}
+
+func newQueueListCmd(open func() (*queuectl.Queue, error)) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List queued messages (mailq)",
+		Args:  cobra.NoArgs,
+	}
+	out := addOutputFlag(c, "table", "json")
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := out.check(); err != nil {
+			return err
+		}
+		q, err := open()
+		if err != nil {
+			return err
+		}
+		defer q.Close()
+		msgs, err := q.List()
+		if err != nil {
+			return err
+		}
+		w := cmd.OutOrStdout()
+		if out.json() {
+			return writeJSON(w, msgs)
+		}
+		if len(msgs) == 0 {
+			fmt.Fprintln(w, "Mail queue is empty")
+			return nil
+		}
+		p := newPainter(w)
+		var rows [][]string
+		now := time.Now()
+		for _, m := range msgs {
+			from := m.From
+			if from == "" {
+				from = "<> (DSN of " + m.DSNOf + ")"
+			}
+			for i, r := range m.Recipients {
+				row := []string{"", "", "", "", r.Address, stateText(p, r, now), trimLine(r.LastReply)}
+				if i == 0 {
+					row[0], row[1], row[2], row[3] = m.ID, m.Arrival.Local().Format("2006-01-02 15:04:05"),
+						strconv.FormatInt(m.Size, 10), from
+				}
+				rows = append(rows, row)
+			}
+		}
+		if err := renderTable(w, []string{"Queue ID", "Arrival", "Size", "Sender", "Recipient", "State", "Last reply"}, rows); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%d message(s)\n", len(msgs))
+		return nil
+	}
+	return c
+}
+
+func stateText(p painter, r queuectl.Recipient, now time.Time) string {
+	switch r.State {
+	case "pending":
+		if r.NextAttempt == nil || !r.NextAttempt.After(now) {
+			return p.warn("due now")
+		}
+		return p.warn("retry in " + r.NextAttempt.Sub(now).Round(time.Second).String())
+	case "delivered":
+		return p.good(r.State)
+	default:
+		return p.bad(r.State)
+	}
+}
+
+func newQueueShowCmd(open func() (*queuectl.Queue, error)) *cobra.Command {
+	var withBody bool
+	c := &cobra.Command{
+		Use:   "show QUEUE-ID",
+		Short: "Show one queued message's envelope and delivery state (postcat -q)",
+		Args:  cobra.ExactArgs(1),
+	}
+	c.Flags().BoolVar(&withBody, "body", false, "also print the message as stored")
+	out := addOutputFlag(c, "table", "json")
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := out.check(); err != nil {
+			return err
+		}
+		q, err := open()
+		if err != nil {
+			return err
+		}
+		defer q.Close()
+		var body strings.Builder
+		var bw io.Writer
+		if withBody {
+			bw = &body
+		}
+		m, err := q.Show(args[0], bw)
+		if errors.Is(err, queuectl.ErrNotQueued) {
+			return &exitError{code: exitFailed, err: err}
+		}
+		if err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+		w := cmd.OutOrStdout()
+		if out.json() {
+			type shown struct {
+				queuectl.Message
+				Body string `json:"body,omitempty"`
+			}
+			return writeJSON(w, shown{m, body.String()})
+		}
+		p := newPainter(w)
+		from := m.From
+		if from == "" {
+			from = "<>"
+		}
+		fmt.Fprintf(w, "Queue ID:    %s\nArrival:     %s\nSize:        %d\nSender:      %s\n", m.ID,
+			m.Arrival.Local().Format(time.RFC3339), m.Size, from)
+		if m.MessageID != "" {
+			fmt.Fprintf(w, "Message-ID:  %s\n", m.MessageID)
+		}
+		if m.DSNOf != "" {
+			fmt.Fprintf(w, "DSN of:      %s\n", m.DSNOf)
+		}
+		if m.DelayNotified {
+			fmt.Fprintln(w, "Delay DSN:   sent")
+		}
+		now := time.Now()
+		for _, r := range m.Recipients {
+			fmt.Fprintf(w, "Recipient:   %s  %s  attempts %d\n", r.Address, stateText(p, r, now), r.Attempts)
+			if r.LastReply != "" {
+				fmt.Fprintf(w, "             %s\n", r.LastReply)
+			}
+		}
+		if withBody {
+			fmt.Fprintf(w, "\n%s", body.String())
+		}
+		return nil
+	}
+	return c
+}
+
+type queueAction struct {
+	name, short, done string
+	run               func(*queuectl.Queue, context.Context, []string) []queuectl.Result
+}
+
+func newQueueActionCmd(open func() (*queuectl.Queue, error), a queueAction) *cobra.Command {
+	var all bool
+	var wait time.Duration
+	var hostname string
+	c := &cobra.Command{
+		Use:   a.name + " QUEUE-ID... | --all",
+		Short: a.short,
+	}
+	c.Flags().BoolVar(&all, "all", false, "every queued message")
+	c.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for a message the relay is delivering right now")
+	if a.name == "bounce" {
+		c.Flags().StringVar(&hostname, "hostname", "", "the relay's name in the DSN (env SMGCTL_HOSTNAME, default the host name)")
+	}
+	out := addOutputFlag(c, "table", "json")
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := out.check(); err != nil {
+			return err
+		}
+		if all == (len(args) > 0) {
+			return &exitError{code: exitUsage, err: fmt.Errorf("queue %s: give queue IDs or --all, not both or neither", a.name)}
+		}
+		q, err := open()
+		if err != nil {
+			return err
+		}
+		defer q.Close()
+		if a.name == "bounce" {
+			q.Hostname = hostname
+			if q.Hostname == "" {
+				q.Hostname = os.Getenv("SMGCTL_HOSTNAME")
+			}
+			if q.Hostname == "" {
+				q.Hostname, _ = os.Hostname()
+			}
+		}
+		ids := args
+		if all {
+			msgs, err := q.List()
+			if err != nil {
+				return err
+			}
+			ids = ids[:0]
+			for _, m := range msgs {
+				ids = append(ids, m.ID)
+			}
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), wait)
+		defer cancel()
+		results := a.run(q, ctx, ids)
+		failed := false
+		for _, r := range results {
+			failed = failed || !r.Done
+		}
+		w := cmd.OutOrStdout()
+		if out.json() {
+			if err := writeJSON(w, results); err != nil {
+				return err
+			}
+		} else {
+			p := newPainter(w)
+			for _, r := range results {
+				switch {
+				case !r.Done:
+					fmt.Fprintf(cmd.ErrOrStderr(), "smgctl: %s: %s\n", r.ID, r.Error)
+				case r.DSN != "":
+					fmt.Fprintf(w, "%s: %s (%d recipient(s)), DSN queued as %s\n", r.ID, p.good(a.done), len(r.Recipients), r.DSN)
+				default:
+					fmt.Fprintf(w, "%s: %s (%d recipient(s))\n", r.ID, p.good(a.done), len(r.Recipients))
+				}
+			}
+		}
+		if failed {
+			return checkFailed()
+		}
+		return nil
+	}
+	return c
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smgctl/smgctl/pkg/relay/queuectl"
+	"github.com/smgctl/smgctl/pkg/relay/spool"
+)
+
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// testSpool makes a spool with two deferred messages, as the relay leaves
+// them, and returns its directory and their IDs.
+func testSpool(t *testing.T) (string, []string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "spool")
+	sp, err := spool.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	var ids []string
+	for _, to := range []string{"a@partner.test", "b@bank.test"} {
+		env := &spool.Envelope{
+			From: "alice@corp.test", MessageID: "<m-" + to + ">",
+			Recipients: []spool.Recipient{{Address: to, Attempts: 1, LastReply: "451 4.4.1 no answer",
+				NextAttempt: time.Now().Add(time.Hour)}},
+		}
+		if err := sp.Put(env, strings.NewReader("Subject: to "+to+"\r\n\r\nhello\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, env.ID)
+	}
+	return dir, ids
+}
+
+func listJSON(t *testing.T, dir string) []queuectl.Message {
+	t.Helper()
+	code, out, errs := run(t, "queue", "list", "--spool", dir, "--output", "json")
+	if code != 0 {
+		t.Fatalf("list: %d %s", code, errs)
+	}
+	var msgs []queuectl.Message
+	if err := json.Unmarshal([]byte(out), &msgs); err != nil {
+		t.Fatalf("list JSON: %v\n%s", err, out)
+	}
+	return msgs
+}
+
+func TestQueueCLI(t *testing.T) {
+	dir, ids := testSpool(t)
+
+	msgs := listJSON(t, dir)
+	if len(msgs) != 2 || msgs[0].ID != ids[0] || msgs[0].From != "alice@corp.test" ||
+		msgs[0].Recipients[0].State != "pending" || msgs[0].Recipients[0].NextAttempt == nil ||
+		msgs[0].Recipients[0].LastReply != "451 4.4.1 no answer" {
+		t.Fatalf("list: %+v", msgs)
+	}
+	// The JSON field names are the documented schema.
+	_, out, _ := run(t, "queue", "list", "--spool", dir, "--output", "json")
+	for _, k := range []string{`"id"`, `"arrival"`, `"size"`, `"from"`, `"message_id"`, `"recipients"`, `"address"`, `"state"`, `"attempts"`, `"last_reply"`, `"next_attempt"`, `"delay_notified"`} {
+		if !strings.Contains(out, k) {
+			t.Errorf("list JSON lacks %s:\n%s", k, out)
+		}
+	}
+	if code, out, _ := run(t, "queue", "list", "--spool", dir); code != 0 || !strings.Contains(out, ids[1]) ||
+		!strings.Contains(out, "b@bank.test") || !strings.Contains(out, "2 message(s)") {
+		t.Errorf("list table: %d\n%s", code, out)
+	}
+
+	code, out, _ := run(t, "queue", "show", ids[0], "--spool", dir, "--output", "json", "--body")
+	var shown struct {
+		queuectl.Message
+		Body string `json:"body"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &shown) != nil || shown.ID != ids[0] || !strings.Contains(shown.Body, "Subject: to a@partner.test") {
+		t.Errorf("show: %d %s", code, out)
+	}
+
+	// retry --all: every pending recipient due now.
+	if code, out, errs := run(t, "queue", "retry", "--all", "--spool", dir); code != 0 || strings.Count(out, "retried") != 2 {
+		t.Errorf("retry --all: %d %s %s", code, out, errs)
+	}
+	for _, m := range listJSON(t, dir) {
+		if m.Recipients[0].NextAttempt != nil {
+			t.Errorf("after retry: %+v", m.Recipients[0])
+		}
+	}
+
+	// delete, then the same again: the second finds nothing (exit 1).
+	if code, out, _ := run(t, "queue", "delete", ids[0], "--spool", dir, "--output", "json"); code != 0 || !strings.Contains(out, `"done": true`) {
+		t.Errorf("delete: %d %s", code, out)
+	}
+	if code, _, errs := run(t, "queue", "delete", ids[0], "--spool", dir); code != 1 || !strings.Contains(errs, "not in the queue") {
+		t.Errorf("delete again: %d %s", code, errs)
+	}
+
+	// bounce: the message leaves, a DSN with the null sender takes its place.
+	code, out, errs := run(t, "queue", "bounce", ids[1], "--spool", dir, "--hostname", "relay.corp.test", "--output", "json")
+	var res []queuectl.Result
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res) != 1 || res[0].DSN == "" {
+		t.Fatalf("bounce: %d %s %s", code, out, errs)
+	}
+	msgs = listJSON(t, dir)
+	if len(msgs) != 1 || msgs[0].ID != res[0].DSN || msgs[0].From != "" || msgs[0].DSNOf != ids[1] ||
+		msgs[0].Recipients[0].Address != "alice@corp.test" {
+		t.Errorf("after bounce: %+v", msgs)
+	}
+	code, out, _ = run(t, "queue", "show", res[0].DSN, "--spool", dir, "--body")
+	if code != 0 || !strings.Contains(out, "From: MAILER-DAEMON@relay.corp.test") || !strings.Contains(out, queuectl.AdminReturn) {
+		t.Errorf("DSN: %d\n%s", code, out)
+	}
+}
+
+func TestQueueCLIErrors(t *testing.T) {
+	dir, ids := testSpool(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"queue", "list", "--spool", filepath.Join(dir, "nope")}, 2, "no such file"},
+		{[]string{"queue", "list", "--spool", dir, "--output", "xml"}, 2, "--output"},
+		{[]string{"queue", "show", "not-an-id", "--spool", dir}, 2, "not a queue ID"},
+		{[]string{"queue", "show", "0000000000000000", "--spool", dir}, 1, "not in the queue"},
+		{[]string{"queue", "show", "--spool", dir}, 2, "accepts 1 arg"},
+		{[]string{"queue", "retry", "--spool", dir}, 2, "give queue IDs or --all"},
+		{[]string{"queue", "delete", "--all", ids[0], "--spool", dir}, 2, "give queue IDs or --all"},
+		{[]string{"queue", "retry", "0000000000000000", ids[0], "--spool", dir}, 1, "not in the queue"},
+	} {
+		code, _, errs := run(t, tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.msg) {
+			t.Errorf("%v: exit %d, want %d; stderr %q", tc.args, code, tc.code, errs)
+		}
+	}
+	// The partly failed retry still retried the good ID.
+	if m := listJSON(t, dir); m[0].Recipients[0].NextAttempt != nil {
+		t.Errorf("good ID not retried: %+v", m[0])
+	}
+	// An empty queue says so.
+	empty := filepath.Join(t.TempDir(), "spool")
+	sp, _ := spool.Open(empty, nil)
+	sp.Close()
+	if code, out, _ := run(t, "queue", "list", "--spool", empty); code != 0 || !strings.Contains(out, "Mail queue is empty") {
+		t.Errorf("empty: %d %s", code, out)
+	}
+}

@@ -1,0 +1,263 @@
+package delivery
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/smgctl/smgctl/pkg/policy"
+	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/smtpclient"
+)
+
+// Queued messages to one MX share one TLS session, one transaction after
+// another with RSET between them.
+func TestConnectionReuse(t *testing.T) {
+	h := newHarness(t, "partner.test verify=cert\n", func(c *Config) { c.MaxPerDestination = 1; c.ConnIdleTime = time.Minute })
+	f := startFake(t, "127.0.0.1:0", func(f *fakeMX) { f.TLS = h.tlsConfig(nil) })
+	route(h, "partner.test", f)
+	route(h, "other.test", f)
+	h.start()
+	var ids []string
+	for i := range 6 {
+		to := fmt.Sprintf("u%d@partner.test", i)
+		if i%2 == 1 {
+			to = fmt.Sprintf("u%d@other.test", i) // unlisted: the same session serves it
+		}
+		ids = append(ids, h.queue("alice@corp.test", to))
+	}
+	for _, id := range ids {
+		h.waitGone(id)
+	}
+	msgs := f.Messages()
+	if len(msgs) != 6 {
+		t.Fatalf("%d messages, want 6", len(msgs))
+	}
+	for _, m := range msgs {
+		if m.TLS == nil {
+			t.Errorf("message to %v went in clear", m.Rcpts)
+		}
+	}
+	if f.Conns() != 1 {
+		t.Errorf("%d connections for 6 messages, want 1", f.Conns())
+	}
+	if f.Rsets() != 5 {
+		t.Errorf("%d RSETs, want 5 (one before each reused transaction)", f.Rsets())
+	}
+	for i := range 6 {
+		rcpt := fmt.Sprintf("u%d@partner.test", i)
+		if i%2 == 1 {
+			rcpt = fmt.Sprintf("u%d@other.test", i)
+		}
+		rec := h.recordFor(rcpt)
+		if rec.Event != audit.Delivered || !rec.TLS || rec.Bits < 128 {
+			t.Errorf("%s: audit = %+v", rcpt, rec)
+		}
+		if i%2 == 0 && !rec.CertVerified {
+			t.Errorf("%s: reused session lost its verification: %+v", rcpt, rec)
+		}
+	}
+}
+
+// A clear-text session opened for an unlisted recipient (the handshake
+// broke, so it fell back like Postfix's "may") is idle and to the right
+// address, yet an enforced recipient must not get it: a new connection is
+// made, fails the requirement, and the message is returned without MAIL
+// FROM ever being sent for it.
+func TestReuseNeverDowngrades(t *testing.T) {
+	h := newHarness(t, "partner.test\n", func(c *Config) { c.ConnIdleTime = time.Minute })
+	f := startFake(t, "127.0.0.1:0", func(f *fakeMX) { f.TLS = h.tlsConfig(nil); f.BreakHandshake = true })
+	route(h, "partner.test", f)
+	route(h, "other.test", f)
+	h.start()
+	h.waitGone(h.queue("alice@corp.test", "carol@other.test"))
+	if open, idle := h.runner.cache.counts(); open != 1 || idle != 1 {
+		t.Fatalf("cache: %d open, %d idle; want the clear session idle", open, idle)
+	}
+	id := h.queue("alice@corp.test", "bob@partner.test")
+	h.waitGone(id)
+	if rec := h.recordFor("bob@partner.test"); rec.Event != audit.Bounced ||
+		rec.Diagnostic != "503 5.7.0 encryption too weak 0 less than 112" {
+		t.Errorf("audit = %+v", rec)
+	}
+	if f.Mails() != 1 { // carol's message only (corp.test, the DSN's, has no route here)
+		t.Errorf("%d MAIL FROM, want 1", f.Mails())
+	}
+	for _, m := range f.Messages() {
+		for _, r := range m.Rcpts {
+			if r == "bob@partner.test" {
+				t.Fatalf("enforced recipient sent in clear: %+v", m)
+			}
+		}
+	}
+	if f.Conns() != 3 {
+		t.Errorf("%d connections, want 3 (TLS try + clear for carol, a new one for bob)", f.Conns())
+	}
+}
+
+// The cache's choice, table-driven: an idle session is handed out only
+// when policy.Evaluate passes the group's requirement on its Outcome, and
+// only for the same MX name and address.
+func TestCacheTakeJudgesOutcome(t *testing.T) {
+	f, err := policy.Parse("p", []byte("p.test\nstrong.test bits=256\nv.test verify=cert\nnew.test min-tls=1.3\nt.test mode=testing bits=256\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := f.Compile()
+	req := func(rcpt string) policy.Requirement { return pol.Lookup(rcpt).Requirement() }
+	clear := policy.Outcome{Failure: "STARTTLS not offered"}
+	aes128 := policy.Outcome{TLS: true, Version: tls.VersionTLS12, CipherSuite: tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+	aes256v := policy.Outcome{TLS: true, Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_256_GCM_SHA384, Verified: true}
+	for _, tc := range []struct {
+		name  string
+		out   policy.Outcome
+		rcpt  string
+		mx    string
+		reuse bool
+	}{
+		{"clear for unlisted", clear, "a@other.test", "mx", true},
+		{"clear for enforced", clear, "a@p.test", "mx", false},
+		{"128 for 112", aes128, "a@p.test", "mx", true},
+		{"128 for 256", aes128, "a@strong.test", "mx", false},
+		{"unverified for verify=cert", aes128, "a@v.test", "mx", false},
+		{"verified for verify=cert", aes256v, "a@v.test", "mx", true},
+		{"TLS 1.2 for min-tls=1.3", aes128, "a@new.test", "mx", false},
+		{"TLS 1.3 for min-tls=1.3", aes256v, "a@new.test", "mx", true},
+		{"testing mode may send", aes128, "a@t.test", "mx", true},
+		{"other MX name, same address", aes256v, "a@p.test", "other-mx", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newConnCache(10, 10, time.Minute, time.Hour, time.Now)
+			x := &conn{s: &smtpclient.Session{}, hop: Hop{MX: "mx", Outcome: tc.out}, addr: "127.0.0.1:25", opened: time.Now(), since: time.Now()}
+			c.open, c.perAddr["127.0.0.1:25"] = 1, 1
+			c.idle = []*conn{x}
+			got, ok := c.take(context.Background(), tc.mx, "127.0.0.1:25", req(tc.rcpt))
+			if !ok {
+				t.Fatal("take failed")
+			}
+			if (got == x) != tc.reuse {
+				t.Errorf("reused = %v, want %v", got == x, tc.reuse)
+			}
+			if !tc.reuse && got != nil {
+				t.Errorf("got another cached session")
+			}
+		})
+	}
+}
+
+// Expired idle sessions are not handed out.
+func TestCacheExpiry(t *testing.T) {
+	now := time.Now()
+	var clock atomic.Pointer[time.Time]
+	clock.Store(&now)
+	c := newConnCache(10, 10, 5*time.Second, time.Minute, func() time.Time { return *clock.Load() })
+	out := policy.Outcome{TLS: true, Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256}
+	mk := func(opened, since time.Time) *conn {
+		return &conn{s: &smtpclient.Session{}, hop: Hop{MX: "mx", Outcome: out}, addr: "a:25", opened: opened, since: since}
+	}
+	c.open, c.perAddr["a:25"] = 2, 2
+	stale := mk(now.Add(-time.Minute), now.Add(-time.Second))  // too old to reuse
+	idle := mk(now.Add(-time.Second), now.Add(-6*time.Second)) // idle too long
+	c.idle = []*conn{stale, idle}
+	got, ok := c.take(context.Background(), "mx", "a:25", policy.Requirement{})
+	if !ok || got != nil {
+		t.Errorf("take = %v, %v; want a new slot", got, ok)
+	}
+}
+
+// The per-destination limit holds per MX address: two domains whose mail
+// lands on one server share its limit.
+func TestPerAddressLimit(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.MaxPerDestination = 2 })
+	var cur, peak atomic.Int32
+	gate := make(chan struct{})
+	f := startFake(t, "127.0.0.1:0", func(f *fakeMX) {
+		f.Rcpt = func(string) string {
+			n := cur.Add(1)
+			for {
+				p := peak.Load()
+				if n <= p || peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
+			<-gate
+			cur.Add(-1)
+			return "250 2.1.5 Ok"
+		}
+	})
+	route(h, "one.test", f)
+	route(h, "two.test", f)
+	h.start()
+	var ids []string
+	for i := range 8 {
+		ids = append(ids, h.queue("a@corp.test", fmt.Sprintf("x@%s", []string{"one.test", "two.test"}[i%2])))
+	}
+	h.waitFor("two sessions in RCPT", func() bool { return cur.Load() == 2 })
+	time.Sleep(100 * time.Millisecond) // room for a third to show up, were the limit per domain
+	close(gate)
+	for _, id := range ids {
+		h.waitGone(id)
+	}
+	if p := peak.Load(); p != 2 {
+		t.Errorf("peak concurrent sessions to one MX address = %d, want 2", p)
+	}
+	if f.Conns() > 2 {
+		t.Errorf("%d connections; want at most 2", f.Conns())
+	}
+}
+
+// Retries are spread by the jitter, within its bounds.
+func TestBackoffJitter(t *testing.T) {
+	c := Config{Backoff: []time.Duration{time.Minute, time.Hour}, Jitter: 0.1}
+	seen := map[time.Duration]bool{}
+	for range 200 {
+		d := c.backoff(2)
+		if d < 54*time.Minute || d > 66*time.Minute {
+			t.Fatalf("backoff(2) = %v, outside 1h ±10%%", d)
+		}
+		seen[d] = true
+	}
+	if len(seen) < 50 {
+		t.Errorf("only %d distinct waits in 200: no jitter", len(seen))
+	}
+	c.Jitter = -1
+	if d := c.backoff(5); d != time.Hour {
+		t.Errorf("without jitter backoff(5) = %v, want 1h", d)
+	}
+}
+
+// Shutdown says QUIT to idle sessions.
+func TestShutdownClosesIdle(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.ConnIdleTime = time.Minute })
+	f := startFake(t, "127.0.0.1:0", nil)
+	route(h, "other.test", f)
+	h.start()
+	h.waitGone(h.queue("a@corp.test", "x@other.test"))
+	if _, idle := h.runner.cache.counts(); idle != 1 {
+		t.Fatalf("%d idle sessions, want 1", idle)
+	}
+	h.stop()
+	if open, idle := h.runner.cache.counts(); open != 0 || idle != 0 {
+		t.Errorf("after shutdown: %d open, %d idle", open, idle)
+	}
+}
+
+func BenchmarkCacheTakePut(b *testing.B) {
+	c := newConnCache(100, 20, time.Minute, time.Hour, time.Now)
+	out := policy.Outcome{TLS: true, Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256}
+	for i := range 20 {
+		c.open++
+		c.perAddr[fmt.Sprintf("10.0.0.%d:25", i)]++
+		c.idle = append(c.idle, &conn{s: &smtpclient.Session{}, hop: Hop{MX: "mx", Outcome: out}, addr: fmt.Sprintf("10.0.0.%d:25", i), opened: time.Now(), since: time.Now()})
+	}
+	ctx := context.Background()
+	req := policy.DefaultRequirement()
+	b.ReportAllocs()
+	for b.Loop() {
+		x, _ := c.take(ctx, "mx", "10.0.0.7:25", req)
+		c.put(ctx, x)
+	}
+}

@@ -1,0 +1,298 @@
+// Package queuectl is the operator's view of the relay's queue, like
+// Postfix's mailq, postqueue and postsuper: list and show queued messages,
+// retry them now, delete them, or return them to their senders.
+//
+// It works on the spool directly, with or without a relay running on it.
+// Every change is made under the message's spool lock (spool.Lock), which
+// the relay's queue runner also holds for the whole of a delivery attempt,
+// so a command either waits for an attempt in progress to end or the
+// attempt sees the command's result; a deleted message is never written
+// back or delivered. After a change the running relay is woken through the
+// spool's trigger FIFO (see Wake) so a retry goes out at once.
+package queuectl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/smgctl/smgctl/pkg/relay/delivery"
+	"github.com/smgctl/smgctl/pkg/relay/dsn"
+	"github.com/smgctl/smgctl/pkg/relay/spool"
+)
+
+// AdminReturn is the diagnostic of recipients returned by `queue bounce`:
+// RFC 3463 5.0.0 (undefined permanent failure), the wording Exim uses for
+// its administrator's "give up" (exim -Mg).
+const AdminReturn = "550 5.0.0 delivery cancelled by the administrator"
+
+// Queue is an open spool seen by an operator.
+type Queue struct {
+	sp  *spool.Spool
+	log *slog.Logger
+	// Hostname names the relay in DSNs from Bounce (Reporting-MTA and
+	// MAILER-DAEMON@); it should be the relay's own.
+	Hostname string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Open opens the spool at dir. It must exist: an operator's typo must not
+// create an empty spool and report an empty queue.
+func Open(dir string, log *slog.Logger) (*Queue, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("queue: spool %s: %w", dir, err)
+	}
+	sp, err := spool.Open(dir, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Queue{sp: sp, log: log, Hostname: "localhost", Now: time.Now}, nil
+}
+
+// Close releases the spool.
+func (q *Queue) Close() error { return q.sp.Close() }
+
+// Dir is the spool directory.
+func (q *Queue) Dir() string { return q.sp.Dir() }
+
+// Message is one queued message as `smgctl queue` shows it; its JSON form
+// is the stable schema of `--output json` (docs/operations.md).
+type Message struct {
+	ID            string      `json:"id"`
+	Arrival       time.Time   `json:"arrival"`
+	Size          int64       `json:"size"`
+	From          string      `json:"from"` // "" = the null sender (a DSN)
+	MessageID     string      `json:"message_id,omitempty"`
+	DSNOf         string      `json:"dsn_of,omitempty"`
+	DelayNotified bool        `json:"delay_notified"`
+	Recipients    []Recipient `json:"recipients"`
+}
+
+// Recipient is a recipient's delivery state.
+type Recipient struct {
+	Address     string     `json:"address"`
+	State       string     `json:"state"` // pending, delivered, bounced, expired
+	Attempts    int        `json:"attempts"`
+	LastReply   string     `json:"last_reply,omitempty"`
+	NextAttempt *time.Time `json:"next_attempt,omitempty"` // pending only; absent: due now
+}
+
+func fromEnvelope(env *spool.Envelope) Message {
+	m := Message{
+		ID: env.ID, Arrival: env.Arrival, Size: env.Size, From: env.From, MessageID: env.MessageID,
+		DSNOf: env.DSNOf, DelayNotified: env.DelayNotified, Recipients: make([]Recipient, 0, len(env.Recipients)),
+	}
+	for _, rc := range env.Recipients {
+		r := Recipient{Address: rc.Address, State: rc.State.String(), Attempts: rc.Attempts, LastReply: rc.LastReply}
+		if rc.State == spool.Pending && !rc.NextAttempt.IsZero() {
+			t := rc.NextAttempt
+			r.NextAttempt = &t
+		}
+		m.Recipients = append(m.Recipients, r)
+	}
+	return m
+}
+
+// List returns every queued message, oldest first. Messages that vanish
+// while it reads (delivered meanwhile) are left out.
+func (q *Queue) List() ([]Message, error) {
+	ids, err := q.sp.List()
+	if err != nil {
+		return nil, err
+	}
+	msgs := make([]Message, 0, len(ids))
+	for _, id := range ids {
+		env, err := q.sp.Envelope(id)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, fromEnvelope(env))
+	}
+	return msgs, nil
+}
+
+// ErrNotQueued is returned for an ID that is not (or no longer) in the
+// queue.
+var ErrNotQueued = errors.New("not in the queue")
+
+// Show returns one message and, when body is not nil, copies its content
+// (as stored, with the relay's Received: header) to body.
+func (q *Queue) Show(id string, body io.Writer) (Message, error) {
+	if !spool.ValidID(id) {
+		return Message{}, fmt.Errorf("%q: not a queue ID", id)
+	}
+	env, err := q.sp.Envelope(id)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Message{}, fmt.Errorf("%s: %w", id, ErrNotQueued)
+	}
+	if err != nil {
+		return Message{}, err
+	}
+	if body != nil {
+		rc, err := q.sp.Body(id)
+		if err != nil {
+			return Message{}, err
+		}
+		defer rc.Close()
+		if _, err := io.Copy(body, rc); err != nil {
+			return Message{}, err
+		}
+	}
+	return fromEnvelope(env), nil
+}
+
+// Result is what a change did to one message.
+type Result struct {
+	ID string `json:"id"`
+	// Done is true when the change was made.
+	Done bool `json:"done"`
+	// Recipients are the pending recipients it applied to.
+	Recipients []string `json:"recipients,omitempty"`
+	// DSN is the queue ID of the DSN queued by Bounce.
+	DSN   string `json:"dsn,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// Retry makes every pending recipient of ids due now (postqueue -i, or
+// postsuper -r for a deferred message), then wakes the relay.
+func (q *Queue) Retry(ctx context.Context, ids []string) []Result {
+	return q.each(ctx, ids, func(env *spool.Envelope, res *Result) error {
+		for i := range env.Recipients {
+			rc := &env.Recipients[i]
+			if rc.State == spool.Pending {
+				rc.NextAttempt = time.Time{}
+				res.Recipients = append(res.Recipients, rc.Address)
+			}
+		}
+		return q.sp.Update(env)
+	})
+}
+
+// Delete removes ids from the queue without notice to anyone (postsuper
+// -d). A delivery in progress is waited for; what it delivered meanwhile
+// has gone, the rest never will.
+func (q *Queue) Delete(ctx context.Context, ids []string) []Result {
+	return q.each(ctx, ids, func(env *spool.Envelope, res *Result) error {
+		for _, rc := range env.Recipients {
+			if rc.State == spool.Pending {
+				res.Recipients = append(res.Recipients, rc.Address)
+			}
+		}
+		return q.sp.Remove(env.ID)
+	})
+}
+
+// Bounce returns ids to their senders now: one DSN per message listing
+// every pending recipient with AdminReturn (Status 5.0.0), then the
+// message leaves the queue. A message with the null sender (itself a DSN)
+// is removed without a report (RFC 5321 §4.5.5: never bounce a bounce).
+func (q *Queue) Bounce(ctx context.Context, ids []string) []Result {
+	return q.each(ctx, ids, func(env *spool.Envelope, res *Result) error {
+		now := q.now()
+		var rcpts []dsn.Recipient
+		for i := range env.Recipients {
+			rc := &env.Recipients[i]
+			if rc.State != spool.Pending {
+				continue
+			}
+			res.Recipients = append(res.Recipients, rc.Address)
+			rcpts = append(rcpts, dsn.Recipient{
+				Address: rc.Address, Action: dsn.Failed, Diagnostic: AdminReturn, LastAttempt: now,
+			})
+		}
+		if len(rcpts) > 0 && env.From != "" {
+			d, err := delivery.ReturnToSender(q.sp, q.Hostname, env, rcpts, now)
+			if err != nil {
+				return err
+			}
+			res.DSN = d.ID
+		}
+		// The DSN is durable before the message goes: a crash in between
+		// can send the report twice, never lose it.
+		return q.sp.Remove(env.ID)
+	})
+}
+
+func (q *Queue) now() time.Time {
+	if q.Now == nil {
+		return time.Now()
+	}
+	return q.Now()
+}
+
+// each applies change to each message under its lock, waiting for the
+// lock until ctx ends, and wakes the relay once if anything changed.
+func (q *Queue) each(ctx context.Context, ids []string, change func(*spool.Envelope, *Result) error) []Result {
+	results := make([]Result, 0, len(ids))
+	changed := false
+	for _, id := range ids {
+		res := Result{ID: id}
+		if err := q.apply(ctx, id, &res, change); err != nil {
+			res.Error = err.Error()
+		} else {
+			res.Done = true
+			changed = true
+		}
+		results = append(results, res)
+	}
+	if changed {
+		if _, err := Wake(q.sp.Dir()); err != nil {
+			q.log.Warn("the relay was not woken; it picks the change up at its next scan", "err", err)
+		}
+	}
+	return results
+}
+
+func (q *Queue) apply(ctx context.Context, id string, res *Result, change func(*spool.Envelope, *Result) error) error {
+	if !spool.ValidID(id) {
+		return fmt.Errorf("%q: not a queue ID", id)
+	}
+	unlock, err := q.lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	env, err := q.sp.Envelope(id)
+	if errors.Is(err, fs.ErrNotExist) {
+		return ErrNotQueued
+	}
+	if err != nil {
+		return err
+	}
+	return change(env, res)
+}
+
+// lock waits for the message's lock: the relay holds it while it delivers
+// the message, which takes at most its SMTP timeouts.
+func (q *Queue) lock(ctx context.Context, id string) (func(), error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		unlock, err := q.sp.TryLock(id)
+		switch {
+		case err == nil:
+			return unlock, nil
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, ErrNotQueued
+		case !errors.Is(err, spool.ErrLocked):
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("being delivered right now; try again (%w)", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
