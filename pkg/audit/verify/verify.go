@@ -11,8 +11,6 @@ package verify
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/smgctl/smgctl/pkg/hashchain"
 
 	"github.com/smgctl/smgctl/pkg/relay/audit"
 )
@@ -258,10 +258,7 @@ type pendingBreak struct {
 
 func newWalker(rep *Report) *walker { return &walker{rep: rep} }
 
-func hashLine(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
+func hashLine(b []byte) string { return hashchain.Hash(b) }
 
 // file walks one file; done is true when a break was decided.
 func (w *walker) file(path string) (done bool, err error) {

@@ -3,8 +3,6 @@ package store
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/hashchain"
 )
 
 // Action names what a journal record did to its target.
@@ -53,10 +53,7 @@ var ErrTornJournal = errors.New("journal ends in a partial line")
 
 // LineHash is the chain value of one journal line: hex SHA-256 of the
 // line without its newline.
-func LineHash(line []byte) string {
-	sum := sha256.Sum256(bytes.TrimSuffix(line, []byte("\n")))
-	return hex.EncodeToString(sum[:])
-}
+func LineHash(line []byte) string { return hashchain.Hash(line) }
 
 // DefaultActor names who is editing when no --actor is given: the
 // SMGCTL_ACTOR environment variable, else the OS user.
@@ -157,46 +154,12 @@ func lastLine(f *os.File) ([]byte, int64, error) {
 }
 
 // ChainError says where a journal stops being trustworthy.
-type ChainError struct {
-	Line int // 1-based
-	Msg  string
-}
-
-func (e *ChainError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Msg) }
+type ChainError = hashchain.Break
 
 // VerifyChain reads a journal and checks that every line is a record
 // whose prev is the hash of the line before it. It returns the number of
 // good lines and, at the first break, a *ChainError.
-func VerifyChain(r io.Reader) (int, error) {
-	br := bufio.NewReader(r)
-	prev := ""
-	n := 0
-	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) == 0 && err == io.EOF {
-			return n, nil
-		}
-		if err != nil && err != io.EOF {
-			return n, err
-		}
-		if !bytes.HasSuffix(line, []byte("\n")) {
-			return n, &ChainError{n + 1, "partial last line (no newline)"}
-		}
-		var rec Record
-		if jerr := json.Unmarshal(line, &rec); jerr != nil {
-			return n, &ChainError{n + 1, "not a journal record: " + jerr.Error()}
-		}
-		if rec.Prev != prev {
-			want := prev
-			if want == "" {
-				want = `"" (first line)`
-			}
-			return n, &ChainError{n + 1, fmt.Sprintf("prev is %q, want %s: the line before was altered, inserted or removed", rec.Prev, want)}
-		}
-		prev = LineHash(line)
-		n++
-	}
-}
+func VerifyChain(r io.Reader) (int, error) { return hashchain.Verify(r) }
 
 // ReadJournal returns every record of the journal at path, oldest first.
 // A missing journal has no records.

@@ -8,8 +8,6 @@ package audit
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +17,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/hashchain"
 )
 
 // Event is what happened to one recipient on one attempt.
@@ -184,10 +184,7 @@ func lastLine(path string) ([]byte, bool, error) {
 	return buf[i+1:], torn, nil
 }
 
-func hashLine(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
+func hashLine(b []byte) string { return hashchain.Hash(b) }
 
 // Write appends records as one line each, in order, then makes them
 // durable with one fsync for the whole batch. Each line is one write(2)
@@ -273,44 +270,13 @@ func (l *Log) Close() error {
 }
 
 // ChainError says where a hash chain breaks.
-type ChainError struct {
-	Line int // 1-based
-	Msg  string
-}
-
-func (e *ChainError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Msg) }
+type ChainError = hashchain.Break
 
 // Verify reads an audit log and checks every line's prev against the
-// hash of the line before it. It returns the number of lines read and, at
-// the first break, a *ChainError.
-func Verify(r io.Reader) (int, error) {
-	br := newLineReader(r)
-	prev := ""
-	n := 0
-	for {
-		line, err := br.next()
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-		n++
-		var rec struct {
-			Prev *string `json:"prev"`
-		}
-		if err := json.Unmarshal(line, &rec); err != nil {
-			return n, &ChainError{n, "not a JSON record: " + err.Error()}
-		}
-		if rec.Prev == nil {
-			return n, &ChainError{n, "no prev field"}
-		}
-		if *rec.Prev != prev {
-			return n, &ChainError{n, fmt.Sprintf("prev is %q, the line before hashes to %q", *rec.Prev, prev)}
-		}
-		prev = hashLine(line)
-	}
-}
+// hash of the line before it. It returns the number of good lines and, at
+// the first break, a *ChainError. Rotation and the seal are checked by
+// pkg/audit/verify, which the CLI uses.
+func Verify(r io.Reader) (int, error) { return hashchain.Verify(r) }
 
 // lineReader splits on '\n' without a line length limit below maxLine.
 type lineReader struct {
@@ -364,7 +330,7 @@ func Scan(r io.Reader, fn func(Record) error) error {
 		}
 		var rec Record
 		if err := json.Unmarshal(line, &rec); err != nil {
-			return &ChainError{n, "not a JSON record: " + err.Error()}
+			return &ChainError{Line: n, Msg: "not a JSON record: " + err.Error()}
 		}
 		if err := fn(rec); err != nil {
 			return err

@@ -190,25 +190,6 @@ func TestScan(t *testing.T) {
 	}
 }
 
-func FuzzVerify(f *testing.F) {
-	f.Add([]byte(`{"prev":""}` + "\n"))
-	f.Add([]byte("{}\n\n{"))
-	f.Add([]byte(""))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		n, err := Verify(bytes.NewReader(data))
-		if err == nil && n != bytes.Count(data, []byte("\n"))+boolInt(len(data) > 0 && data[len(data)-1] != '\n') {
-			t.Fatalf("Verify counted %d lines", n)
-		}
-	})
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 func BenchmarkWrite(b *testing.B) {
 	l, err := Open(filepath.Join(b.TempDir(), "audit.log"), nil)
 	if err != nil {
