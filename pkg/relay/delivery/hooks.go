@@ -91,8 +91,22 @@ func (r *Runner) checkMessageTimers(id string) {
 		r.forceNow(id)
 		return
 	}
-	if r.cfg.DelayWarning <= 0 || env.DelayNotified || env.From == "" || now.Sub(env.Arrival) < r.cfg.DelayWarning {
-		return
+	if r.warnDelayed(env, now) {
+		if err := r.cfg.Spool.Update(env); err != nil {
+			r.cfg.Log.Error("storing delivery state", "id", id, "err", err)
+		}
+	}
+}
+
+// warnDelayed sends the "delayed" DSN (RFC 3464 Action: delayed) once a
+// message has waited DelayWarning with recipients still pending, so no
+// sender waits days in silence. It reports whether env changed; the
+// caller stores it.
+func (r *Runner) warnDelayed(env *spool.Envelope, now time.Time) bool {
+	expires := env.Arrival.Add(r.cfg.QueueLifetime)
+	if r.cfg.DelayWarning <= 0 || env.DelayNotified || env.From == "" || !env.Pending() ||
+		now.Sub(env.Arrival) < r.cfg.DelayWarning || !expires.After(now) {
+		return false
 	}
 	var delayed []dsn.Recipient
 	for _, rc := range env.Recipients {
@@ -104,16 +118,14 @@ func (r *Runner) checkMessageTimers(id string) {
 		}
 	}
 	if len(delayed) == 0 {
-		return // not tried yet: nothing to say about a delay
+		return false // not tried yet: nothing to say about a delay
 	}
 	if err := r.queueDSN(env, delayed, now); err != nil {
-		r.cfg.Log.Error("queueing a delay DSN", "id", id, "err", err)
-		return
+		r.cfg.Log.Error("queueing a delay DSN", "id", env.ID, "err", err)
+		return false
 	}
 	env.DelayNotified = true
-	if err := r.cfg.Spool.Update(env); err != nil {
-		r.cfg.Log.Error("storing delivery state", "id", id, "err", err)
-	}
+	return true
 }
 
 // forceNow makes the message due now with every pending recipient tried,

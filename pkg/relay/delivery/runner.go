@@ -1,11 +1,8 @@
 package delivery
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"io/fs"
 	"slices"
 	"strings"
@@ -543,25 +540,8 @@ func (m *message) finish() {
 		}
 		changed = true
 	}
-	if r.cfg.DelayWarning > 0 && !env.DelayNotified && env.From != "" && env.Pending() &&
-		now.Sub(env.Arrival) >= r.cfg.DelayWarning && env.Arrival.Add(r.cfg.QueueLifetime).After(now) {
-		var delayed []dsn.Recipient
-		for _, rc := range env.Recipients {
-			if rc.State == spool.Pending && rc.Attempts > 0 {
-				delayed = append(delayed, dsn.Recipient{
-					Address: rc.Address, Action: dsn.Delayed, Diagnostic: rc.LastReply,
-					LastAttempt: now, WillRetryUntil: env.Arrival.Add(r.cfg.QueueLifetime),
-				})
-			}
-		}
-		if len(delayed) > 0 {
-			if err := r.queueDSN(env, delayed, now); err != nil {
-				r.cfg.Log.Error("queueing a delay DSN", "id", env.ID, "err", err)
-			} else {
-				env.DelayNotified = true
-				changed = true
-			}
-		}
+	if r.warnDelayed(env, now) {
+		changed = true
 	}
 	if changed {
 		if err := r.cfg.Spool.Update(env); err != nil {
@@ -576,51 +556,14 @@ const maxHeaders = 64 << 10
 // queueDSN builds a report on env for rcpts and spools it with the null
 // sender, to the original sender.
 func (r *Runner) queueDSN(env *spool.Envelope, rcpts []dsn.Recipient, now time.Time) error {
-	hdr := r.originalHeaders(env.ID)
-	msg, err := dsn.Build(dsn.Report{
-		Hostname: r.cfg.Hostname, To: env.From, QueueID: env.ID, OriginalMessageID: env.MessageID,
-		Arrival: env.Arrival, Recipients: rcpts, Headers: hdr, Now: now,
-	})
+	d, err := ReturnToSender(r.cfg.Spool, r.cfg.Hostname, env, rcpts, now)
 	if err != nil {
-		return err
-	}
-	d := &spool.Envelope{
-		From:       "",
-		Recipients: []spool.Recipient{{Address: env.From}},
-		MessageID:  "<" + msg.MessageID + ">",
-		SMTPUTF8:   msg.UTF8,
-		Body8Bit:   msg.EightBit,
-		DSNOf:      env.ID,
-	}
-	if err := r.cfg.Spool.Put(d, bytes.NewReader(msg.Bytes)); err != nil {
 		return err
 	}
 	r.stats.dsns.Add(1)
 	r.cfg.Log.Info("DSN queued", "id", d.ID, "dsn_of", env.ID, "to", env.From, "recipients", len(rcpts), "action", string(rcpts[0].Action))
 	r.Notify(d.ID)
 	return nil
-}
-
-// originalHeaders reads the stored message's header block.
-func (r *Runner) originalHeaders(id string) []byte {
-	body, err := r.cfg.Spool.Body(id)
-	if err != nil {
-		return nil
-	}
-	defer body.Close()
-	br := bufio.NewReader(io.LimitReader(body, maxHeaders))
-	var out bytes.Buffer
-	for {
-		line, err := br.ReadBytes('\n')
-		if len(bytes.TrimRight(line, "\r\n")) == 0 && (err == nil || len(line) > 0) {
-			break
-		}
-		out.Write(line)
-		if err != nil {
-			break
-		}
-	}
-	return out.Bytes()
 }
 
 func auditRecord(env *spool.Envelope, req policy.Requirement, x Result, event audit.Event, attempt int, now time.Time) audit.Record {
