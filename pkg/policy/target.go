@@ -153,9 +153,7 @@ func NormalizeDomain(s string) (string, error) {
 // checkLDH enforces RFC 1035 §2.3.1 / RFC 5890 host name syntax on an
 // ASCII name, and that any A-label decodes.
 func checkLDH(s string) error {
-	if len(s) > 253 {
-		return fmt.Errorf("domain is %d octets, more than 253", len(s))
-	}
+	// Labels first: an over-long label is the more specific complaint.
 	for label := range strings.SplitSeq(s, ".") {
 		if label == "" {
 			return fmt.Errorf("empty label in %q", s)
@@ -177,6 +175,9 @@ func checkLDH(s string) error {
 				return fmt.Errorf("bad A-label %q: %v", label, err)
 			}
 		}
+	}
+	if len(s) > 253 {
+		return fmt.Errorf("domain is %d octets, more than 253", len(s))
 	}
 	return nil
 }
