@@ -76,7 +76,9 @@ func newQueueListCmd(open func() (*queuectl.Queue, error)) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "list",
 		Short: "List queued messages (mailq)",
-		Args:  cobra.NoArgs,
+		Example: `  smgctl queue list
+  smgctl queue list --spool /var/spool/smgctl --output json`,
+		Args: cobra.NoArgs,
 	}
 	out := addOutputFlag(c, "table", "json")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -145,7 +147,9 @@ func newQueueShowCmd(open func() (*queuectl.Queue, error)) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "show QUEUE-ID",
 		Short: "Show one queued message's envelope and delivery state (postcat -q)",
-		Args:  cobra.ExactArgs(1),
+		Example: `  smgctl queue show 0CT4H1P9VGA2K3QF
+  smgctl queue show 0CT4H1P9VGA2K3QF --body`,
+		Args: cobra.ExactArgs(1),
 	}
 	c.Flags().BoolVar(&withBody, "body", false, "also print the message as stored")
 	out := addOutputFlag(c, "table", "json")
@@ -221,6 +225,8 @@ func newQueueActionCmd(open func() (*queuectl.Queue, error), a queueAction) *cob
 	c := &cobra.Command{
 		Use:   a.name + " QUEUE-ID... | --all",
 		Short: a.short,
+		Example: "  smgctl queue " + a.name + " 0CT4H1P9VGA2K3QF 0CT4H1PA2N6M0S1B\n" +
+			"  smgctl queue " + a.name + " --all",
 	}
 	c.Flags().BoolVar(&all, "all", false, "every queued message")
 	c.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for a message the relay is delivering right now")
