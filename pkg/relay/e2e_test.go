@@ -628,6 +628,10 @@ func TestRelayRestartDeliversSpool(t *testing.T) {
 			t.Fatalf("go build: %v\n%s", err, out)
 		}
 		dir := t.TempDir()
+		// A named policy path must exist; an empty file enforces nothing.
+		if err := os.WriteFile(filepath.Join(dir, "policy.conf"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		listen := closedPort(t)
 		args := []string{"relay", "--listen", listen, "--hostname", "relay.corp.test",
 			"--spool", filepath.Join(dir, "spool"), "--audit-log", filepath.Join(dir, "audit.log"),

@@ -67,7 +67,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 	}()
 
 	r.metrics = newMetrics(r)
-	if r.watcher, err = policywatch.New(cfg.Policy, log.With("part", "policy")); err != nil {
+	if r.watcher, err = policywatch.New(cfg.Policy, cfg.Policy == DefaultPolicy, log.With("part", "policy")); err != nil {
 		return nil, err
 	}
 	if r.spool, err = spool.Open(cfg.Spool, log.With("part", "spool")); err != nil {

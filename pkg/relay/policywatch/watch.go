@@ -41,8 +41,9 @@ type Stats struct {
 
 // Watcher holds the policy in force.
 type Watcher struct {
-	path string
-	log  *slog.Logger
+	path      string
+	missingOK bool
+	log       *slog.Logger
 
 	cur atomic.Pointer[policy.Policy]
 
@@ -52,14 +53,16 @@ type Watcher struct {
 	stats Stats
 }
 
-// New loads the policy at path. A missing file is an empty policy (a
-// fresh install enforces nothing); a file that does not parse is an error,
-// since there is no previous policy to keep.
-func New(path string, log *slog.Logger) (*Watcher, error) {
+// New loads the policy at path; a file that does not parse is an error,
+// since there is no previous policy to keep. A missing file is an empty
+// policy only when missingOK (the documented default path of a fresh
+// install, which enforces nothing yet); a path the operator named must
+// exist, so a typo cannot silently turn enforcement off.
+func New(path string, missingOK bool, log *slog.Logger) (*Watcher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w := &Watcher{path: path, log: log}
+	w := &Watcher{path: path, missingOK: missingOK, log: log}
 	if err := w.Reload(); err != nil {
 		return nil, err
 	}
@@ -80,13 +83,16 @@ func (w *Watcher) Stats() Stats {
 }
 
 // Reload reads the file now. On a parse error the previous policy stays
-// in force and the error is returned and logged.
+// in force and the error is returned and logged. Once a policy is in
+// force, a file that disappears is refused like a broken one: fail
+// closed, since an empty policy would send every partner's mail with
+// opportunistic TLS only. To clear the list, empty the file.
 func (w *Watcher) Reload() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.stamp = stampOf(w.path)
 	data, err := os.ReadFile(w.path)
-	if os.IsNotExist(err) {
+	if os.IsNotExist(err) && w.cur.Load() == nil && w.missingOK {
 		data, err = nil, nil
 	}
 	if err != nil {

@@ -44,7 +44,7 @@ func waitFor(t *testing.T, w *Watcher, rcpt, want string) {
 
 func start(t *testing.T, path string) *Watcher {
 	t.Helper()
-	w, err := New(path, nil)
+	w, err := New(path, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,9 +82,28 @@ func TestEditsTakeEffect(t *testing.T) {
 	}
 	waitFor(t, w, "a@anything.example", "*")
 
-	// Removal: an empty policy, like a missing file at start.
+	// Removal fails closed: the policy in force stays, the failure is
+	// counted (an empty policy would send every partner's mail with
+	// opportunistic TLS).
+	failures := w.Stats().Failures
 	os.Remove(path)
-	waitFor(t, w, "a@anything.example", "")
+	deadline := time.Now().Add(2 * time.Second)
+	for w.Stats().Failures == failures && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := w.Stats(); st.Failures == failures || !strings.Contains(st.LastError, "no such file") {
+		t.Fatalf("removal not refused: %+v", st)
+	}
+	waitFor(t, w, "a@anything.example", "*")
+}
+
+// A policy path the operator named must exist: a typo must not start a
+// relay that enforces nothing. Only the default path may be missing.
+func TestNamedPathMustExist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "typo.conf")
+	if _, err := New(path, false, nil); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("New on a missing named path: %v", err)
+	}
 }
 
 func TestBrokenFileKeepsPolicy(t *testing.T) {
@@ -123,7 +142,7 @@ func TestReloadOnDemand(t *testing.T) {
 	// No Run: only the explicit Reload (what SIGHUP calls) may change it.
 	path := filepath.Join(t.TempDir(), "policy.conf")
 	os.WriteFile(path, []byte("a.example\n"), 0o644)
-	w, err := New(path, nil)
+	w, err := New(path, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +173,7 @@ func TestReloadOnDemand(t *testing.T) {
 func TestInvalidAtStart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.conf")
 	os.WriteFile(path, []byte("x.example bits=0\n"), 0o644)
-	if _, err := New(path, nil); err == nil || !strings.Contains(err.Error(), ":1:") {
+	if _, err := New(path, true, nil); err == nil || !strings.Contains(err.Error(), ":1:") {
 		t.Fatalf("New = %v, want a parse error with the line", err)
 	}
 }
@@ -178,7 +197,7 @@ func TestDirectoryCreatedLater(t *testing.T) {
 func BenchmarkPolicy(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "policy.conf")
 	os.WriteFile(path, []byte("partner.example\n"), 0o644)
-	w, _ := New(path, nil)
+	w, _ := New(path, true, nil)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
