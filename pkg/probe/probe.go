@@ -361,12 +361,10 @@ func (p *Prober) session(ctx context.Context, host string, addr netip.Addr, at *
 				ChainVerified: v.ChainVerified, NameMatched: v.NameMatched, VerifyError: v.Error,
 			}
 		}
+		// DANE is reported, not fed into the grade: the relay
+		// verifies certificates against the WebPKI roots only, and the
+		// probe must judge exactly as the relay will (SPEC §3 step 3).
 		at.DANE = matchDANE(tlsa, chain, host, p.cfg.Now())
-		if at.DANE == DANEMatch {
-			// RFC 7672 §3.1: a matching DANE record authenticates the
-			// server in place of the WebPKI.
-			out.Verified, out.VerifyError = true, ""
-		}
 	}
 	at.Bits = out.Bits()
 	at.Verified = out.Verified
@@ -392,18 +390,28 @@ func (p *Prober) session(ctx context.Context, host string, addr netip.Addr, at *
 // a connection failure moves on, a hop that does not meet the
 // requirement gets no MAIL FROM and the next one is tried (SPEC §4).
 func (p *Prober) verdict(rep *Report, req policy.Requirement) {
-	var best *Attempt
-	var bestHost string
+	// The relay's rule (pkg/relay/delivery deliverGroup): the first hop in
+	// order that meets the requirement carries the mail; otherwise the
+	// first hop that failed it gives the diagnostic, and the message
+	// bounces only when every hop was reached, since an unreachable one
+	// might have met it.
+	var firstFail *Attempt
+	var failHost string
+	unreached := false
 	for _, h := range rep.Hosts {
+		if h.Error != "" {
+			unreached = true
+		}
 		for _, at := range h.Attempts {
 			if !at.graded {
+				unreached = true
 				continue
 			}
 			if at.Met && rep.Via == nil {
 				rep.Via = &HopRef{Host: h.Name, Addr: at.Addr}
 			}
-			if best == nil || better(at, best) {
-				best, bestHost = at, h.Name
+			if !at.Met && firstFail == nil {
+				firstFail, failHost = at, h.Name
 			}
 		}
 	}
@@ -420,39 +428,27 @@ func (p *Prober) verdict(rep *Report, req policy.Requirement) {
 		if rep.Via.Host != first {
 			rep.Summary += fmt.Sprintf(", not the preferred MX %s", first)
 		}
-	case best == nil:
+	case firstFail == nil:
 		rep.Verdict = VerdictDefer
 		rep.Summary = "defer: no MX host could be reached"
 	default:
-		rep.Diagnostic = best.Diagnostic
+		rep.Diagnostic = firstFail.Diagnostic
 		switch {
 		case req.Mode == policy.ModeTesting:
 			rep.Verdict = VerdictTesting
-			rep.Summary = fmt.Sprintf("deliver without meeting the requirement (mode=testing records a would-be bounce: %s, best %s [%s])", best.Diagnostic, bestHost, best.Addr)
+			rep.Summary = fmt.Sprintf("deliver without meeting the requirement (mode=testing records a would-be bounce: %s, from %s [%s])", firstFail.Diagnostic, failHost, firstFail.Addr)
 		case req.OnFail == policy.OnFailDefer:
 			rep.Verdict = VerdictDefer
-			rep.Summary = fmt.Sprintf("defer until the queue lifetime ends, then bounce: %s (best: %s [%s])", best.Diagnostic, bestHost, best.Addr)
+			rep.Summary = fmt.Sprintf("defer until the queue lifetime ends, then bounce: %s (from %s [%s])", firstFail.Diagnostic, failHost, firstFail.Addr)
+		case unreached:
+			rep.Verdict = VerdictDefer
+			rep.Summary = fmt.Sprintf("defer: %s (from %s [%s]); an MX that could not be reached might meet the requirement", firstFail.Diagnostic, failHost, firstFail.Addr)
 		default:
 			rep.Verdict = VerdictBounce
-			rep.Summary = fmt.Sprintf("bounce: %s (best: %s [%s])", best.Diagnostic, bestHost, best.Addr)
+			rep.Summary = fmt.Sprintf("bounce: %s (from %s [%s])", firstFail.Diagnostic, failHost, firstFail.Addr)
 		}
 	}
 	rep.Risks = append(rep.Risks, p.risks(rep)...)
-}
-
-// better ranks attempts for "the best attempt" whose diagnostic a bounce
-// quotes: met first, then more bits, then a newer version, then verified.
-func better(a, b *Attempt) bool {
-	if a.Met != b.Met {
-		return a.Met
-	}
-	if a.Bits != b.Bits {
-		return a.Bits > b.Bits
-	}
-	if a.Version != b.Version {
-		return a.Version > b.Version // "TLSv1.3" > "TLSv1.2" > "none"
-	}
-	return a.Verified && !b.Verified
 }
 
 func findAttempt(rep *Report, ref HopRef) *Attempt {

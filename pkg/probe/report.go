@@ -127,7 +127,7 @@ type Attempt struct {
 	Bits       int               `json:"bits"`
 	Failure    string            `json:"tls_failure,omitempty"` // why no TLS
 	Cert       *CertInfo         `json:"certificate,omitempty"`
-	Verified   bool              `json:"verified"` // PKIX chain and name, or DANE
+	Verified   bool              `json:"verified"` // PKIX chain and name, as the relay checks
 	DANE       DANEResult        `json:"dane,omitempty"`
 	Met        bool              `json:"met"`
 	Diagnostic string            `json:"diagnostic,omitempty"` // the relay's words when not met
