@@ -26,8 +26,10 @@ var (
 	errTooBig = reply(552, smtp.EnhancedCode{5, 3, 4}, "Message size exceeds fixed maximum message size")
 	// RFC 3463 X.3.1: disk full; temporary, the client keeps the message.
 	errNoSpace = reply(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage")
-	// RFC 3463 X.3.0: any other failure to store; temporary as well.
-	errSpool = reply(451, smtp.EnhancedCode{4, 3, 0}, "Local error in processing: message not queued")
+	// SPEC §4: any other spool failure gets the same 452 4.3.1 (RFC 3463
+	// X.3.1, "mail system full" covers the spool being unable to take the
+	// message); temporary, the client keeps the message.
+	errSpool = reply(452, smtp.EnhancedCode{4, 3, 1}, "Local error in processing: message not queued")
 	// RFC 6531 §3.2: a UTF-8 address needs MAIL FROM ... SMTPUTF8.
 	errNeedSMTPUTF8 = reply(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII address requires SMTPUTF8")
 	// RFC 4954 §6: the credentials were wrong.

@@ -448,7 +448,7 @@ func TestSpoolErrors(t *testing.T) {
 		want string
 	}{
 		{fmt.Errorf("%w: %w", spool.ErrNoSpace, syscall.ENOSPC), "452 4.3.1 Insufficient system storage"},
-		{errors.New("EIO"), "451 4.3.0"},
+		{errors.New("EIO"), "452 4.3.1 Local error"},
 	}
 	for _, tc := range tests {
 		r := startRelay(t, Config{Queue: failingQueue{tc.err}})
