@@ -152,6 +152,8 @@ func parseLine(e *Entry, raw string, n int) (bool, *ParseError) {
 		}
 	}
 	found := false
+	var seen [8]string // option keys on this line; there are five
+	nseen := 0
 	pos := 0
 	for pos < len(body) {
 		for pos < len(body) && isSpace(body[pos]) {
@@ -182,6 +184,13 @@ func parseLine(e *Entry, raw string, n int) (bool, *ParseError) {
 		if err := e.Options.Set(key, value); err != nil {
 			return false, &ParseError{Line: n, Col: col, Msg: err.Error()}
 		}
+		for _, k := range seen[:nseen] {
+			if k == key {
+				return false, &ParseError{Line: n, Col: col, Msg: fmt.Sprintf("%s given twice", key)}
+			}
+		}
+		seen[nseen] = key
+		nseen++
 	}
 	return found, nil
 }

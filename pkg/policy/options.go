@@ -93,7 +93,8 @@ func (o *Options) Set(key, value string) error {
 	switch key {
 	case "bits":
 		n, err := strconv.Atoi(value)
-		if err != nil || n < 1 || n > 256 {
+		// Digits only, no sign or leading zero: one spelling per value.
+		if err != nil || n < 1 || n > 256 || value[0] < '1' || value[0] > '9' {
 			return fmt.Errorf("bits=%q: want a whole number from 1 to 256", value)
 		}
 		o.Bits = n
