@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -168,10 +167,7 @@ func newQueueShowCmd(open func() (*queuectl.Queue, error)) *cobra.Command {
 			bw = &body
 		}
 		m, err := q.Show(args[0], bw)
-		if errors.Is(err, queuectl.ErrNotQueued) {
-			return &exitError{code: exitFailed, err: err}
-		}
-		if err != nil {
+		if err != nil { // not a queue ID, or not in the queue: bad input
 			return &exitError{code: exitUsage, err: err}
 		}
 		w := cmd.OutOrStdout()
@@ -269,9 +265,10 @@ func newQueueActionCmd(open func() (*queuectl.Queue, error), a queueAction) *cob
 		ctx, cancel := context.WithTimeout(cmd.Context(), wait)
 		defer cancel()
 		results := a.run(q, ctx, ids)
-		failed := false
+		failed, badInput := false, false
 		for _, r := range results {
 			failed = failed || !r.Done
+			badInput = badInput || r.BadInput
 		}
 		w := cmd.OutOrStdout()
 		if out.json() {
@@ -291,7 +288,10 @@ func newQueueActionCmd(open func() (*queuectl.Queue, error), a queueAction) *cob
 				}
 			}
 		}
-		if failed {
+		switch {
+		case badInput: // an ID that is not queued: the caller's input (SPEC §5)
+			return &exitError{code: exitUsage}
+		case failed: // e.g. the relay held the message past --wait
 			return checkFailed()
 		}
 		return nil

@@ -97,11 +97,11 @@ func TestQueueCLI(t *testing.T) {
 		}
 	}
 
-	// delete, then the same again: the second finds nothing (exit 1).
+	// delete, then the same again: the second names an ID not queued (exit 2).
 	if code, out, _ := run(t, "queue", "delete", ids[0], "--spool", dir, "--output", "json"); code != 0 || !strings.Contains(out, `"done": true`) {
 		t.Errorf("delete: %d %s", code, out)
 	}
-	if code, _, errs := run(t, "queue", "delete", ids[0], "--spool", dir); code != 1 || !strings.Contains(errs, "not in the queue") {
+	if code, _, errs := run(t, "queue", "delete", ids[0], "--spool", dir); code != 2 || !strings.Contains(errs, "not in the queue") {
 		t.Errorf("delete again: %d %s", code, errs)
 	}
 
@@ -132,11 +132,11 @@ func TestQueueCLIErrors(t *testing.T) {
 		{[]string{"queue", "list", "--spool", filepath.Join(dir, "nope")}, 2, "no such file"},
 		{[]string{"queue", "list", "--spool", dir, "--output", "xml"}, 2, "--output"},
 		{[]string{"queue", "show", "not-an-id", "--spool", dir}, 2, "not a queue ID"},
-		{[]string{"queue", "show", "0000000000000000", "--spool", dir}, 1, "not in the queue"},
+		{[]string{"queue", "show", "0000000000000000", "--spool", dir}, 2, "not in the queue"},
 		{[]string{"queue", "show", "--spool", dir}, 2, "accepts 1 arg"},
 		{[]string{"queue", "retry", "--spool", dir}, 2, "give queue IDs or --all"},
 		{[]string{"queue", "delete", "--all", ids[0], "--spool", dir}, 2, "give queue IDs or --all"},
-		{[]string{"queue", "retry", "0000000000000000", ids[0], "--spool", dir}, 1, "not in the queue"},
+		{[]string{"queue", "retry", "0000000000000000", ids[0], "--spool", dir}, 2, "not in the queue"},
 	} {
 		code, _, errs := run(t, tc.args...)
 		if code != tc.code || !strings.Contains(errs, tc.msg) {

@@ -163,6 +163,9 @@ type Result struct {
 	// DSN is the queue ID of the DSN queued by Bounce.
 	DSN   string `json:"dsn,omitempty"`
 	Error string `json:"error,omitempty"`
+	// BadInput: the ID is malformed or not in the queue — the caller's
+	// mistake (exit 2), not a failed change (exit 1).
+	BadInput bool `json:"-"`
 }
 
 // Retry makes every pending recipient of ids due now (postqueue -i, or
@@ -241,6 +244,7 @@ func (q *Queue) each(ctx context.Context, ids []string, change func(*spool.Envel
 		res := Result{ID: id}
 		if err := q.apply(ctx, id, &res, change); err != nil {
 			res.Error = err.Error()
+			res.BadInput = errors.Is(err, ErrNotQueued) || !spool.ValidID(id)
 		} else {
 			res.Done = true
 			changed = true
