@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -36,10 +37,20 @@ Formats:
   sendmail  TLS_Rcpt: lines of a Sendmail access file
   postfix   an smtp_tls_policy_maps table
 
-Whatever cannot be mapped exactly is reported on stderr with its line; the
-rest is imported and the command exits 1, so a pipeline notices. Input that
-is unusable as a whole (binary data, invalid JSON) exits 2 and changes
-nothing. See docs/policy.md for the mappings.`,
+Two kinds of trouble, handled differently:
+
+  invalid input   a line that is not valid for the format (syntax error,
+                  bad domain, bad value), binary data, invalid JSON: each
+                  bad line is reported on stderr as FILE:LINE: why, nothing
+                  is imported (policy file and journal untouched), exit 2.
+  semantic loss   a valid line smgctl cannot represent exactly (Postfix
+                  dane, fingerprint, secure without match=hostname, a
+                  Sendmail CN check, ...): reported as FILE:LINE: why, the
+                  rest is imported, exit 1 so a pipeline notices.
+
+Other notes (a repeat, a blank line read as the catch-all, a Postfix
+.domain key imported as the domain's entry) are printed and do not change
+the exit code. See docs/policy.md for the mappings.`,
 		Example: `  smgctl policy import --format smg vendor-export.txt
   smgctl policy import --format sendmail --dry-run /etc/mail/access
   postconf -h smtp_tls_policy_maps    # find the table, then:
@@ -56,6 +67,15 @@ nothing. See docs/policy.md for the mappings.`,
 				return usageErr(err)
 			}
 			res, err := exchange.Read(f, name, data, exchange.ReadOptions{SendmailPermErr: permErr})
+			var bad *exchange.InvalidLinesError
+			if errors.As(err, &bad) {
+				// One line per bad input line, so an operator can fix
+				// them all in one pass; nothing has been touched.
+				for _, n := range bad.Lines {
+					fmt.Fprintf(c.ErrOrStderr(), "%s:%d: %s\n", name, n.Line, n.Text)
+				}
+				return usageErr(fmt.Errorf("%s: %d invalid line(s) for --format %s (see above); nothing imported", name, len(bad.Lines), f))
+			}
 			if err != nil {
 				return usageErr(err)
 			}

@@ -31,6 +31,11 @@ Exit 0 when clean or only warnings, 1 on errors (or on warnings with
   smgctl --policy policy.conf policy lint --strict   # in CI`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if out.value == "text" {
+				// The name before SPEC §5's table|json; kept so that
+				// existing scripts keep working, not advertised.
+				out.value = "table"
+			}
 			if err := out.check(); err != nil {
 				return err
 			}
@@ -83,7 +88,7 @@ Exit 0 when clean or only warnings, 1 on errors (or on warnings with
 			return nil
 		},
 	}
-	out = addOutputFlag(c, "text", "json")
+	out = addOutputFlag(c, "table", "json")
 	c.Flags().BoolVar(&strict, "strict", false, "exit 1 on warnings too")
 	return c
 }

@@ -4,10 +4,19 @@
 // and JSON back. It only translates: merging into a policy file is the
 // store's job.
 //
-// A translation is honest or it says so: anything in the input that has no
-// exact smgctl equivalent — a line that cannot be imported, or one imported
-// without part of its meaning — comes back as a Note with Lost set and the
-// line it came from. Nothing is dropped silently.
+// A translation is honest or it says so. Two kinds of trouble are told
+// apart, because they call for different handling:
+//
+//   - A line that is not valid input for its format — a syntax error, a
+//     bad domain, a bad value — is a Note with Invalid set. The input is
+//     broken, so Read refuses all of it (an *InvalidLinesError naming
+//     every such line) and nothing should be imported.
+//   - A valid line that has no exact smgctl equivalent — not importable
+//     at all, or imported without part of its meaning — is a Note with
+//     Lost set and the line it came from. The rest imports; the caller
+//     makes the loss visible (smgctl exits 1).
+//
+// Nothing is dropped silently.
 package exchange
 
 import (
@@ -56,6 +65,10 @@ type Note struct {
 	// imported without part of what it said. A caller should make that
 	// fail a pipeline (smgctl exits 1).
 	Lost bool
+	// Invalid is true when the line is not valid input for its format
+	// (syntax error, bad domain, bad value). Read turns any such note
+	// into an *InvalidLinesError: nothing of that input is imported.
+	Invalid bool
 }
 
 func (n Note) String() string { return fmt.Sprintf("line %d: %s", n.Line, n.Text) }
@@ -76,8 +89,24 @@ func (r *Result) Lost() bool {
 	return false
 }
 
+// Invalid returns the notes on lines that are not valid input.
+func (r *Result) Invalid() []Note {
+	var bad []Note
+	for _, n := range r.Notes {
+		if n.Invalid {
+			bad = append(bad, n)
+		}
+	}
+	return bad
+}
+
 func (r *Result) note(line int, lost bool, format string, args ...any) {
 	r.Notes = append(r.Notes, Note{Line: line, Text: fmt.Sprintf(format, args...), Lost: lost})
+}
+
+// invalid records that line is not valid input for the format.
+func (r *Result) invalid(line int, format string, args ...any) {
+	r.Notes = append(r.Notes, Note{Line: line, Text: fmt.Sprintf(format, args...), Invalid: true})
 }
 
 // ReadOptions adjusts how a foreign list is read.
@@ -106,8 +135,42 @@ func (e *InputError) Error() string {
 	return fmt.Sprintf("%s: %s", e.Name, e.Msg)
 }
 
-// Read translates data in format. name is used in errors only.
+// InvalidLinesError means some lines of a text list are not valid input
+// for its format. Like an InputError, nothing should be imported: a
+// broken line is a typo to fix, not a loss to accept, and importing the
+// rest would leave the policy half-migrated.
+type InvalidLinesError struct {
+	Name   string
+	Format Format
+	Lines  []Note // in line order, each with Invalid set
+}
+
+// Error names the first bad line and how many there are; Lines has all.
+func (e *InvalidLinesError) Error() string {
+	first := e.Lines[0]
+	msg := fmt.Sprintf("%s:%d: %s", e.Name, first.Line, first.Text)
+	if n := len(e.Lines) - 1; n > 0 {
+		msg += fmt.Sprintf(" (and %d more invalid line(s))", n)
+	}
+	return msg
+}
+
+// Read translates data in format. name is used in errors only. Input
+// that is unusable — binary data, invalid JSON, or any line that is not
+// valid for the format — is an error (*InputError or
+// *InvalidLinesError) and no Result: import all of it or nothing.
 func Read(format Format, name string, data []byte, opt ReadOptions) (*Result, error) {
+	res, err := read(format, name, data, opt)
+	if err != nil {
+		return nil, err
+	}
+	if bad := res.Invalid(); len(bad) > 0 {
+		return nil, &InvalidLinesError{Name: name, Format: format, Lines: bad}
+	}
+	return res, nil
+}
+
+func read(format Format, name string, data []byte, opt ReadOptions) (*Result, error) {
 	if format != JSON {
 		// A text list never holds NUL; a binary file would otherwise come
 		// back as one unmappable line after another.

@@ -19,7 +19,10 @@ func render(r *Result) (entries, notes string) {
 	}
 	for _, x := range r.Notes {
 		mark := "note"
-		if x.Lost {
+		switch {
+		case x.Invalid:
+			mark = "INVALID"
+		case x.Lost:
 			mark = "LOST"
 		}
 		fmt.Fprintf(&n, "%d %s: %s\n", x.Line, mark, x.Text)
@@ -36,8 +39,22 @@ func readFixture(t testing.TB, name string) []byte {
 	return b
 }
 
-// TestFixtures reads the Sendmail, Postfix and vendor fixtures: each has
-// lines that cannot be mapped, which must come back with their line.
+// verdict sums up a Result: "invalid" when any line is not valid
+// input (Read refuses it), else "lost" when meaning was lost, else
+// "exact".
+func verdict(r *Result) string {
+	switch {
+	case len(r.Invalid()) > 0:
+		return "invalid"
+	case r.Lost():
+		return "lost"
+	}
+	return "exact"
+}
+
+// TestFixtures reads the Sendmail, Postfix and vendor fixtures: every
+// line is valid input, some cannot be mapped exactly and must come back
+// with their line.
 func TestFixtures(t *testing.T) {
 	cases := []struct {
 		format  Format
@@ -45,6 +62,7 @@ func TestFixtures(t *testing.T) {
 		opt     ReadOptions
 		entries string
 		notes   string
+		lost    bool
 	}{
 		{SMG, "vendor.txt", ReadOptions{}, `partner.com
 ceo@supplier.example
@@ -52,9 +70,8 @@ ceo@supplier.example
 bank.example
 xn--bcher-kva.example
 `, `3 note: blank line: the catch-all * (B3: TLS with every recipient domain)
-5 LOST: "not a domain" is not a domain or address (character ' ' not allowed in domain "not a domain"); not imported
-7 note: partner.com again (first on line 1); imported once
-`},
+6 note: partner.com again (first on line 1); imported once
+`, false},
 		{Sendmail, "access", ReadOptions{}, `partner.com
 bank.example             bits=256 verify=cert
 ceo@supplier.example     bits=128 on-fail=defer
@@ -65,10 +82,10 @@ temp.example             bits=168 on-fail=defer
 `, `10 LOST: CN:mx.named.example cannot be expressed; imported without it
 11 LOST: TLS_Rcpt:postmaster@ matches a local part in every domain, which smgctl cannot express; not imported
 12 LOST: TLS_Srv: entries apply to a server name, not to recipients as smgctl's do; not imported
-13 LOST: TLS_Rcpt:bad..example: empty label in "bad..example"; not imported
-14 LOST: ENCR:512: bits="512": want a whole number from 1 to 256; not imported
+13 LOST: TLS_Rcpt:[192.0.2.1] is an address literal, not a recipient domain; not imported
+14 LOST: Try_TLS: entries apply to a server name, not to recipients as smgctl's do; not imported
 16 LOST: partner.com again with other options (first on line 5, which wins); not imported
-`},
+`, true},
 		{Sendmail, "access", ReadOptions{SendmailPermErr: true}, `partner.com
 bank.example             bits=256 verify=cert
 ceo@supplier.example     bits=128
@@ -76,7 +93,7 @@ legacy.example           mode=off
 *
 named.example            verify=cert
 temp.example             bits=168 on-fail=defer
-`, ""},
+`, "", true},
 		{Postfix, "tls_policy", ReadOptions{}, `partner.com
 bank.example             bits=128 min-tls=1.2 verify=cert
 old.example              min-tls=1.2 verify=cert
@@ -84,19 +101,24 @@ opp.example              mode=off
 none.example             mode=off
 dane.example             mode=off
 only-dane.example
+subs.example
 mixed.example
 strict.example           min-tls=1.3
 capped.example           min-tls=1.2
 nexthop.example          verify=cert
+merge.example            bits=128 min-tls=1.3 verify=cert
+dotfirst.example
+exempt.example           mode=off
 `, `9 LOST: dane: smgctl does not enforce DANE; imported as mode=off (opportunistic), so a published TLSA record no longer makes TLS mandatory
 10 LOST: dane-only: authentication by DANE TLSA records cannot be expressed; imported as an encryption requirement only
-11 LOST: .subs.example matches only the subdomains of subs.example, which smgctl cannot express (an entry for subs.example also covers subs.example itself); not imported
+11 note: .subs.example imported as subs.example, which also covers subs.example itself
 12 LOST: [mx.relay.example]:587 is a next-hop key, not a recipient domain; not imported
-14 LOST: .mixed.example has another policy than mixed.example (line 13); an smgctl entry covers a domain and its subdomains alike, so mixed.example's applies; not imported
+14 note: .mixed.example and mixed.example (line 13) have different policies; one smgctl entry covers mixed.example and its subdomains alike, so the stricter applies to both: the default requirement (bits=112)
 17 LOST: protocols=>=TLSv1.2:<=TLSv1.2: smgctl sets only a minimum version; the upper limit or gap is ignored
 18 LOST: secure: the certificate will be matched against the MX host name (Postfix match=hostname), not the next-hop domain (match=nexthop:dot-nexthop)
-19 LOST: unknown security level "opportunistic"; not imported
-`},
+20 note: .merge.example and merge.example (line 19) have different policies; one smgctl entry covers merge.example and its subdomains alike, so the stricter applies to both: bits=128 min-tls=1.3 verify=cert
+23 LOST: .exempt.example imported as exempt.example mode=off, which also exempts exempt.example itself from any broader entry (Postfix left it to the default level)
+`, true},
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s/%s/%v", c.format, c.file, c.opt.SendmailPermErr), func(t *testing.T) {
@@ -111,8 +133,59 @@ nexthop.example          verify=cert
 			if c.notes != "" && notes != c.notes {
 				t.Errorf("notes:\n%s\nwant:\n%s", notes, c.notes)
 			}
-			if !r.Lost() {
-				t.Error("Lost() = false for a fixture with unmappable lines")
+			if r.Lost() != c.lost {
+				t.Errorf("Lost() = %v, want %v", r.Lost(), c.lost)
+			}
+		})
+	}
+}
+
+// TestInvalidFixtures: input with lines that are not valid for the
+// format is refused as a whole, and the error names every bad line
+// (and only those: valid lines that merely cannot be mapped are not
+// errors).
+func TestInvalidFixtures(t *testing.T) {
+	cases := []struct {
+		format Format
+		file   string
+		lines  string
+	}{
+		{SMG, "vendor.bad", `2 INVALID: "not a domain" is not a domain or address (character ' ' not allowed in domain "not a domain")
+3 INVALID: "bad..example" is not a domain or address (empty label in "bad..example")
+`},
+		{Sendmail, "access.bad", `3 INVALID: TLS_Rcpt:bad..example: empty label in "bad..example"
+4 INVALID: ENCR:512: bits="512": want a whole number from 1 to 256
+5 INVALID: ENCR without a number of bits (want ENCR:n)
+6 INVALID: TLS_Rcpt:norhs.example has no right-hand side
+7 INVALID: ENCR:abc: bits="abc": want a whole number from 1 to 256
+`},
+		{Postfix, "tls_policy.bad", `3 INVALID: unknown security level "opportunistic" (want none, may, encrypt, dane, dane-only, fingerprint, verify or secure)
+4 INVALID: nolevel.example has no security level (want KEY LEVEL [name=value ...])
+5 INVALID: a..b: empty label in "a..b"
+6 INVALID: attribute "junk" is not name=value
+7 INVALID: protocols=>=TLSv9: unknown protocol ">=TLSv9" (want SSLv2, SSLv3, TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3)
+8 INVALID: protocols=!SSLv2:!SSLv3:!TLSv1:!TLSv1.1:!TLSv1.2:!TLSv1.3 allows no protocol
+9 INVALID: ciphers=strong: unknown cipher grade (want high, medium, low, export or null)
+10 INVALID: unknown attribute foo= (Postfix knows ciphers, protocols, exclude, match, tafile, connection_reuse, servername, enable_rpk)
+11 INVALID: .: not a domain
+`},
+	}
+	for _, c := range cases {
+		t.Run(string(c.format), func(t *testing.T) {
+			r, err := Read(c.format, c.file, readFixture(t, c.file), ReadOptions{})
+			var ie *InvalidLinesError
+			if !errors.As(err, &ie) || r != nil {
+				t.Fatalf("Read = %v, %v; want no result and an *InvalidLinesError", r, err)
+			}
+			_, got := render(&Result{Notes: ie.Lines})
+			if got != c.lines {
+				t.Errorf("invalid lines:\n%s\nwant:\n%s", got, c.lines)
+			}
+			first := strings.SplitN(c.lines, "\n", 2)[0]
+			n, text, _ := strings.Cut(first, " INVALID: ")
+			want := fmt.Sprintf("%s:%s: %s (and %d more invalid line(s))", c.file, n, text, len(ie.Lines)-1)
+			if err.Error() != want {
+				t.Errorf("Error() = %q, want %q", err.Error(), want)
 			}
 		})
 	}
@@ -123,26 +196,27 @@ func TestSendmailRHS(t *testing.T) {
 	cases := []struct {
 		rhs     string
 		entry   string // "" when not imported
-		lost    bool
+		want    string // verdict
 		permErr bool
 	}{
-		{"ENCR:112", "x.example                on-fail=defer", false, false},
-		{"ENCR:112", "x.example", false, true},
-		{"PERM+ENCR:112", "x.example", false, false},
-		{"TEMP+ENCR:112", "x.example                on-fail=defer", false, true},
-		{"PERM+ENCR:256", "x.example                bits=256", false, false},
-		{"perm+encr:128", "x.example                bits=128", false, false},
-		{"PERM+VERIFY", "x.example                verify=cert", false, false},
-		{"PERM+VERIFY:168", "x.example                bits=168 verify=cert", false, false},
-		{"PERM+VERIFY+ENCR:256", "x.example                bits=256 verify=cert", false, false},
-		{"PERM+ENCR:128+CS:Partner", "x.example                bits=128", true, false},
-		{"PERM+CN:mx.x.example", "x.example", true, false},
-		{"OK", "x.example                mode=off", false, false},
-		{"RELAY", "x.example                mode=off", false, false},
-		{"ENCR", "", true, false},
-		{"ENCR:0", "", true, false},
-		{"ENCR:abc", "", true, false},
-		{"VERIFY:999", "", true, false},
+		{"ENCR:112", "x.example                on-fail=defer", "exact", false},
+		{"ENCR:112", "x.example", "exact", true},
+		{"PERM+ENCR:112", "x.example", "exact", false},
+		{"TEMP+ENCR:112", "x.example                on-fail=defer", "exact", true},
+		{"PERM+ENCR:256", "x.example                bits=256", "exact", false},
+		{"perm+encr:128", "x.example                bits=128", "exact", false},
+		{"PERM+VERIFY", "x.example                verify=cert", "exact", false},
+		{"PERM+VERIFY:168", "x.example                bits=168 verify=cert", "exact", false},
+		{"PERM+VERIFY+ENCR:256", "x.example                bits=256 verify=cert", "exact", false},
+		{"PERM+ENCR:128+CS:Partner", "x.example                bits=128", "lost", false},
+		{"PERM+CN:mx.x.example", "x.example", "lost", false},
+		{"OK", "x.example                mode=off", "exact", false},
+		{"RELAY", "x.example                mode=off", "exact", false},
+		// Bad values: invalid input, nothing imported.
+		{"ENCR", "", "invalid", false},
+		{"ENCR:0", "", "invalid", false},
+		{"ENCR:abc", "", "invalid", false},
+		{"VERIFY:999", "", "invalid", false},
 	}
 	for _, c := range cases {
 		r := ReadSendmail([]byte("TLS_Rcpt:x.example "+c.rhs+"\n"), ReadOptions{SendmailPermErr: c.permErr})
@@ -151,8 +225,8 @@ func TestSendmailRHS(t *testing.T) {
 		if c.entry != "" {
 			want = c.entry + "\n"
 		}
-		if entries != want || r.Lost() != c.lost {
-			t.Errorf("%q (perm-err %v): entries %q lost %v (%s); want %q lost %v", c.rhs, c.permErr, entries, r.Lost(), notes, want, c.lost)
+		if entries != want || verdict(r) != c.want {
+			t.Errorf("%q (perm-err %v): entries %q %s (%s); want %q %s", c.rhs, c.permErr, entries, verdict(r), notes, want, c.want)
 		}
 	}
 }
@@ -161,20 +235,22 @@ func TestSendmailKeys(t *testing.T) {
 	cases := []struct {
 		line  string
 		entry string
-		lost  bool
+		want  string // verdict
 	}{
-		{"TLS_Rcpt:\tENCR:112", "*                        on-fail=defer", false},
-		{"TLS_Rcpt:Sales.Example. ENCR:112", "sales.example            on-fail=defer", false},
-		{"TLS_Rcpt:CEO@Example.com ENCR:112", "ceo@example.com          on-fail=defer", false},
-		{"TLS_Rcpt:bücher.example ENCR:112", "xn--bcher-kva.example    on-fail=defer", false},
-		{"TLS_Rcpt:user@ ENCR:112", "", true},
-		{"TLS_Rcpt:[192.0.2.1] ENCR:112", "", true},
-		{"TLS_Rcpt:x.example", "", true},
-		{"Try_TLS:x.example NO", "", true},
-		{"TLS_Clt:x.example VERIFY", "", false},
-		{"Connect:x.example RELAY", "", false},
-		{"x.example REJECT", "", false},
-		{"# TLS_Rcpt:x.example ENCR:112", "", false},
+		{"TLS_Rcpt:\tENCR:112", "*                        on-fail=defer", "exact"},
+		{"TLS_Rcpt:Sales.Example. ENCR:112", "sales.example            on-fail=defer", "exact"},
+		{"TLS_Rcpt:CEO@Example.com ENCR:112", "ceo@example.com          on-fail=defer", "exact"},
+		{"TLS_Rcpt:bücher.example ENCR:112", "xn--bcher-kva.example    on-fail=defer", "exact"},
+		{"TLS_Rcpt:user@ ENCR:112", "", "lost"},
+		{"TLS_Rcpt:[192.0.2.1] ENCR:112", "", "lost"},
+		{"Try_TLS:x.example NO", "", "lost"},
+		{"TLS_Rcpt:x.example", "", "invalid"},
+		{"TLS_Rcpt:bad..example ENCR:112", "", "invalid"},
+		{"TLS_Rcpt:a_b!.example ENCR:112", "", "invalid"},
+		{"TLS_Clt:x.example VERIFY", "", "exact"},
+		{"Connect:x.example RELAY", "", "exact"},
+		{"x.example REJECT", "", "exact"},
+		{"# TLS_Rcpt:x.example ENCR:112", "", "exact"},
 	}
 	for _, c := range cases {
 		r := ReadSendmail([]byte(c.line+"\n"), ReadOptions{})
@@ -183,8 +259,8 @@ func TestSendmailKeys(t *testing.T) {
 		if c.entry != "" {
 			want = c.entry + "\n"
 		}
-		if entries != want || r.Lost() != c.lost {
-			t.Errorf("%q: entries %q lost %v (%s); want %q lost %v", c.line, entries, r.Lost(), notes, want, c.lost)
+		if entries != want || verdict(r) != c.want {
+			t.Errorf("%q: entries %q %s (%s); want %q %s", c.line, entries, verdict(r), notes, want, c.want)
 		}
 	}
 }
@@ -193,45 +269,57 @@ func TestPostfixPolicies(t *testing.T) {
 	cases := []struct {
 		line  string
 		entry string
-		lost  bool
+		want  string // verdict
 	}{
-		{"x.example encrypt", "x.example", false},
-		{"X.Example. ENCRYPT", "x.example", false},
-		{"x.example may", "x.example                mode=off", false},
-		{"x.example none", "x.example                mode=off", false},
-		{"x.example may protocols=>=TLSv1.2", "x.example                mode=off", false},
-		{"x.example verify", "x.example                verify=cert", false},
-		{"x.example verify match=hostname", "x.example                verify=cert", false},
-		{"x.example verify match=nexthop", "x.example                verify=cert", true},
-		{"x.example secure", "x.example                verify=cert", true},
-		{"x.example secure match=hostname", "x.example                verify=cert", false},
-		{"x.example fingerprint match=AA:BB", "x.example", true},
-		{"x.example encrypt protocols=>=TLSv1.2", "x.example                min-tls=1.2", false},
-		{"x.example encrypt protocols=>=TLSv1.3", "x.example                min-tls=1.3", false},
-		{"x.example encrypt protocols=>=TLSv1", "x.example", false},
-		{"x.example encrypt protocols=!SSLv2:!SSLv3", "x.example", false},
-		{"x.example encrypt protocols=!SSLv2,!SSLv3,!TLSv1", "x.example                min-tls=1.1", false},
-		{"x.example encrypt protocols=TLSv1.2:TLSv1.3", "x.example                min-tls=1.2", false},
-		{"x.example encrypt protocols=TLSv1.2", "x.example                min-tls=1.2", true},
-		{"x.example encrypt protocols=!TLSv1.3", "x.example", true},
-		{"x.example encrypt protocols=TLSv9", "x.example", true},
-		{"x.example encrypt protocols=!SSLv2:!SSLv3:!TLSv1:!TLSv1.1:!TLSv1.2:!TLSv1.3", "x.example", true},
-		{"x.example encrypt ciphers=high", "x.example                bits=128", false},
-		{"x.example encrypt ciphers=medium", "x.example", false},
-		{"x.example encrypt ciphers=low", "x.example                bits=56", false},
-		{"x.example encrypt ciphers=export", "x.example                bits=40", false},
-		{"x.example encrypt ciphers=null", "x.example", true},
-		{"x.example encrypt exclude=3DES", "x.example", true},
-		{"x.example encrypt tafile=/etc/ta.pem", "x.example", true},
-		{"x.example encrypt connection_reuse=yes servername=hostname", "x.example", false},
-		{"x.example encrypt junk", "x.example", true},
-		{"x.example", "", true},
-		{"x.example opportunistic", "", true},
-		{"/\\.example$/ encrypt", "", true},
-		{"[mx.example]:25 encrypt", "", true},
-		{"u@x.example encrypt", "", true},
-		{".x.example encrypt", "", true},
-		{"a..b encrypt", "", true},
+		{"x.example encrypt", "x.example", "exact"},
+		{"X.Example. ENCRYPT", "x.example", "exact"},
+		{"x.example may", "x.example                mode=off", "exact"},
+		{"x.example none", "x.example                mode=off", "exact"},
+		{"x.example may protocols=>=TLSv1.2", "x.example                mode=off", "exact"},
+		{"x.example may exclude=3DES", "x.example                mode=off", "exact"},
+		{"x.example verify", "x.example                verify=cert", "exact"},
+		{"x.example verify match=hostname", "x.example                verify=cert", "exact"},
+		{"x.example verify match=nexthop", "x.example                verify=cert", "lost"},
+		{"x.example secure", "x.example                verify=cert", "lost"},
+		{"x.example secure match=hostname", "x.example                verify=cert", "exact"},
+		{"x.example fingerprint match=AA:BB", "x.example", "lost"},
+		{"x.example dane", "x.example                mode=off", "lost"},
+		{"x.example encrypt protocols=>=TLSv1.2", "x.example                min-tls=1.2", "exact"},
+		{"x.example encrypt protocols=>=TLSv1.3", "x.example                min-tls=1.3", "exact"},
+		{"x.example encrypt protocols=>=TLSv1", "x.example", "exact"},
+		{"x.example encrypt protocols=!SSLv2:!SSLv3", "x.example", "exact"},
+		{"x.example encrypt protocols=!SSLv2,!SSLv3,!TLSv1", "x.example                min-tls=1.1", "exact"},
+		{"x.example encrypt protocols=TLSv1.2:TLSv1.3", "x.example                min-tls=1.2", "exact"},
+		{"x.example encrypt protocols=TLSv1.2", "x.example                min-tls=1.2", "lost"},
+		{"x.example encrypt protocols=!TLSv1.3", "x.example", "lost"},
+		{"x.example encrypt ciphers=high", "x.example                bits=128", "exact"},
+		{"x.example encrypt ciphers=medium", "x.example", "exact"},
+		{"x.example encrypt ciphers=low", "x.example                bits=56", "exact"},
+		{"x.example encrypt ciphers=export", "x.example                bits=40", "exact"},
+		{"x.example encrypt ciphers=null", "x.example", "lost"},
+		{"x.example encrypt exclude=3DES", "x.example", "lost"},
+		{"x.example encrypt tafile=/etc/ta.pem", "x.example", "lost"},
+		{"x.example encrypt connection_reuse=yes servername=hostname", "x.example", "exact"},
+		{"/\\.example$/ encrypt", "", "lost"},
+		{"[mx.example]:25 encrypt", "", "lost"},
+		{"u@x.example encrypt", "", "lost"},
+		// A .domain key becomes the domain's entry: a note, not a loss.
+		{".x.example encrypt", "x.example", "exact"},
+		{".x.example verify protocols=>=TLSv1.2", "x.example                min-tls=1.2 verify=cert", "exact"},
+		// ... unless it exempts: then the bare domain is exempted too.
+		{".x.example may", "x.example                mode=off", "lost"},
+		// Not valid Postfix input: refused.
+		{"x.example encrypt protocols=TLSv9", "", "invalid"},
+		{"x.example encrypt protocols=!SSLv2:!SSLv3:!TLSv1:!TLSv1.1:!TLSv1.2:!TLSv1.3", "", "invalid"},
+		{"x.example may protocols=TLSv9", "", "invalid"},
+		{"x.example encrypt ciphers=strong", "", "invalid"},
+		{"x.example encrypt junk", "", "invalid"},
+		{"x.example encrypt frobnicate=yes", "", "invalid"},
+		{"x.example", "", "invalid"},
+		{"x.example opportunistic", "", "invalid"},
+		{"a..b encrypt", "", "invalid"},
+		{". encrypt", "", "invalid"},
+		{"..x.example encrypt", "", "invalid"},
 	}
 	for _, c := range cases {
 		r := ReadPostfix([]byte(c.line + "\n"))
@@ -240,9 +328,78 @@ func TestPostfixPolicies(t *testing.T) {
 		if c.entry != "" {
 			want = c.entry + "\n"
 		}
-		if entries != want || r.Lost() != c.lost {
-			t.Errorf("%q: entries %q lost %v (%s); want %q lost %v", c.line, entries, r.Lost(), notes, want, c.lost)
+		if entries != want || verdict(r) != c.want {
+			t.Errorf("%q: entries %q %s (%s); want %q %s", c.line, entries, verdict(r), notes, want, c.want)
 		}
+	}
+}
+
+// TestPostfixDotKeys: a ".domain" key is imported as the domain's entry;
+// a "domain" and ".domain" pair is one entry, and when they disagree the
+// stricter of the two in every respect applies, with a note (not a loss).
+func TestPostfixDotKeys(t *testing.T) {
+	const differ = " have different policies; one smgctl entry covers x.example and its subdomains alike, so the stricter applies to both: "
+	cases := []struct {
+		name    string
+		in      string
+		entries string
+		notes   string
+		verdict string
+	}{
+		{"same policy", "x.example encrypt\n.x.example encrypt\n", "x.example\n", "", "exact"},
+		{"same policy, dot first", ".x.example verify\nx.example verify\n", "x.example                verify=cert\n", "", "exact"},
+		{"dot alone", ".x.example encrypt ciphers=high\n", "x.example                bits=128\n",
+			"1 note: .x.example imported as x.example, which also covers x.example itself\n", "exact"},
+		{"dot alone, exempting", ".x.example may\n", "x.example                mode=off\n",
+			"1 LOST: .x.example imported as x.example mode=off, which also exempts x.example itself from any broader entry (Postfix left it to the default level)\n", "lost"},
+		{"higher bits wins", "x.example encrypt ciphers=high\n.x.example encrypt\n", "x.example                bits=128\n",
+			"2 note: .x.example and x.example (line 1)" + differ + "bits=128\n", "exact"},
+		{"higher min-tls wins", ".x.example encrypt protocols=>=TLSv1.3\nx.example encrypt protocols=>=TLSv1.2\n", "x.example                min-tls=1.3\n",
+			"2 note: x.example and .x.example (line 1)" + differ + "min-tls=1.3\n", "exact"},
+		{"verify if either", "x.example encrypt ciphers=high\n.x.example verify\n", "x.example                bits=128 verify=cert\n",
+			"2 note: .x.example and x.example (line 1)" + differ + "bits=128 verify=cert\n", "exact"},
+		{"enforce over off", "x.example may\n.x.example encrypt\n", "x.example\n",
+			"2 note: .x.example and x.example (line 1)" + differ + "the default requirement (bits=112)\n", "exact"},
+		{"enforce over off, dot exempts", "x.example verify\n.x.example none\n", "x.example                verify=cert\n",
+			"2 note: .x.example and x.example (line 1)" + differ + "verify=cert\n", "exact"},
+		{"dot repeated", ".x.example encrypt\n.x.example encrypt\n", "x.example\n",
+			"1 note: .x.example imported as x.example, which also covers x.example itself\n2 note: .x.example again (first on line 1); imported once\n", "exact"},
+		{"dot repeated, other policy", ".x.example encrypt\nx.example encrypt\n.x.example may\n", "x.example\n",
+			"3 LOST: .x.example again with another policy (first on line 1, which postmap keeps); not imported\n", "lost"},
+		// A repeat is judged against the line it repeats, not against
+		// the merged entry.
+		{"bare repeated after a merge", "x.example encrypt\n.x.example verify\nx.example encrypt\n", "x.example                verify=cert\n",
+			"2 note: .x.example and x.example (line 1)" + differ + "verify=cert\n3 note: x.example again (first on line 1); imported once\n", "exact"},
+		{"parent and child stay apart", ".x.example encrypt\nsub.x.example may\n", "x.example\nsub.x.example            mode=off\n",
+			"1 note: .x.example imported as x.example, which also covers x.example itself\n", "exact"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := ReadPostfix([]byte(c.in))
+			entries, notes := render(r)
+			if entries != c.entries || notes != c.notes || verdict(r) != c.verdict {
+				t.Errorf("got\n%s%s(%s)\nwant\n%s%s(%s)", entries, notes, verdict(r), c.entries, c.notes, c.verdict)
+			}
+		})
+	}
+}
+
+func TestPostfixStricter(t *testing.T) {
+	a := policy.Options{Bits: 256, MinTLS: 0x0301, Verify: policy.VerifyNone, Mode: policy.ModeTesting, OnFail: policy.OnFailDefer}
+	b := policy.Options{Bits: 112, MinTLS: 0x0303, Verify: policy.VerifyCert, Mode: policy.ModeOff, OnFail: policy.OnFailBounce}
+	want := policy.Options{Bits: 256, MinTLS: 0x0303, Verify: policy.VerifyCert, Mode: policy.ModeTesting, OnFail: policy.OnFailBounce}
+	if got := postfixStricter(a, b); got != want {
+		t.Errorf("stricter(a, b) = %+v, want %+v", got, want)
+	}
+	if got := postfixStricter(b, a); got != want {
+		t.Errorf("stricter(b, a) = %+v, want %+v", got, want)
+	}
+	if got := postfixStricter(a, a); got != a {
+		t.Errorf("stricter(a, a) = %+v, want a", got)
+	}
+	enforce := policy.DefaultOptions()
+	if got := postfixStricter(enforce, policy.Options{Bits: 112, MinTLS: 0x0301, Mode: policy.ModeOff}); got != enforce {
+		t.Errorf("stricter(enforce, off) = %+v, want enforce", got)
 	}
 }
 
@@ -261,7 +418,7 @@ z.example     may
 	r := ReadPostfix([]byte(in))
 	entries, notes := render(r)
 	wantEntries := "x.example                min-tls=1.2\ny.example                verify=cert\nz.example                mode=off\n"
-	wantNotes := "7 LOST: y.example again with other options (first on line 6, which wins); not imported\n"
+	wantNotes := "7 LOST: y.example again with another policy (first on line 6, which postmap keeps); not imported\n"
 	if entries != wantEntries || notes != wantNotes {
 		t.Errorf("entries:\n%s\nnotes:\n%s\nwant:\n%s\n%s", entries, notes, wantEntries, wantNotes)
 	}
@@ -281,12 +438,15 @@ func TestSMG(t *testing.T) {
 		{"a.example\n\n", "a.example\n*\n", false},
 		{"  \t\na.example\n\n", "*\na.example\n", false},
 		{"*\n", "*\n", false},
-		{"a.example x\n", "", true},
-		{"a@b@c.example\n", "", true},
+		{"a.example x\n", "", false},
+		{"a@b@c.example\n", "", false},
 	}
 	for _, c := range cases {
 		r := ReadSMG([]byte(c.in))
 		entries, notes := render(r)
+		if c.entries == "" && c.in != "" && len(r.Invalid()) != 1 {
+			t.Errorf("%q: %d invalid lines (%s), want 1", c.in, len(r.Invalid()), notes)
+		}
 		if entries != c.entries || r.Lost() != c.lost {
 			t.Errorf("%q: entries %q lost %v (%s); want %q lost %v", c.in, entries, r.Lost(), notes, c.entries, c.lost)
 		}
@@ -423,6 +583,9 @@ func checkResult(t *testing.T, data []byte, r *Result, ordered bool) {
 		if e.Target != r.Entries[i].Target || e.Options != r.Entries[i].Options {
 			t.Fatalf("entry %d does not round-trip: %+v vs %+v", i, e, r.Entries[i])
 		}
+	}
+	if len(r.Invalid()) > 0 {
+		t.Fatalf("Read succeeded with invalid lines: %v", r.Invalid())
 	}
 	last := 0
 	for _, n := range r.Notes {

@@ -26,28 +26,39 @@ import (
 // OpenSSL grade (high 128, medium 112, low 56, export 40).
 //
 // Keys: Postfix matches "domain" exactly and ".domain" for subdomains
-// only, while an smgctl entry always covers both (B1). So a "domain" and
-// ".domain" pair with the same policy becomes one entry; a ".domain"
-// without its bare twin (or with another policy) cannot be expressed and
-// is reported. A lone bare "domain" is imported and then also covers the
-// subdomains Postfix would have left alone. Next-hop keys ([host]:port)
-// and address keys are reported: the table is looked up by next-hop
-// domain only.
+// only, while an smgctl entry always covers both (B1). A ".domain" key is
+// imported as the entry "domain": for the subdomains that is exact, and
+// the bare domain gets the same requirement too — stricter than Postfix,
+// never weaker, so it is a note, not a loss. (A ".domain" that exempts,
+// none/may/dane, would exempt the bare domain from broader entries too:
+// that is weaker, and reported as lost.) A "domain" and ".domain" pair
+// becomes one entry; with different policies the stricter of the two
+// (postfixStricter) applies to both, and a note says so. A lone bare
+// "domain" is imported and then also covers the subdomains Postfix would
+// have left alone. Next-hop keys ([host]:port) and address keys are
+// reported: the table is looked up by next-hop domain only.
+//
+// Lines Postfix itself would reject — no security level, an unknown
+// level, a bad domain, an attribute that is not name=value or that
+// Postfix does not know, an unknown protocol or cipher grade — are
+// invalid input (Note.Invalid).
 func ReadPostfix(data []byte) *Result {
 	c := newCollector()
-	type dotKey struct {
-		line int
-		e    policy.Entry
+	// keyLines remembers, per target, where its bare and its dot key
+	// were first seen and what each said on its own, so that repeats are
+	// judged against the line they repeat, not against a merged entry.
+	type keyLines struct {
+		bare, dot         int // first line of each key; 0 when absent
+		bareOpts, dotOpts policy.Options
 	}
-	var dots []dotKey
-	dotSeen := map[string]int{}
+	keys := map[string]*keyLines{}
 
 	for _, ll := range logicalLines(data) {
 		n, s := ll.line, ll.text
 		fields := strings.Fields(s)
 		key := fields[0]
 		if len(fields) < 2 {
-			c.res.note(n, true, "%s has no security level; not imported", key)
+			c.res.invalid(n, "%s has no security level (want KEY LEVEL [name=value ...])", key)
 			continue
 		}
 		dot := false
@@ -71,38 +82,94 @@ func ReadPostfix(data []byte) *Result {
 			if err != nil {
 				msg = err.Error()
 			}
-			c.res.note(n, true, "%s: %s; not imported", fields[0], msg)
+			c.res.invalid(n, "%s: %s", fields[0], msg)
 			continue
 		}
 		e := policy.Entry{Target: t, Options: policy.DefaultOptions()}
 		if !postfixPolicy(c.res, n, fields[1], fields[2:], &e.Options) {
 			continue
 		}
+		tk := t.Key()
+		kl := keys[tk]
+		if kl == nil {
+			kl = &keyLines{}
+			keys[tk] = kl
+		}
+		first, firstOpts := kl.bare, kl.bareOpts
 		if dot {
-			if first, dup := dotSeen[t.Key()]; dup {
-				c.res.note(n, true, "%s again (first on line %d, which postmap keeps); not imported", fields[0], first)
-				continue
+			first, firstOpts = kl.dot, kl.dotOpts
+		}
+		if first != 0 {
+			// The same key again: postmap keeps the first.
+			if firstOpts == e.Options {
+				c.res.note(n, false, "%s again (first on line %d); imported once", fields[0], first)
+			} else {
+				c.res.note(n, true, "%s again with another policy (first on line %d, which postmap keeps); not imported", fields[0], first)
 			}
-			dotSeen[t.Key()] = n
-			dots = append(dots, dotKey{n, e})
 			continue
 		}
-		c.add(n, e)
+		if dot {
+			kl.dot, kl.dotOpts = n, e.Options
+		} else {
+			kl.bare, kl.bareOpts = n, e.Options
+		}
+		i, twin := c.index[tk]
+		if !twin {
+			e.Line = 0
+			c.first[tk] = n
+			c.index[tk] = len(c.res.Entries)
+			c.res.Entries = append(c.res.Entries, e)
+			continue
+		}
+		// The other key of the pair: one smgctl entry covers both.
+		prev := &c.res.Entries[i]
+		if prev.Options == e.Options {
+			continue // exact
+		}
+		merged := postfixStricter(prev.Options, e.Options)
+		other, otherLine := "."+tk, c.first[tk]
+		if dot {
+			other = tk
+		}
+		c.res.note(n, false, "%s and %s (line %d) have different policies; one smgctl entry covers %s and its subdomains alike, so the stricter applies to both: %s",
+			fields[0], other, otherLine, tk, describe(merged))
+		prev.Options = merged
 	}
-	for _, d := range dots {
-		key := d.e.Target.Key()
-		first, ok := c.first[key]
-		switch {
-		case ok && c.res.Entries[c.index[key]].Options == d.e.Options:
-			// Exact: the bare entry already covers the subdomains (B1).
-		case ok:
-			c.res.note(d.line, true, ".%s has another policy than %s (line %d); an smgctl entry covers a domain and its subdomains alike, so %s's applies; not imported", key, key, first, key)
-		default:
-			c.res.note(d.line, true, ".%s matches only the subdomains of %s, which smgctl cannot express (an entry for %s also covers %s itself); not imported", key, key, key, key)
+	for tk, kl := range keys {
+		if kl.dot == 0 || kl.bare != 0 {
+			continue
+		}
+		if kl.dotOpts.Mode == policy.ModeOff {
+			c.res.note(kl.dot, true, ".%s imported as %s mode=off, which also exempts %s itself from any broader entry (Postfix left it to the default level)", tk, tk, tk)
+		} else {
+			c.res.note(kl.dot, false, ".%s imported as %s, which also covers %s itself", tk, tk, tk)
 		}
 	}
 	sortNotes(c.res.Notes)
 	return c.res
+}
+
+// postfixStricter is the requirement that meets both a and b: the higher
+// bits and minimum version, verify=cert if either verifies, the stricter
+// mode (enforce over testing over off) and on-fail. Used when a Postfix
+// "domain" and ".domain" pair disagree: one smgctl entry must cover both,
+// and it must never be weaker than either.
+func postfixStricter(a, b policy.Options) policy.Options {
+	return policy.Options{
+		Bits:   max(a.Bits, b.Bits),
+		MinTLS: max(a.MinTLS, b.MinTLS),
+		Verify: max(a.Verify, b.Verify), // VerifyCert > VerifyNone
+		Mode:   min(a.Mode, b.Mode),     // ModeEnforce < ModeTesting < ModeOff
+		OnFail: min(a.OnFail, b.OnFail), // OnFailBounce < OnFailDefer
+	}
+}
+
+// describe spells out options, "the default requirement" for none.
+func describe(o policy.Options) string {
+	if s := o.String(); s != "" {
+		return s
+	}
+	return "the default requirement (bits=112)"
 }
 
 type logicalLine struct {
@@ -129,7 +196,7 @@ func logicalLines(data []byte) []logicalLine {
 }
 
 // postfixPolicy maps a security level and its attributes onto o; false
-// when the line cannot be imported.
+// when the line is invalid (res has the reason).
 func postfixPolicy(res *Result, n int, level string, attrs []string, o *policy.Options) bool {
 	enforced := true
 	switch strings.ToLower(level) {
@@ -153,23 +220,23 @@ func postfixPolicy(res *Result, n int, level string, attrs []string, o *policy.O
 	case "fingerprint":
 		res.note(n, true, "fingerprint: certificate pinning cannot be expressed; imported as an encryption requirement only")
 	default:
-		res.note(n, true, "unknown security level %q; not imported", level)
+		res.invalid(n, "unknown security level %q (want none, may, encrypt, dane, dane-only, fingerprint, verify or secure)", level)
 		return false
 	}
 	for _, a := range attrs {
 		name, value, ok := strings.Cut(a, "=")
 		if !ok {
-			res.note(n, true, "attribute %q is not name=value; ignored", a)
-			continue
+			res.invalid(n, "attribute %q is not name=value", a)
+			return false
 		}
 		switch strings.ToLower(name) {
 		case "protocols":
-			if enforced {
-				postfixProtocols(res, n, value, o)
+			if !postfixProtocols(res, n, value, o, enforced) {
+				return false
 			}
 		case "ciphers":
-			if enforced {
-				postfixCiphers(res, n, value, o)
+			if !postfixCiphers(res, n, value, o, enforced) {
+				return false
 			}
 		case "match":
 			if !enforced {
@@ -181,8 +248,13 @@ func postfixPolicy(res *Result, n int, level string, attrs []string, o *policy.O
 			res.note(n, true, "match=%s: smgctl matches the certificate against the MX host name only; ignored", value)
 		case "connection_reuse", "servername", "enable_rpk":
 			// Transport behaviour, no bearing on what the policy requires.
+		case "exclude", "tafile":
+			if enforced {
+				res.note(n, true, "attribute %s= cannot be expressed; ignored", name)
+			}
 		default:
-			res.note(n, true, "attribute %s= cannot be expressed; ignored", name)
+			res.invalid(n, "unknown attribute %s= (Postfix knows ciphers, protocols, exclude, match, tafile, connection_reuse, servername, enable_rpk)", name)
+			return false
 		}
 	}
 	return true
@@ -215,8 +287,11 @@ func protocolIndex(name string) int {
 // postfixProtocols applies a Postfix protocol list: names to include,
 // !names to exclude, or >=/<= bounds (Postfix 3.6), separated by colons,
 // commas or spaces. smgctl can only set a lower bound: an upper bound or
-// a gap is reported.
-func postfixProtocols(res *Result, n int, value string, o *policy.Options) {
+// a gap is reported. An unknown protocol name, or a list that allows no
+// protocol at all, is invalid (false), whether or not the level enforces
+// anything: Postfix refuses such a list. Only an enforcing level (apply)
+// changes o.
+func postfixProtocols(res *Result, n int, value string, o *policy.Options, apply bool) bool {
 	allowed := make([]bool, len(protocolNames))
 	include := false
 	toks := strings.FieldsFunc(value, func(r rune) bool { return r == ':' || r == ',' || r == ' ' })
@@ -253,7 +328,8 @@ func postfixProtocols(res *Result, n int, value string, o *policy.Options) {
 			}
 		}
 		if i < 0 {
-			res.note(n, true, "protocols=%s: unknown protocol %q; ignored", value, t)
+			res.invalid(n, "protocols=%s: unknown protocol %q (want SSLv2, SSLv3, TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3)", value, t)
+			return false
 		}
 	}
 	lo := -1
@@ -264,8 +340,11 @@ func postfixProtocols(res *Result, n int, value string, o *policy.Options) {
 		}
 	}
 	if lo < 0 {
-		res.note(n, true, "protocols=%s allows no protocol; ignored", value)
-		return
+		res.invalid(n, "protocols=%s allows no protocol", value)
+		return false
+	}
+	if !apply {
+		return true
 	}
 	for i := lo; i < len(allowed); i++ {
 		if !allowed[i] {
@@ -276,6 +355,7 @@ func postfixProtocols(res *Result, n int, value string, o *policy.Options) {
 	if v, ok := minTLSFor[lo]; ok {
 		o.Set("min-tls", v)
 	}
+	return true
 }
 
 // cipherGradeBits is the weakest effective strength each Postfix cipher
@@ -284,13 +364,23 @@ func postfixProtocols(res *Result, n int, value string, o *policy.Options) {
 // LOW at single DES, EXPORT at 40 bits.
 var cipherGradeBits = map[string]int{"high": 128, "medium": 112, "low": 56, "export": 40}
 
-func postfixCiphers(res *Result, n int, value string, o *policy.Options) {
+// postfixCiphers applies a cipher grade. "null" is a valid grade (no
+// encryption at all) that smgctl cannot express; anything else outside
+// the five grades is invalid (false).
+func postfixCiphers(res *Result, n int, value string, o *policy.Options, apply bool) bool {
 	bits, ok := cipherGradeBits[strings.ToLower(value)]
-	if !ok {
-		res.note(n, true, "ciphers=%s cannot be expressed as a number of bits; ignored", value)
-		return
+	switch {
+	case !ok && strings.EqualFold(value, "null"):
+		if apply {
+			res.note(n, true, "ciphers=%s cannot be expressed as a number of bits; ignored", value)
+		}
+	case !ok:
+		res.invalid(n, "ciphers=%s: unknown cipher grade (want high, medium, low, export or null)", value)
+		return false
+	case apply:
+		o.Bits = bits
 	}
-	o.Bits = bits
+	return true
 }
 
 // sortNotes orders notes by line, keeping the order of notes on one line.

@@ -24,7 +24,9 @@ import (
 // mode=off: the recipient is exempt from broader entries, as in Sendmail.
 //
 // CN, CS and CI name checks have no equivalent; a line with one is
-// imported with the rest of its requirement and reported. TLS_Srv and
+// imported with the rest of its requirement and reported (Lost). A
+// TLS_Rcpt line that is not valid — a bad domain, no right-hand side,
+// ENCR without bits, bits outside 1–256 — is invalid input (Invalid). TLS_Srv and
 // Try_TLS lines are per server, not per recipient, and are reported;
 // other access-map lines (Connect:, To:, TLS_Clt:, ...) do not concern
 // outbound TLS and are skipped.
@@ -57,7 +59,7 @@ func ReadSendmail(data []byte, opt ReadOptions) *Result {
 			continue
 		}
 		if rhs == "" {
-			c.res.note(n, true, "TLS_Rcpt:%s has no right-hand side; not imported", rest)
+			c.res.invalid(n, "TLS_Rcpt:%s has no right-hand side", rest)
 			continue
 		}
 		e := policy.Entry{Target: t, Options: policy.DefaultOptions()}
@@ -83,7 +85,7 @@ func sendmailTarget(res *Result, n int, key string) (policy.Target, bool) {
 	}
 	t, err := policy.ParseTarget(key)
 	if err != nil {
-		res.note(n, true, "TLS_Rcpt:%s: %v; not imported", key, err)
+		res.invalid(n, "TLS_Rcpt:%s: %v", key, err)
 		return policy.Target{}, false
 	}
 	return t, true
@@ -111,12 +113,12 @@ func sendmailRHS(res *Result, n int, rhs string, o *policy.Options, opt ReadOpti
 			if strings.EqualFold(name, "VERIFY") {
 				o.Verify = policy.VerifyCert
 			} else if !hasArg {
-				res.note(n, true, "ENCR without a number of bits; not imported")
+				res.invalid(n, "ENCR without a number of bits (want ENCR:n)")
 				return false
 			}
 			if hasArg {
 				if err := o.Set("bits", arg); err != nil {
-					res.note(n, true, "%s: %v; not imported", tok, err)
+					res.invalid(n, "%s: %v", tok, err)
 					return false
 				}
 			}

@@ -13,7 +13,8 @@ import (
 // each an entry with default options (B1, B2, B4). A blank line — also
 // one of only white space — is the catch-all (B3: require TLS with every
 // recipient domain); it is imported and noted, since a stray blank line
-// in that product changed the policy for all mail.
+// in that product changed the policy for all mail. A line that is not a
+// domain or address is invalid input (Note.Invalid).
 func ReadSMG(data []byte) *Result {
 	c := newCollector()
 	for i, raw := range lines(data) {
@@ -26,7 +27,7 @@ func ReadSMG(data []byte) *Result {
 		}
 		t, err := policy.ParseTarget(s)
 		if err != nil {
-			c.res.note(n, true, "%q is not a domain or address (%v); not imported", s, err)
+			c.res.invalid(n, "%q is not a domain or address (%v)", s, err)
 			continue
 		}
 		c.add(n, policy.Entry{Target: t, Options: policy.DefaultOptions()})
