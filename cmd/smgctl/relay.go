@@ -30,8 +30,9 @@ opportunistic TLS. Every recipient's outcome is written to the audit log.
 Settings come from flags, then SMGCTL_<KEY> environment variables (e.g.
 SMGCTL_AUDIT_LOG), then the --config file (lines "key = value"), then the
 defaults. The policy file is watched and reloaded within a second of a
-change, and on SIGHUP. SIGTERM or SIGINT stops the relay gracefully; what
-is not delivered stays in the spool for the next start.`,
+change, and on SIGHUP, which also re-reads the --auth-file. SIGTERM or
+SIGINT stops the relay gracefully; what is not delivered stays in the
+spool for the next start.`,
 		Example: `  smgctl relay
   smgctl relay --listen 0.0.0.0:25 --allow 10.0.0.0/8 --hostname relay.corp.example
   smgctl relay --config /etc/smgctl/relay.conf
@@ -60,7 +61,7 @@ is not delivered stays in the spool for the next start.`,
 				for {
 					select {
 					case <-hup:
-						log.Info("SIGHUP: reloading the policy")
+						log.Info("SIGHUP: reloading the policy and the auth file")
 						r.Reload()
 					case <-ctx.Done():
 						return
@@ -82,6 +83,7 @@ is not delivered stays in the spool for the next start.`,
 	f.String("allow", "127.0.0.0/8,::1/128", "client networks that may relay, comma-separated CIDRs")
 	f.String("tls-cert", "", "PEM certificate for inbound STARTTLS")
 	f.String("tls-key", "", "PEM private key for inbound STARTTLS")
+	f.String("auth-file", "", "file of user:bcrypt-hash lines (htpasswd -nbB) allowed to relay after AUTH over TLS")
 	f.String("admin", "", "address for /healthz and /metrics (default off)")
 	f.String("max-size", fmt.Sprint(def.MaxSize), "largest message accepted, in bytes")
 	f.String("queue-lifetime", def.QueueLifetime.String(), "how long undeliverable mail is retried before it is returned")

@@ -26,6 +26,9 @@ type Config struct {
 	Allow   []netip.Prefix
 	TLSCert string // PEM certificate (chain) for inbound STARTTLS
 	TLSKey  string // PEM private key for inbound STARTTLS
+	// AuthFile lists "user:bcrypt-hash" lines (pkg/relay/authfile) that
+	// may relay from anywhere after AUTH over TLS; "" = no AUTH.
+	AuthFile string
 	// Admin is the address of /healthz and /metrics; "" = off.
 	Admin         string
 	MaxSize       int64 // bytes per message (SIZE)
@@ -78,7 +81,7 @@ func DefaultConfig() Config {
 // SMGCTL_<KEY> environment variables (upper case, '-' as '_') and as
 // --<key> flags.
 var Keys = []string{
-	"listen", "hostname", "spool", "policy", "audit-log", "allow", "tls-cert", "tls-key",
+	"listen", "hostname", "spool", "policy", "audit-log", "allow", "tls-cert", "tls-key", "auth-file",
 	"admin", "max-size", "queue-lifetime", "delay-warning", "resolver", "mx-port", "ca-file", "route",
 	"shutdown-timeout", "audit-max-size", "audit-max-age",
 }
@@ -111,6 +114,8 @@ func (c *Config) Set(key, value string) error {
 		c.TLSCert = value
 	case "tls-key":
 		c.TLSKey = value
+	case "auth-file":
+		c.AuthFile = value
 	case "admin":
 		c.Admin = value
 	case "max-size":
@@ -276,6 +281,11 @@ func (c *Config) Check() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, "tls-cert and tls-key go together")
+	}
+	// RFC 4954 §4: AUTH is offered only after STARTTLS, so without a
+	// certificate an auth file would silently do nothing.
+	if c.AuthFile != "" && c.TLSCert == "" {
+		errs = append(errs, "auth-file needs tls-cert and tls-key: AUTH is offered only over TLS")
 	}
 	if len(errs) > 0 {
 		slices.Sort(errs)

@@ -33,6 +33,8 @@ func (c *Config) Value(key string) (string, error) {
 		return c.TLSCert, nil
 	case "tls-key":
 		return c.TLSKey, nil
+	case "auth-file":
+		return c.AuthFile, nil
 	case "admin":
 		return c.Admin, nil
 	case "max-size":

@@ -19,6 +19,7 @@ import (
 
 	"github.com/smgctl/smgctl/pkg/mx"
 	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/relay/authfile"
 	"github.com/smgctl/smgctl/pkg/relay/delivery"
 	"github.com/smgctl/smgctl/pkg/relay/inbound"
 	"github.com/smgctl/smgctl/pkg/relay/policywatch"
@@ -34,6 +35,7 @@ type Relay struct {
 	spool   *spool.Spool
 	audit   *audit.Log
 	watcher *policywatch.Watcher
+	auth    *authfile.Checker // nil: no AUTH
 	runner  *delivery.Runner
 	server  *inbound.Server
 	ln      net.Listener
@@ -122,11 +124,21 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		}
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	var authCheck func(ctx context.Context, user, pass string) bool
+	if cfg.AuthFile != "" {
+		// Config.Check made sure there is a certificate: inbound offers
+		// AUTH only after STARTTLS (RFC 4954 §4).
+		if r.auth, err = authfile.Open(cfg.AuthFile, log.With("part", "auth")); err != nil {
+			return nil, err
+		}
+		authCheck = r.auth.Check
+	}
 	if r.server, err = inbound.New(inbound.Config{
 		Hostname:        cfg.Hostname,
 		Addr:            cfg.Listen,
 		TLS:             tlsConf,
 		Allow:           cfg.Allow,
+		Auth:            authCheck,
 		MaxMessageBytes: cfg.MaxSize,
 		Queue:           r.spool,
 		Notify:          r.runner.Notify,
@@ -162,9 +174,15 @@ func (r *Relay) AdminAddr() net.Addr {
 // Hostname is the name the relay uses.
 func (r *Relay) Hostname() string { return r.cfg.Hostname }
 
-// Reload re-reads the policy now (SIGHUP). A broken file is refused and
-// the policy in force stays.
-func (r *Relay) Reload() error { return r.watcher.Reload() }
+// Reload re-reads the policy and the auth file now (SIGHUP). A broken
+// file is refused and what was in force stays.
+func (r *Relay) Reload() error {
+	err := r.watcher.Reload()
+	if r.auth != nil {
+		err = errors.Join(err, r.auth.Reload())
+	}
+	return err
+}
 
 // Run serves until ctx ends, then stops in order: no new connections,
 // transactions in progress finish, in-flight deliveries finish (bounded),
