@@ -39,7 +39,7 @@ one JSON line per change to <policy>.journal.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usageErr(fmt.Errorf("unknown command %q for %q\nSee '%s --help'.", args[0], c.CommandPath(), c.CommandPath()))
+				return usageErr(fmt.Errorf("unknown command %q for %q\nSee '%s --help'", args[0], c.CommandPath(), c.CommandPath()))
 			}
 			return c.Help()
 		},

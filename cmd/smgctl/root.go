@@ -85,7 +85,7 @@ TLS policy list they both judge by.`,
 	root.PersistentFlags().StringVar(&g.policyPath, "policy", "",
 		"policy file (env "+envPolicy+", default "+defaultPath+")")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &exitError{code: exitUsage, err: fmt.Errorf("%v\nSee '%s --help'.", err, c.CommandPath())}
+		return &exitError{code: exitUsage, err: fmt.Errorf("%v\nSee '%s --help'", err, c.CommandPath())}
 	})
 	for _, add := range subcommands {
 		root.AddCommand(add(g))

@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -244,18 +243,6 @@ func (h *harness) dsns() []*spool.Envelope {
 	return out
 }
 
-func (h *harness) bodyOf(id string) string {
-	h.t.Helper()
-	rc, err := h.spool.Body(id)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer rc.Close()
-	var b bytes.Buffer
-	b.ReadFrom(rc)
-	return b.String()
-}
-
 func route(h *harness, domain string, f *fakeMX) { h.runner.cfg.Routes[domain] = f.Addr }
 
 func TestEnforcedWithoutSTARTTLSBounces(t *testing.T) {
@@ -442,8 +429,7 @@ func TestBackupMX(t *testing.T) {
 		"primary down":        nil,
 	} {
 		t.Run(name, func(t *testing.T) {
-			var h *harness
-			h = newHarness(t, "partner.test\n", nil)
+			h := newHarness(t, "partner.test\n", nil)
 			var p func(*fakeMX)
 			if primary != nil {
 				p = primary(h)
