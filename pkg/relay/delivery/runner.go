@@ -56,6 +56,9 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
+	if cfg.Audit != nil {
+		cfg.Audit = &auditBatch{rec: cfg.Audit} // auditbatch.go
+	}
 	return &Runner{
 		cfg:      cfg,
 		wake:     make(chan struct{}, 1),
