@@ -189,7 +189,7 @@ printf '%s\n' "$DOMAIN" >"$WORK/policy.conf"
 "$WORK/smgctl" relay --listen "$SMG_IP:2525" --hostname smgrelay.bench.test \
 	--spool "$WORK/smg-spool" --audit-log "$WORK/smg-audit.log" --policy "$WORK/policy.conf" \
 	--route "$DOMAIN=$SINK_IP:25" --ca-file "$WORK/ca.pem" --admin "$SMG_IP:9025" \
-	--log-level warn 2>"$WORK/smgctl.log" &
+	--max-connections $((HOLD + 100)) --log-level warn 2>"$WORK/smgctl.log" &
 SMG_PID=$!
 PIDS+=("$SMG_PID")
 for _ in $(seq 300); do

@@ -86,6 +86,8 @@ spool for the next start.`,
 	f.String("auth-file", "", "file of user:bcrypt-hash lines (htpasswd -nbB) allowed to relay after AUTH over TLS")
 	f.String("admin", "", "address for /healthz and /metrics (default off)")
 	f.String("max-size", fmt.Sprint(def.MaxSize), "largest message accepted, in bytes")
+	f.String("max-connections", fmt.Sprint(def.MaxConnections), "concurrent inbound SMTP sessions; more are answered 421 4.7.0")
+	f.String("max-recipients", fmt.Sprint(def.MaxRecipients), "recipients per message; more are answered 452 4.5.3")
 	f.String("queue-lifetime", def.QueueLifetime.String(), "how long undeliverable mail is retried before it is returned")
 	f.String("delay-warning", def.DelayWarning.String(), "send a \"delayed\" DSN after a message waited this long (0: never)")
 	f.String("resolver", "", "DNS server HOST:PORT for MX lookups (default: /etc/resolv.conf)")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/relay/delivery"
+	"github.com/smgctl/smgctl/pkg/relay/inbound"
 )
 
 // Config is everything `smgctl relay` can be told. DefaultConfig is a
@@ -32,6 +33,10 @@ type Config struct {
 	// Admin is the address of /healthz and /metrics; "" = off.
 	Admin         string
 	MaxSize       int64 // bytes per message (SIZE)
+	// MaxConnections bounds concurrent inbound sessions (more get 421);
+	// MaxRecipients bounds RCPTs per message (more get 452 4.5.3).
+	MaxConnections int
+	MaxRecipients  int
 	QueueLifetime time.Duration
 	DelayWarning  time.Duration
 	Resolver      string // DNS server host:port; "" = /etc/resolv.conf
@@ -68,6 +73,8 @@ func DefaultConfig() Config {
 		AuditLog:        DefaultAuditLog,
 		Allow:           []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 		MaxSize:         DefaultMaxSize,
+		MaxConnections:  inbound.DefaultMaxConnections,
+		MaxRecipients:   inbound.DefaultMaxRecipients,
 		QueueLifetime:   delivery.DefaultQueueLifetime,
 		DelayWarning:    delivery.DefaultDelayWarning,
 		MXPort:          25,
@@ -82,7 +89,7 @@ func DefaultConfig() Config {
 // --<key> flags.
 var Keys = []string{
 	"listen", "hostname", "spool", "policy", "audit-log", "allow", "tls-cert", "tls-key", "auth-file",
-	"admin", "max-size", "queue-lifetime", "delay-warning", "resolver", "mx-port", "ca-file", "route",
+	"admin", "max-size", "max-connections", "max-recipients", "queue-lifetime", "delay-warning", "resolver", "mx-port", "ca-file", "route",
 	"shutdown-timeout", "audit-max-size", "audit-max-age",
 }
 
@@ -123,6 +130,10 @@ func (c *Config) Set(key, value string) error {
 		if err == nil && c.MaxSize <= 0 {
 			err = fmt.Errorf("must be positive")
 		}
+	case "max-connections":
+		c.MaxConnections, err = positiveInt(value)
+	case "max-recipients":
+		c.MaxRecipients, err = positiveInt(value)
 	case "queue-lifetime":
 		c.QueueLifetime, err = positiveDuration(value)
 	case "delay-warning":
@@ -292,4 +303,12 @@ func (c *Config) Check() error {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+func positiveInt(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err == nil && n <= 0 {
+		err = fmt.Errorf("must be positive")
+	}
+	return n, err
 }

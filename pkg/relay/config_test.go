@@ -18,6 +18,8 @@ queue-lifetime = 48h
 route = partner.test=127.0.0.5:25
 route = Other.Test.=mx.test:2525, third.test=127.0.0.6:25
 mx-port = 2525
+max-connections = 2000
+max-recipients = 50
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -31,6 +33,9 @@ mx-port = 2525
 	if c.Routes["other.test"] != "mx.test:2525" || len(c.Routes) != 3 {
 		t.Errorf("routes = %v", c.Routes)
 	}
+	if c.MaxConnections != 2000 || c.MaxRecipients != 50 {
+		t.Errorf("limits = %d connections, %d recipients", c.MaxConnections, c.MaxRecipients)
+	}
 	if c.Spool != DefaultSpool {
 		t.Errorf("an unset key lost its default: %q", c.Spool)
 	}
@@ -41,6 +46,8 @@ func TestConfigFileErrors(t *testing.T) {
 		"listen = a\nbogus = 1\n":             "relay.conf:2: unknown key",
 		"listen\n":                            "relay.conf:1: want key = value",
 		"\n\nmax-size = -1\n":                 "relay.conf:3: max-size",
+		"max-connections = 0\n":               "relay.conf:1: max-connections",
+		"max-recipients = many\n":             "relay.conf:1: max-recipients",
 		"spool = /a\nspool = /b\n":            "relay.conf:2: spool set again (first on line 1)",
 		"route = partner.test\n":              "relay.conf:1: route",
 		"queue-lifetime = soon\n":             "relay.conf:1: queue-lifetime",

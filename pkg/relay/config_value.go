@@ -39,6 +39,10 @@ func (c *Config) Value(key string) (string, error) {
 		return c.Admin, nil
 	case "max-size":
 		return strconv.FormatInt(c.MaxSize, 10), nil
+	case "max-connections":
+		return strconv.Itoa(c.MaxConnections), nil
+	case "max-recipients":
+		return strconv.Itoa(c.MaxRecipients), nil
 	case "queue-lifetime":
 		return c.QueueLifetime.String(), nil
 	case "delay-warning":

@@ -140,6 +140,8 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		Allow:           cfg.Allow,
 		Auth:            authCheck,
 		MaxMessageBytes: cfg.MaxSize,
+		MaxConnections:  cfg.MaxConnections,
+		MaxRecipients:   cfg.MaxRecipients,
 		Queue:           r.spool,
 		Notify:          r.runner.Notify,
 		Logger:          log.With("part", "inbound"),
