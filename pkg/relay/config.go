@@ -31,17 +31,17 @@ type Config struct {
 	// may relay from anywhere after AUTH over TLS; "" = no AUTH.
 	AuthFile string
 	// Admin is the address of /healthz and /metrics; "" = off.
-	Admin         string
-	MaxSize       int64 // bytes per message (SIZE)
+	Admin   string
+	MaxSize int64 // bytes per message (SIZE)
 	// MaxConnections bounds concurrent inbound sessions (more get 421);
 	// MaxRecipients bounds RCPTs per message (more get 452 4.5.3).
 	MaxConnections int
 	MaxRecipients  int
-	QueueLifetime time.Duration
-	DelayWarning  time.Duration
-	Resolver      string // DNS server host:port; "" = /etc/resolv.conf
-	MXPort        int    // port for MX hosts (labs); 25 in production
-	CAFile        string // extra trust anchors for verify=cert
+	QueueLifetime  time.Duration
+	DelayWarning   time.Duration
+	Resolver       string // DNS server host:port; "" = /etc/resolv.conf
+	MXPort         int    // port for MX hosts (labs); 25 in production
+	CAFile         string // extra trust anchors for verify=cert
 	// Routes: domain → host:port, overriding MX lookup (like Postfix's
 	// transport map); a route also covers the domain's subdomains.
 	Routes map[string]string
