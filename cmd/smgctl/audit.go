@@ -295,6 +295,9 @@ func renderTrace(w io.Writer, tr *trace.Trace, p painter) error {
 		default:
 			final = p.warn(final)
 		}
+		if r.By != "" { // deleted or returned by an administrator
+			final += " by " + r.By
+		}
 		fmt.Fprintf(w, "\n%s: %s\n", r.Address, final)
 		var rows [][]string
 		for _, a := range r.Attempts {

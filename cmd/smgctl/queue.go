@@ -217,7 +217,7 @@ type queueAction struct {
 func newQueueActionCmd(open func() (*queuectl.Queue, error), a queueAction) *cobra.Command {
 	var all bool
 	var wait time.Duration
-	var hostname string
+	var hostname, actor string
 	c := &cobra.Command{
 		Use:   a.name + " QUEUE-ID... | --all",
 		Short: a.short,
@@ -228,6 +228,10 @@ func newQueueActionCmd(open func() (*queuectl.Queue, error), a queueAction) *cob
 	c.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for a message the relay is delivering right now")
 	if a.name == "bounce" {
 		c.Flags().StringVar(&hostname, "hostname", "", "the relay's name in the DSN (env SMGCTL_HOSTNAME, default the host name)")
+	}
+	if a.name == "delete" || a.name == "bounce" {
+		// The audit log names who removed a message (docs/audit.md).
+		c.Flags().StringVar(&actor, "actor", "", "who the audit log names for this action (env SMGCTL_ACTOR, default the OS user)")
 	}
 	out := addOutputFlag(c, "table", "json")
 	c.RunE = func(cmd *cobra.Command, args []string) error {
@@ -242,6 +246,9 @@ func newQueueActionCmd(open func() (*queuectl.Queue, error), a queueAction) *cob
 			return err
 		}
 		defer q.Close()
+		if actor != "" {
+			q.Actor = actor
+		}
 		if a.name == "bounce" {
 			q.Hostname = hostname
 			if q.Hostname == "" {

@@ -98,7 +98,8 @@ func TestQueueCLI(t *testing.T) {
 	}
 
 	// delete, then the same again: the second names an ID not queued (exit 2).
-	if code, out, _ := run(t, "queue", "delete", ids[0], "--spool", dir, "--output", "json"); code != 0 || !strings.Contains(out, `"done": true`) {
+	t.Setenv("SMGCTL_ACTOR", "env-admin")
+	if code, out, _ := run(t, "queue", "delete", ids[0], "--spool", dir, "--output", "json", "--actor", "carol"); code != 0 || !strings.Contains(out, `"done": true`) {
 		t.Errorf("delete: %d %s", code, out)
 	}
 	if code, _, errs := run(t, "queue", "delete", ids[0], "--spool", dir); code != 2 || !strings.Contains(errs, "not in the queue") {
@@ -110,6 +111,22 @@ func TestQueueCLI(t *testing.T) {
 	var res []queuectl.Result
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res) != 1 || res[0].DSN == "" {
 		t.Fatalf("bounce: %d %s %s", code, out, errs)
+	}
+	// Each removal left an admin-action record for the relay to audit:
+	// --actor wins, else SMGCTL_ACTOR.
+	acts, err := queuectl.ReadAdminActions(dir, nil)
+	if err != nil || len(acts) != 2 {
+		t.Fatalf("admin records: %+v %v", acts, err)
+	}
+	if a := acts[0]; a.Action != queuectl.ActionDeleted || a.QueueID != ids[0] || a.Actor != "carol" ||
+		a.Sender != "alice@corp.test" || a.MessageID != "<m-a@partner.test>" || len(a.Recipients) != 1 ||
+		a.Recipients[0].Address != "a@partner.test" || a.Recipients[0].DSN != "" {
+		t.Errorf("delete record: %+v", a)
+	}
+	if a := acts[1]; a.Action != queuectl.ActionReturned || a.QueueID != ids[1] || a.Actor != "env-admin" ||
+		len(a.Recipients) != 1 || a.Recipients[0].Address != "b@bank.test" || a.Recipients[0].DSN != res[0].DSN ||
+		a.Recipients[0].Diagnostic != queuectl.AdminReturn {
+		t.Errorf("bounce record: %+v", a)
 	}
 	msgs = listJSON(t, dir)
 	if len(msgs) != 1 || msgs[0].ID != res[0].DSN || msgs[0].From != "" || msgs[0].DSNOf != ids[1] ||

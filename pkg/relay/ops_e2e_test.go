@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/internal/testpeer"
+	"github.com/smgctl/smgctl/pkg/audit/verify"
 	"github.com/smgctl/smgctl/pkg/relay"
 	"github.com/smgctl/smgctl/pkg/relay/audit"
 	"github.com/smgctl/smgctl/pkg/relay/queuectl"
@@ -115,8 +116,14 @@ func TestQueueCommandsOnLiveRelay(t *testing.T) {
 	// delete: gone from disk, and never delivered, even with its MX up and
 	// the relay asked to run the whole queue.
 	del := byRcpt["a@delete.test"].ID
+	q.Actor = "carol"
 	if res := q.Delete(ctx, []string{del}); !res[0].Done || len(res[0].Recipients) != 1 {
 		t.Fatalf("delete: %+v", res)
+	}
+	// ... and audited by the relay, naming who did it (SPEC §4).
+	if rec := l.record(t, "a@delete.test", audit.Deleted); rec.QueueID != del || rec.Actor != "carol" ||
+		rec.Sender != "alice@corp.test" || rec.MessageID == "" {
+		t.Errorf("deleted record: %+v", rec)
 	}
 	for _, ext := range []string{".json", ".eml"} {
 		if _, err := os.Stat(filepath.Join(l.cfg.Spool, "queue", del+ext)); !os.IsNotExist(err) {
@@ -136,6 +143,7 @@ func TestQueueCommandsOnLiveRelay(t *testing.T) {
 	// bounce: the sender gets a DSN naming the administrator, and the
 	// message leaves the queue.
 	b := byRcpt["a@bounce.test"].ID
+	q.Actor = "dave"
 	res := q.Bounce(ctx, []string{b})
 	if !res[0].Done || res[0].DSN == "" {
 		t.Fatalf("bounce: %+v", res)
@@ -148,21 +156,69 @@ func TestQueueCommandsOnLiveRelay(t *testing.T) {
 	if _, err := q.Show(b, nil); err == nil {
 		t.Errorf("bounced message still queued")
 	}
-	// The deleted message left no audit record after its first deferral.
+	if rec := l.record(t, "a@bounce.test", audit.Returned); rec.QueueID != b || rec.Actor != "dave" ||
+		rec.Diagnostic != queuectl.AdminReturn {
+		t.Errorf("returned record: %+v", rec)
+	}
+	// The relay consumed the admin-action records and the chain holds.
+	if acts, err := queuectl.ReadAdminActions(l.cfg.Spool, nil); err != nil || len(acts) != 0 {
+		t.Errorf("admin records left: %+v %v", acts, err)
+	}
+	if rep, err := verify.Log(context.Background(), l.cfg.AuditLog); err != nil || !rep.OK() {
+		t.Errorf("audit chain: %+v %v", rep, err)
+	}
+	// The deleted message has exactly its first deferral and the
+	// administrator's deletion in the audit log.
 	f, err := os.Open(l.cfg.AuditLog)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	n := 0
+	var events []audit.Event
 	audit.Scan(f, func(r audit.Record) error {
 		if r.QueueID == del {
-			n++
+			events = append(events, r.Event)
 		}
 		return nil
 	})
-	if n != 1 {
-		t.Errorf("%d audit records for the deleted message, want its one deferral", n)
+	if len(events) != 2 || events[0] != audit.Deferred || events[1] != audit.Deleted {
+		t.Errorf("audit records for the deleted message: %v, want its deferral and its deletion", events)
+	}
+}
+
+// With the relay stopped, `queue delete` still leaves its trace: the
+// relay audits it at its next start.
+func TestQueueDeleteWhileRelayStopped(t *testing.T) {
+	w := startWorld(t, "modern")
+	opsPeer(t, w, "gone.test")
+	l := startRelay(t, w, "corp.test mode=off\n", nil)
+	w.startInternal(t, l.relay.Addr().String())
+	l.send(t, "alice@corp.test", "a@gone.test")
+	l.record(t, "a@gone.test", audit.Deferred)
+	l.stop()
+
+	q := openQueue(t, l)
+	q.Actor = "erin"
+	id := queued(t, q)["a@gone.test"].ID
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res := q.Delete(ctx, []string{id}); !res[0].Done {
+		t.Fatalf("delete: %+v", res)
+	}
+	if acts, err := queuectl.ReadAdminActions(l.cfg.Spool, nil); err != nil || len(acts) != 1 {
+		t.Fatalf("admin record while stopped: %+v %v", acts, err)
+	}
+
+	l2 := runRelay(t, w, l.cfg)
+	if rec := l2.record(t, "a@gone.test", audit.Deleted); rec.QueueID != id || rec.Actor != "erin" {
+		t.Errorf("deleted record after restart: %+v", rec)
+	}
+	l2.stop()
+	if acts, err := queuectl.ReadAdminActions(l.cfg.Spool, nil); err != nil || len(acts) != 0 {
+		t.Errorf("admin records left: %+v %v", acts, err)
+	}
+	if rep, err := verify.Log(context.Background(), l.cfg.AuditLog); err != nil || !rep.OK() {
+		t.Errorf("audit chain: %+v %v", rep, err)
 	}
 }
 

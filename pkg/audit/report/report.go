@@ -36,8 +36,8 @@ type Options struct {
 // Group aggregates the records of one recipient domain or policy entry.
 //
 // Messages counts final outcomes — one per message and recipient:
-// delivered, would-bounce, bounced, dropped — like pflogsumm counts
-// deliveries. Deferrals count attempts, as one message may be deferred
+// delivered, would-bounce, bounced, dropped, removed by an administrator
+// — like pflogsumm counts deliveries. Deferrals count attempts, as one message may be deferred
 // many times before its final outcome.
 type Group struct {
 	Name string `json:"name"`
@@ -66,6 +66,11 @@ type Group struct {
 	WouldBounce   int            `json:"would_bounce"`
 	WouldBounces  map[string]int `json:"would_bounces"` // by diagnostic
 	Dropped       int            `json:"dropped"`
+	// RemovedByAdmin counts recipients an administrator took out of the
+	// queue (events deleted and returned): neither delivered nor bounced
+	// by the relay. No policy decided them, so entry groups never count
+	// them; domain groups and the total do.
+	RemovedByAdmin int `json:"removed_by_admin"`
 	// DeliveredCleartext counts deliveries without encryption (no TLS,
 	// or a NULL suite: 0 bits).
 	DeliveredCleartext int `json:"delivered_cleartext"`
@@ -311,6 +316,13 @@ func (p *partial) add(rec *audit.Record) {
 		d = &Group{Name: domain}
 		p.domains[domain] = d
 	}
+	if adminEvent(rec.Event) {
+		// Not a policy decision: it neither names the domain's entry
+		// nor belongs to one.
+		d.count(rec, false)
+		p.total.count(rec, false)
+		return
+	}
 	entry := rec.PolicyTarget
 	if entry == "" {
 		entry = NoEntry
@@ -351,8 +363,13 @@ func (p *partial) metDefault(rec *audit.Record) bool {
 	return policy.Evaluate(policy.DefaultRequirement(), out).Met
 }
 
+// adminEvent: an administrator's action (`smgctl queue delete/bounce`).
+func adminEvent(e audit.Event) bool { return e == audit.Deleted || e == audit.Returned }
+
 func (g *Group) count(rec *audit.Record, met bool) {
-	if rec.Time.After(g.latest) {
+	// latest decides which entry a group shows; an administrator's
+	// action carries none.
+	if rec.Time.After(g.latest) && !adminEvent(rec.Event) {
 		g.latest = rec.Time
 	}
 	switch rec.Event {
@@ -394,6 +411,9 @@ func (g *Group) count(rec *audit.Record, met bool) {
 	case audit.Dropped:
 		g.Messages++
 		g.Dropped++
+	case audit.Deleted, audit.Returned:
+		g.Messages++
+		g.RemovedByAdmin++
 	case audit.Deferred:
 		g.Deferrals++
 	}
@@ -447,6 +467,7 @@ func (g *Group) merge(o *Group) {
 	g.Deferrals += o.Deferrals
 	g.WouldBounce += o.WouldBounce
 	g.Dropped += o.Dropped
+	g.RemovedByAdmin += o.RemovedByAdmin
 	g.metDefault += o.metDefault
 	for k, n := range o.Versions {
 		g.Versions = bump(g.Versions, k, n)

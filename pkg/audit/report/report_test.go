@@ -197,3 +197,46 @@ func benchReport(b *testing.B, lines int) {
 	<-done
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
 }
+
+// An administrator's deletion or return is a final outcome of its own:
+// counted as a message, neither delivered nor bounced, and it does not
+// change which entry the domain shows nor belong to any entry.
+func TestRemovedByAdmin(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	recs := []audit.Record{
+		{Time: t0, Event: audit.Delivered, QueueID: "Q1", Recipient: "a@p.test", PolicyTarget: "p.test", PolicyLine: 3,
+			Requirement: enforce, TLS: true, TLSVersion: "TLSv1.3", Cipher: "TLS_AES_256_GCM_SHA384", Bits: 256},
+		{Time: t0.Add(time.Second), Event: audit.Deferred, QueueID: "Q2", Recipient: "b@p.test", PolicyTarget: "p.test", PolicyLine: 3, Requirement: enforce},
+		{Time: t0.Add(2 * time.Second), Event: audit.Deleted, QueueID: "Q2", Recipient: "b@p.test", Actor: "carol"},
+		{Time: t0.Add(3 * time.Second), Event: audit.Returned, QueueID: "Q3", Recipient: "c@p.test", Actor: "dave",
+			Diagnostic: "550 5.0.0 delivery cancelled by the administrator"},
+	}
+	var lines []byte
+	for _, r := range recs {
+		b, _ := json.Marshal(r)
+		lines = append(append(lines, b...), '\n')
+	}
+	if err := os.WriteFile(path, lines, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files, err := logset.Files(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []int{1, 3} {
+		r, err := Build(context.Background(), files, Options{Workers: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tot := r.Total
+		if tot.Messages != 3 || tot.Delivered != 1 || tot.Bounced != 0 || tot.Dropped != 0 || tot.RemovedByAdmin != 2 || tot.Deferrals != 1 {
+			t.Errorf("workers %d: total %+v", w, tot)
+		}
+		if len(r.Domains) != 1 || r.Domains[0].RemovedByAdmin != 2 || r.Domains[0].Entry != "p.test" || !r.Domains[0].Listed {
+			t.Errorf("workers %d: domains %+v", w, r.Domains)
+		}
+		if len(r.Entries) != 1 || r.Entries[0].Name != "p.test" || r.Entries[0].RemovedByAdmin != 0 || r.Entries[0].Messages != 1 {
+			t.Errorf("workers %d: entries %+v", w, r.Entries)
+		}
+	}
+}

@@ -26,9 +26,13 @@ type Recipient struct {
 	Address  string    `json:"recipient"`
 	Attempts []Attempt `json:"attempts"`
 	// Final is the recipient's last event: delivered, would-bounce,
-	// bounced or dropped; "pending" when the last attempt was a deferral
-	// (the message is still queued, or the log ends before its fate).
+	// bounced, dropped, or deleted or returned by an administrator
+	// (`smgctl queue delete/bounce`); "pending" when the last attempt was
+	// a deferral (the message is still queued, or the log ends before
+	// its fate).
 	Final string `json:"final"`
+	// By names the administrator when Final is deleted or returned.
+	By string `json:"by,omitempty"`
 }
 
 // Pending is Recipient.Final while only deferrals are recorded.
@@ -95,6 +99,7 @@ func Find(ctx context.Context, files []logset.File, id string) (*Trace, error) {
 		} else {
 			r.Final = string(rec.Event)
 		}
+		r.By = rec.Actor
 		return nil
 	})
 	if err != nil {

@@ -88,3 +88,43 @@ func TestFind(t *testing.T) {
 		t.Error("an empty ID was accepted")
 	}
 }
+
+// An administrator's deletion or return is the recipient's final outcome,
+// naming who did it.
+func TestFindAdminActions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	l, err := audit.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.Write(
+		audit.Record{Time: t0, QueueID: "Q1", Recipient: "a@x.test", Event: audit.Deferred, Attempt: 1},
+		audit.Record{Time: t0, QueueID: "Q1", Recipient: "b@x.test", Event: audit.Deferred, Attempt: 1},
+		audit.Record{Time: t0.Add(time.Hour), QueueID: "Q1", Recipient: "a@x.test", Event: audit.Deleted, Actor: "carol"},
+		audit.Record{Time: t0.Add(time.Hour), QueueID: "Q2", Recipient: "c@x.test", Event: audit.Returned, Actor: "dave",
+			Diagnostic: "550 5.0.0 delivery cancelled by the administrator"},
+	)
+	l.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := logset.Files(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Find(context.Background(), files, "Q1")
+	if err != nil || tr == nil || len(tr.Recipients) != 2 {
+		t.Fatalf("Q1: %+v %v", tr, err)
+	}
+	if a := tr.Recipients[0]; a.Final != string(audit.Deleted) || a.By != "carol" || len(a.Attempts) != 2 || a.Attempts[1].Actor != "carol" {
+		t.Errorf("a: %+v", a)
+	}
+	if b := tr.Recipients[1]; b.Final != Pending || b.By != "" {
+		t.Errorf("b: %+v", b)
+	}
+	tr, err = Find(context.Background(), files, "Q2")
+	if err != nil || tr == nil || tr.Recipients[0].Final != string(audit.Returned) || tr.Recipients[0].By != "dave" {
+		t.Errorf("Q2: %+v %v", tr, err)
+	}
+}

@@ -34,6 +34,12 @@ const (
 	// Dropped: a failed message with the null sender (a DSN itself); it
 	// is never bounced, so the audit log is where its fate is recorded.
 	Dropped Event = "dropped"
+	// Deleted: an administrator removed the recipient's message from the
+	// queue (`smgctl queue delete`); nobody was notified.
+	Deleted Event = "deleted"
+	// Returned: an administrator returned the message to its sender
+	// (`smgctl queue bounce`); a DSN with the Diagnostic was queued.
+	Returned Event = "returned"
 )
 
 // Requirement is the policy demand that applied, as written in the
@@ -73,6 +79,9 @@ type Record struct {
 	// e.g. "503 5.7.0 encryption too weak 0 less than 112".
 	Diagnostic string `json:"diagnostic,omitempty"`
 	Attempt    int    `json:"attempt"`
+	// Actor is who took an administrator's action (deleted, returned);
+	// absent on the relay's own decisions.
+	Actor string `json:"actor,omitempty"`
 	// Prev is the hex SHA-256 of the previous line's bytes (without its
 	// newline); "" on the first line of a log.
 	Prev string `json:"prev"`

@@ -21,6 +21,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/policy/store"
 	"github.com/smgctl/smgctl/pkg/relay/delivery"
 	"github.com/smgctl/smgctl/pkg/relay/dsn"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
@@ -40,6 +41,9 @@ type Queue struct {
 	Hostname string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Actor is who the audit log names for Delete and Bounce; Open sets
+	// it to store.DefaultActor (SMGCTL_ACTOR, else the OS user).
+	Actor string
 }
 
 // Open opens the spool at dir. It must exist: an operator's typo must not
@@ -55,7 +59,7 @@ func Open(dir string, log *slog.Logger) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Queue{sp: sp, log: log, Hostname: "localhost", Now: time.Now}, nil
+	return &Queue{sp: sp, log: log, Hostname: "localhost", Now: time.Now, Actor: store.DefaultActor()}, nil
 }
 
 // Close releases the spool.
@@ -185,16 +189,47 @@ func (q *Queue) Retry(ctx context.Context, ids []string) []Result {
 
 // Delete removes ids from the queue without notice to anyone (postsuper
 // -d). A delivery in progress is waited for; what it delivered meanwhile
-// has gone, the rest never will.
+// has gone, the rest never will. The audit log learns of it through an
+// admin-action record (admin.go) written before the message goes.
 func (q *Queue) Delete(ctx context.Context, ids []string) []Result {
 	return q.each(ctx, ids, func(env *spool.Envelope, res *Result) error {
+		a := q.action(ActionDeleted, env)
 		for _, rc := range env.Recipients {
 			if rc.State == spool.Pending {
 				res.Recipients = append(res.Recipients, rc.Address)
+				a.Recipients = append(a.Recipients, AdminRecipient{Address: rc.Address})
 			}
 		}
-		return q.sp.Remove(env.ID)
+		return q.removeRecorded(env.ID, a)
 	})
+}
+
+func (q *Queue) action(action string, env *spool.Envelope) AdminAction {
+	return AdminAction{
+		Time: q.now().UTC(), Actor: q.Actor, Action: action,
+		QueueID: env.ID, MessageID: env.MessageID, Sender: env.From,
+	}
+}
+
+// removeRecorded writes the admin-action record, then removes the
+// message: a crash in between leaves a record whose message is still
+// queued, which the relay sets aside unaudited. If the removal fails the
+// record is taken back.
+func (q *Queue) removeRecorded(id string, a AdminAction) error {
+	if a.Actor == "" {
+		a.Actor = store.DefaultActor()
+	}
+	path, err := WriteAdminAction(q.sp.Dir(), a)
+	if err != nil {
+		return err
+	}
+	if err := q.sp.Remove(id); err != nil {
+		if rerr := os.Remove(path); rerr != nil {
+			q.log.Error("admin record of a failed removal left behind; the relay sets it aside", "path", path, "err", rerr)
+		}
+		return err
+	}
+	return nil
 }
 
 // Bounce returns ids to their senders now: one DSN per message listing
@@ -204,6 +239,7 @@ func (q *Queue) Delete(ctx context.Context, ids []string) []Result {
 func (q *Queue) Bounce(ctx context.Context, ids []string) []Result {
 	return q.each(ctx, ids, func(env *spool.Envelope, res *Result) error {
 		now := q.now()
+		a := q.action(ActionReturned, env)
 		var rcpts []dsn.Recipient
 		for i := range env.Recipients {
 			rc := &env.Recipients[i]
@@ -222,9 +258,12 @@ func (q *Queue) Bounce(ctx context.Context, ids []string) []Result {
 			}
 			res.DSN = d.ID
 		}
+		for _, r := range rcpts {
+			a.Recipients = append(a.Recipients, AdminRecipient{Address: r.Address, DSN: res.DSN, Diagnostic: AdminReturn})
+		}
 		// The DSN is durable before the message goes: a crash in between
 		// can send the report twice, never lose it.
-		return q.sp.Remove(env.ID)
+		return q.removeRecorded(env.ID, a)
 	})
 }
 
