@@ -86,3 +86,40 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 		}
 	}
 }
+
+// LastLine returns the last line of the first size bytes of r without its
+// newline, and whether those bytes end without one (a torn write), so a
+// writer can continue the chain. It reads backwards in chunks: the cost
+// does not grow with the file. Empty input gives nil, false, nil.
+func LastLine(r io.ReaderAt, size int64) (line []byte, torn bool, err error) {
+	if size == 0 {
+		return nil, false, nil
+	}
+	var end [1]byte
+	if _, err := r.ReadAt(end[:], size-1); err != nil {
+		return nil, false, err
+	}
+	torn = end[0] != '\n'
+	stop := size // the line ends here, newline excluded
+	if !torn {
+		stop--
+	}
+	const chunk = 4096
+	var tail []byte
+	for off := stop; off > 0; {
+		n := min(int64(chunk), off)
+		off -= n
+		buf := make([]byte, n)
+		if _, err := r.ReadAt(buf, off); err != nil && err != io.EOF {
+			return nil, torn, err
+		}
+		tail = append(buf, tail...)
+		if i := bytes.LastIndexByte(tail, '\n'); i >= 0 {
+			return tail[i+1:], torn, nil
+		}
+		if len(tail) > MaxLine {
+			return nil, torn, fmt.Errorf("last line longer than %d bytes", MaxLine)
+		}
+	}
+	return tail, torn, nil
+}

@@ -75,3 +75,30 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestLastLine(t *testing.T) {
+	long := strings.Repeat("x", 10000) // spans several backward chunks
+	cases := []struct {
+		data string
+		line string
+		torn bool
+	}{
+		{"", "", false},
+		{"a\n", "a", false},
+		{"a\nbb\n", "bb", false},
+		{"a\nbb", "bb", true},
+		{"a\n" + long + "\n", long, false},
+		{long + "\n", long, false},
+		{"\n", "", false},
+	}
+	for _, c := range cases {
+		line, torn, err := LastLine(strings.NewReader(c.data), int64(len(c.data)))
+		if err != nil || string(line) != c.line || torn != c.torn {
+			t.Errorf("%.20q: %.20q torn=%v err=%v; want %.20q torn=%v", c.data, line, torn, err, c.line, c.torn)
+		}
+	}
+	huge := strings.Repeat("y", MaxLine+10) + "\n"
+	if _, _, err := LastLine(strings.NewReader(huge), int64(len(huge))); err == nil {
+		t.Error("a last line over MaxLine must be refused")
+	}
+}

@@ -122,35 +122,14 @@ func lastLine(f *os.File) ([]byte, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	size := fi.Size()
-	if size == 0 {
-		return nil, 0, nil
+	line, torn, err := hashchain.LastLine(f, fi.Size())
+	if err == nil && torn {
+		err = ErrTornJournal
 	}
-	var end [1]byte
-	if _, err := f.ReadAt(end[:], size-1); err != nil {
-		return nil, size, err
+	if err != nil {
+		return nil, fi.Size(), err
 	}
-	if end[0] != '\n' {
-		return nil, size, ErrTornJournal
-	}
-	const chunk = 4096
-	var tail []byte
-	for off := size - 1; off > 0; {
-		n := int64(chunk)
-		if n > off {
-			n = off
-		}
-		off -= n
-		buf := make([]byte, n)
-		if _, err := f.ReadAt(buf, off); err != nil {
-			return nil, size, err
-		}
-		tail = append(buf, tail...)
-		if i := bytes.LastIndexByte(tail, '\n'); i >= 0 {
-			return tail[i+1:], size, nil
-		}
-	}
-	return tail, size, nil
+	return line, fi.Size(), nil
 }
 
 // ChainError says where a journal stops being trustworthy.

@@ -101,8 +101,8 @@ type Log struct {
 	sealFile *os.File
 }
 
-// maxLine bounds the line read back on Open to continue the chain.
-const maxLine = 1 << 20
+// maxLine bounds one audit line, as the chain verifier does.
+const maxLine = hashchain.MaxLine
 
 // Open opens (creating it and its directory if needed) the audit log at
 // path and reads its last line to continue the hash chain. It never
@@ -173,24 +173,7 @@ func lastLine(path string) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	size := st.Size()
-	if size == 0 {
-		return nil, false, nil
-	}
-	n := min(size, maxLine)
-	buf := make([]byte, n)
-	if _, err := f.ReadAt(buf, size-n); err != nil && err != io.EOF {
-		return nil, false, err
-	}
-	torn := buf[len(buf)-1] != '\n'
-	if !torn {
-		buf = buf[:len(buf)-1]
-	}
-	i := bytes.LastIndexByte(buf, '\n')
-	if i < 0 && n < size {
-		return nil, false, fmt.Errorf("last line longer than %d bytes", maxLine)
-	}
-	return buf[i+1:], torn, nil
+	return hashchain.LastLine(f, st.Size())
 }
 
 func hashLine(b []byte) string { return hashchain.Hash(b) }
