@@ -717,34 +717,20 @@ func TestStartIsQueueRun(t *testing.T) {
 
 func TestPerDestinationLimit(t *testing.T) {
 	h := newHarness(t, "", func(c *Config) { c.MaxPerDestination = 2 })
-	var cur, peak atomic.Int32
-	gate := make(chan struct{})
-	f := startFake(t, "127.0.0.1:0", func(f *fakeMX) {
-		f.Rcpt = func(string) string {
-			n := cur.Add(1)
-			for {
-				p := peak.Load()
-				if n <= p || peak.CompareAndSwap(p, n) {
-					break
-				}
-			}
-			<-gate
-			cur.Add(-1)
-			return "250 2.1.5 Ok"
-		}
-	})
+	sessions := newSessionGauge()
+	f := startFake(t, "127.0.0.1:0", func(f *fakeMX) { f.Rcpt = sessions.rcpt })
 	route(h, "other.test", f)
 	h.start()
 	var ids []string
 	for range 6 {
 		ids = append(ids, h.queue("a@corp.test", "x@other.test"))
 	}
-	h.waitFor("two sessions in RCPT", func() bool { return cur.Load() == 2 })
-	close(gate)
+	h.waitFor("two sessions in RCPT", func() bool { return sessions.cur.Load() == 2 })
+	close(sessions.gate)
 	for _, id := range ids {
 		h.waitGone(id)
 	}
-	if p := peak.Load(); p != 2 {
+	if p := sessions.peak.Load(); p != 2 {
 		t.Errorf("peak concurrent sessions to one destination = %d, want 2", p)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -210,4 +211,26 @@ func addrArg(line string) string {
 		return ""
 	}
 	return line[i+1 : j]
+}
+
+// sessionGauge counts sessions inside RCPT at once and holds each there
+// until gate is closed, so a test can see how many the runner allows.
+type sessionGauge struct {
+	cur, peak atomic.Int32
+	gate      chan struct{}
+}
+
+func newSessionGauge() *sessionGauge { return &sessionGauge{gate: make(chan struct{})} }
+
+func (g *sessionGauge) rcpt(string) string {
+	n := g.cur.Add(1)
+	for {
+		p := g.peak.Load()
+		if n <= p || g.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	<-g.gate
+	g.cur.Add(-1)
+	return "250 2.1.5 Ok"
 }

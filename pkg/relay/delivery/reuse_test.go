@@ -172,22 +172,8 @@ func TestCacheExpiry(t *testing.T) {
 // lands on one server share its limit.
 func TestPerAddressLimit(t *testing.T) {
 	h := newHarness(t, "", func(c *Config) { c.MaxPerDestination = 2 })
-	var cur, peak atomic.Int32
-	gate := make(chan struct{})
-	f := startFake(t, "127.0.0.1:0", func(f *fakeMX) {
-		f.Rcpt = func(string) string {
-			n := cur.Add(1)
-			for {
-				p := peak.Load()
-				if n <= p || peak.CompareAndSwap(p, n) {
-					break
-				}
-			}
-			<-gate
-			cur.Add(-1)
-			return "250 2.1.5 Ok"
-		}
-	})
+	sessions := newSessionGauge()
+	f := startFake(t, "127.0.0.1:0", func(f *fakeMX) { f.Rcpt = sessions.rcpt })
 	route(h, "one.test", f)
 	route(h, "two.test", f)
 	h.start()
@@ -195,13 +181,13 @@ func TestPerAddressLimit(t *testing.T) {
 	for i := range 8 {
 		ids = append(ids, h.queue("a@corp.test", fmt.Sprintf("x@%s", []string{"one.test", "two.test"}[i%2])))
 	}
-	h.waitFor("two sessions in RCPT", func() bool { return cur.Load() == 2 })
+	h.waitFor("two sessions in RCPT", func() bool { return sessions.cur.Load() == 2 })
 	time.Sleep(100 * time.Millisecond) // room for a third to show up, were the limit per domain
-	close(gate)
+	close(sessions.gate)
 	for _, id := range ids {
 		h.waitGone(id)
 	}
-	if p := peak.Load(); p != 2 {
+	if p := sessions.peak.Load(); p != 2 {
 		t.Errorf("peak concurrent sessions to one MX address = %d, want 2", p)
 	}
 	if f.Conns() > 2 {
