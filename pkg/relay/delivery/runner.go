@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"io/fs"
@@ -219,36 +220,21 @@ func nextDue(env *spool.Envelope) time.Time {
 	return t
 }
 
-// dispatch starts every due message while slots are free and returns the
-// earliest future due time.
+// dispatch starts the oldest due messages while slots are free and returns
+// the earliest future due time (zero when every slot is taken: the next
+// finish wakes the loop).
 func (r *Runner) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Time {
 	now := r.cfg.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	type item struct {
-		id  string
-		due time.Time
+	free := r.cfg.MaxMessages - len(r.active)
+	if free <= 0 {
+		// With a backlog the loop wakes at every accepted message; going
+		// through the whole due set each time made dispatch quadratic.
+		return time.Time{}
 	}
-	var ready []item
-	var next time.Time
-	for id, t := range r.due {
-		if !t.After(now) {
-			ready = append(ready, item{id, t})
-		} else if next.IsZero() || t.Before(next) {
-			next = t
-		}
-	}
-	// Oldest due first; IDs sort by arrival.
-	slices.SortFunc(ready, func(a, b item) int {
-		if c := a.due.Compare(b.due); c != 0 {
-			return c
-		}
-		return strings.Compare(a.id, b.id)
-	})
+	ready, next := oldestDue(r.due, now, free)
 	for _, it := range ready {
-		if len(r.active) >= r.cfg.MaxMessages {
-			break
-		}
 		delete(r.due, it.id)
 		r.active[it.id] = true
 		force := r.force[it.id]
@@ -259,6 +245,63 @@ func (r *Runner) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Time {
 		})
 	}
 	return next
+}
+
+// oldestDue returns up to k messages due by now, oldest first, and the
+// earliest due time after now. It keeps a heap of k, so a backlog costs
+// O(n log k) per call, not a sort of the whole due set.
+func oldestDue(due map[string]time.Time, now time.Time, k int) ([]dueItem, time.Time) {
+	ready := make(dueHeap, 0, min(k, len(due)))
+	var next time.Time
+	for id, t := range due {
+		if t.After(now) {
+			if next.IsZero() || t.Before(next) {
+				next = t
+			}
+			continue
+		}
+		it := dueItem{id, t}
+		if len(ready) < k {
+			heap.Push(&ready, it)
+		} else if k > 0 && it.before(ready[0]) {
+			ready[0] = it
+			heap.Fix(&ready, 0)
+		}
+	}
+	slices.SortFunc(ready, func(a, b dueItem) int {
+		if a.before(b) {
+			return -1
+		}
+		return 1
+	})
+	return ready, next
+}
+
+type dueItem struct {
+	id  string
+	due time.Time
+}
+
+// before orders by due time, then by ID (IDs sort by arrival).
+func (a dueItem) before(b dueItem) bool {
+	if c := a.due.Compare(b.due); c != 0 {
+		return c < 0
+	}
+	return a.id < b.id
+}
+
+// dueHeap is a max-heap: its root is the latest of the items kept.
+type dueHeap []dueItem
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[j].before(h[i]) }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueItem)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // finish reschedules a message after an attempt from its stored envelope.
