@@ -17,6 +17,7 @@ import (
 
 	"github.com/smgctl/smgctl/internal/testpeer"
 	"github.com/smgctl/smgctl/pkg/relay"
+	"github.com/smgctl/smgctl/pkg/relay/spool"
 )
 
 // gate is a TCP proxy that holds every connection until opened, so the
@@ -109,29 +110,25 @@ func TestDiskFull(t *testing.T) {
 	if acked == 0 {
 		t.Fatal("nothing fit in the spool")
 	}
-	// A 452 leaves nothing behind: no temporary file, and every body in
-	// queue/ has its envelope and the other way round.
+	// A 452 leaves nothing behind: no temporary file, no torn journal
+	// record, and every acknowledged message is queued.
 	if ents, _ := os.ReadDir(filepath.Join(c(l).Spool, "tmp")); len(ents) != 0 {
 		t.Errorf("tmp/ holds %d files after 452", len(ents))
 	}
-	ents, _ := os.ReadDir(filepath.Join(c(l).Spool, "queue"))
-	names := map[string]bool{}
-	for _, e := range ents {
-		names[e.Name()] = true
+	sp, err := spool.Open(c(l).Spool, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	msgs := 0
-	for n := range names {
-		id, ext, _ := strings.Cut(n, ".")
-		other := map[string]string{"eml": id + ".json", "json": id + ".eml"}[ext]
-		if !names[other] {
-			t.Errorf("queue/%s without %s", n, other)
-		}
-		if ext == "json" {
-			msgs++
-		}
+	ids, err := sp.List()
+	sp.Close()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if msgs != acked {
-		t.Errorf("%d messages in the spool, %d acknowledged", msgs, acked)
+	if len(ids) != acked {
+		t.Errorf("%d messages in the spool, %d acknowledged", len(ids), acked)
+	}
+	if err := spool.CheckJournal(c(l).Spool); err != nil {
+		t.Errorf("journal after 452: %v", err)
 	}
 	t.Logf("spool full after %d messages of ~100 KB: %s", acked, full)
 

@@ -72,7 +72,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 	if r.watcher, err = policywatch.New(cfg.Policy, cfg.Policy == DefaultPolicy, log.With("part", "policy")); err != nil {
 		return nil, err
 	}
-	if r.spool, err = spool.Open(cfg.Spool, log.With("part", "spool")); err != nil {
+	if r.spool, err = spool.OpenRelay(cfg.Spool, log.With("part", "spool")); err != nil {
 		return nil, err
 	}
 	closers = append(closers, r.spool.Close)

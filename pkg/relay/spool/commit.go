@@ -5,19 +5,17 @@ import (
 	"sync"
 )
 
-// dirSyncer makes renames into one directory durable, sharing one fsync
-// among all callers that arrive while another fsync is in flight (group
-// commit, as databases do for their log). A rename is durable only once an
-// fsync of its directory that *started after* the rename has returned
-// without error (POSIX leaves directory entries in the page cache until
-// then; on Linux ext4/xfs the directory fsync is what commits them).
+// groupCommit shares one sync among all callers that arrive while another
+// is in flight, as databases do for their log. It serves the queue
+// directory (a rename is durable only once an fsync of its directory that
+// *started after* the rename has returned; POSIX leaves directory entries
+// in the page cache until then) and the journal's segments.
 //
-// Callers join the pending round, which has not started yet, so the fsync
-// that covers them always begins after their rename. At most one round
-// runs at a time; whoever finds none running leads.
-type dirSyncer struct {
-	path  string
-	fsync func(path string) error // syncDir; replaced in tests
+// Callers join the pending round, which has not started yet, so the sync
+// that covers them always begins after their write. At most one round runs
+// at a time; whoever finds none running leads.
+type groupCommit struct {
+	run func() error // one round's sync
 
 	mu      sync.Mutex
 	pending *syncRound
@@ -30,9 +28,9 @@ type syncRound struct {
 	members int // callers sharing this fsync
 }
 
-// Sync returns once a directory fsync that started after the call has
+// Sync returns once a sync round that started after the call has
 // completed, and its error.
-func (d *dirSyncer) Sync() error {
+func (d *groupCommit) Sync() error {
 	d.mu.Lock()
 	r := d.pending
 	if r == nil {
@@ -53,8 +51,8 @@ func (d *dirSyncer) Sync() error {
 
 // lead runs rounds until the caller's own round is done, then hands the
 // leadership to a goroutine if more callers queued up meanwhile, so no
-// caller waits for more than two fsyncs however busy the spool is.
-func (d *dirSyncer) lead(mine *syncRound) {
+// caller waits for more than two syncs however busy the spool is.
+func (d *groupCommit) lead(mine *syncRound) {
 	for {
 		d.mu.Lock()
 		r := d.pending
@@ -71,7 +69,7 @@ func (d *dirSyncer) lead(mine *syncRound) {
 		d.pending = nil
 		d.mu.Unlock()
 
-		r.err = d.fsync(d.path)
+		r.err = d.run()
 		close(r.done)
 		if r == mine {
 			mine = nil

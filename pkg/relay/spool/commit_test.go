@@ -17,7 +17,7 @@ func TestGroupCommit(t *testing.T) {
 	entered := make(chan struct{}, 1)
 	var calls atomic.Int32
 	errSecond := errors.New("EIO on round 2")
-	d := &dirSyncer{fsync: func(string) error {
+	d := &groupCommit{run: func() error {
 		switch calls.Add(1) {
 		case 1:
 			entered <- struct{}{}
@@ -76,7 +76,7 @@ func TestGroupCommit(t *testing.T) {
 // caller returns, and fsyncs never overlap.
 func TestGroupCommitConcurrent(t *testing.T) {
 	var inFlight, maxInFlight, calls atomic.Int32
-	d := &dirSyncer{fsync: func(string) error {
+	d := &groupCommit{run: func() error {
 		calls.Add(1)
 		if v := inFlight.Add(1); v > maxInFlight.Load() {
 			maxInFlight.Store(v)

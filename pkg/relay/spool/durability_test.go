@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"slices"
@@ -56,77 +57,122 @@ func TestNoSpaceOnTmpfs(t *testing.T) {
 // TestKill9 runs Puts in a child process and SIGKILLs it mid-stream. Every
 // ID the child printed after Put returned (the moment the relay would say
 // 250) must be in the spool with its body intact; nothing half-written may
-// be listed; and Open must clean up the rest.
+// be listed; and Open must clean up the rest. In the journal round the
+// child is a relay (OpenRelay) with 8 sessions at once, and also removes
+// every third message it stored: a removal that returned must stay done.
 func TestKill9(t *testing.T) {
 	if os.Getenv("SPOOL_KILL9_CHILD") != "" {
 		t.Skip("child")
 	}
-	for round := range 5 {
-		dir := t.TempDir()
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKill9Child$")
-		cmd.Env = append(os.Environ(), "SPOOL_KILL9_CHILD="+dir)
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(stdout)
-		acked := map[string]int{}
-		killAt := 20 + round*37
-		// Lines the child wrote before the kill landed are acks too, so
-		// read on to EOF.
-		for sc.Scan() {
-			id, size, ok := strings.Cut(sc.Text(), " ")
-			if !ok || len(id) != idLen {
-				continue
+	for _, mode := range []string{"files", "journal"} {
+		t.Run(mode, func(t *testing.T) {
+			for round := range 5 {
+				kill9Round(t, mode, round)
 			}
-			n, _ := strconv.Atoi(size)
-			acked[id] = n
-			if len(acked) == killAt {
+		})
+	}
+}
+
+func kill9Round(t *testing.T, mode string, round int) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKill9Child$")
+	cmd.Env = append(os.Environ(), "SPOOL_KILL9_CHILD="+dir, "SPOOL_KILL9_MODE="+mode)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	sc := bufio.NewScanner(stdout)
+	puts := 0
+	acked := map[string]int{}
+	removed := map[string]bool{}
+	removing := map[string]bool{} // acked, and the child goes on to remove it
+	killAt := 20 + round*37
+	if mode == "journal" {
+		killAt *= 10
+	}
+	// Lines the child wrote before the kill landed are acks too, so
+	// read on to EOF.
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) == 2 && f[0] == "removed":
+			removed[f[1]] = true
+			delete(acked, f[1])
+		case len(f) >= 2 && len(f[0]) == idLen:
+			n, _ := strconv.Atoi(f[1])
+			acked[f[0]] = n
+			if len(f) == 3 {
+				removing[f[0]] = true
+			}
+			if puts++; puts == killAt {
 				cmd.Process.Signal(syscall.SIGKILL)
 			}
 		}
-		cmd.Wait()
-		if len(acked) < killAt {
-			t.Fatalf("child stopped after %d Puts", len(acked))
-		}
-
-		s := openSpool(t, dir)
-		ids, err := s.List()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for id, size := range acked {
-			env, err := s.Envelope(id)
-			if err != nil {
-				t.Fatalf("round %d: acknowledged %s lost: %v", round, id, err)
-			}
-			rc, err := s.Body(id)
-			if err != nil {
-				t.Fatalf("round %d: body of acknowledged %s: %v", round, id, err)
-			}
-			b, _ := io.ReadAll(rc)
-			rc.Close()
-			if len(b) != size || env.Size != int64(size) || string(b) != childBody(size) {
-				t.Fatalf("round %d: %s body %d bytes (envelope %d), want %d", round, id, len(b), env.Size, size)
-			}
-		}
-		// At most the Put in flight at the kill may be committed but not acked.
-		if extra := len(ids) - len(acked); extra < 0 || extra > 1 {
-			t.Errorf("round %d: %d listed, %d acknowledged", round, len(ids), len(acked))
-		}
-		if n := dirNames(t, s.tmpDir); len(n) != 0 {
-			t.Errorf("tmp/ after recovery: %v", n)
-		}
-		q := dirNames(t, s.queueDir)
-		if len(q) != 2*len(ids) {
-			t.Errorf("round %d: queue/ holds %d files for %d messages", round, len(q), len(ids))
-		}
-		s.Close()
 	}
+	cmd.Wait()
+	if puts < killAt {
+		t.Fatalf("child stopped after %d Puts: %s", puts, stderr.String())
+	}
+
+	s := openSpool(t, dir)
+	ids, err := s.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inFlightRemovals := 0
+	for id, size := range acked {
+		env, err := s.Envelope(id)
+		if errors.Is(err, fs.ErrNotExist) && removing[id] {
+			inFlightRemovals++ // removed, but the kill came before it said so
+			continue
+		}
+		if err != nil {
+			t.Fatalf("round %d: acknowledged %s lost: %v", round, id, err)
+		}
+		rc, err := s.Body(id)
+		if err != nil {
+			t.Fatalf("round %d: body of acknowledged %s: %v", round, id, err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if len(b) != size || env.Size != int64(size) || string(b) != childBody(size) {
+			t.Fatalf("round %d: %s body %d bytes (envelope %d), want %d", round, id, len(b), env.Size, size)
+		}
+	}
+	for id := range removed {
+		if slices.Contains(ids, id) {
+			t.Errorf("round %d: %s is back after its removal returned", round, id)
+		}
+	}
+	// At most the Puts in flight at the kill may be committed but not
+	// acked (and removals in flight not yet done).
+	inFlight := 1
+	if mode == "journal" {
+		inFlight = 2 * kill9Sessions
+	}
+	if inFlightRemovals > kill9Sessions {
+		t.Errorf("round %d: %d acknowledged messages gone; only %d removals can have been in flight", round, inFlightRemovals, kill9Sessions)
+	}
+	if extra := len(ids) - (len(acked) - inFlightRemovals); extra < 0 || extra > inFlight {
+		t.Errorf("round %d: %d listed, %d acknowledged", round, len(ids), len(acked))
+	}
+	if n := dirNames(t, s.tmpDir); len(n) != 0 {
+		t.Errorf("tmp/ after recovery: %v", n)
+	}
+	q := dirNames(t, s.queueDir)
+	if len(q) != 2*len(ids) {
+		t.Errorf("round %d: queue/ holds %d files for %d messages", round, len(q), len(ids))
+	}
+	t.Logf("round %d: %d acknowledged, %d removed, %d recovered", round, len(acked), len(removed), len(ids))
+	s.Close()
 }
+
+const kill9Sessions = 8
 
 func childBody(size int) string { return strings.Repeat("m", size) }
 
@@ -135,6 +181,33 @@ func TestKill9Child(t *testing.T) {
 	dir := os.Getenv("SPOOL_KILL9_CHILD")
 	if dir == "" {
 		t.Skip("only run as TestKill9's child")
+	}
+	if os.Getenv("SPOOL_KILL9_MODE") == "journal" {
+		s, err := OpenRelay(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for g := range kill9Sessions {
+			go func() {
+				for i := g; ; i += kill9Sessions {
+					size := 1 + (i*7919)%(300<<10) // some beyond the journal's limit
+					env := sampleEnvelope()
+					if err := s.Put(env, strings.NewReader(childBody(size))); err != nil {
+						panic(err)
+					}
+					if i%3 != 0 {
+						fmt.Printf("%s %d\n", env.ID, size)
+					} else {
+						fmt.Printf("%s %d remove\n", env.ID, size)
+						if err := s.Remove(env.ID); err != nil {
+							panic(err)
+						}
+						fmt.Printf("removed %s\n", env.ID)
+					}
+				}
+			}()
+		}
+		select {}
 	}
 	s, err := Open(dir, nil)
 	if err != nil {

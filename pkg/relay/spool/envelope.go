@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -140,4 +141,12 @@ func (e *Envelope) Pending() bool {
 		}
 	}
 	return false
+}
+
+// clone is a deep copy: the journal's index hands out copies, so a
+// caller's changes reach the spool only through Update.
+func (e *Envelope) clone() *Envelope {
+	c := *e
+	c.Recipients = slices.Clone(e.Recipients)
+	return &c
 }

@@ -3,6 +3,7 @@ package spool
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"syscall"
 )
@@ -34,6 +35,60 @@ func (s *Spool) lockMessage(id string, flags int) (func(), error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
+	if j := s.journal; j != nil {
+		// In the relay a journal message has an in-memory lock; once it
+		// has moved to its own files (released while we waited), the
+		// flock below is the one.
+		for e := j.lookup(id); e != nil; e = j.lookup(id) {
+			if !lockEntry(e, flags&syscall.LOCK_NB == 0) {
+				return nil, fmt.Errorf("%w: %s", ErrLocked, id)
+			}
+			if j.lookup(id) == e {
+				return func() { unlockEntry(e) }, nil
+			}
+			unlockEntry(e)
+		}
+	}
+	f, err := s.lockClassic(id, flags)
+	if err == nil {
+		return func() { f.Close() }, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) && s.journal == nil {
+		// Another process's view of a message in the relay's journal:
+		// the relay is working on it and holds it until it is delivered
+		// or moved to its own files.
+		r, jerr := s.findInJournal(id)
+		if jerr != nil {
+			return nil, fmt.Errorf("spool: lock: %w", jerr)
+		}
+		if r != nil {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, id)
+		}
+		if f, err = s.lockClassic(id, flags); err == nil {
+			return func() { f.Close() }, nil
+		}
+	}
+	return nil, err
+}
+
+// lockClassic flocks the body of id and checks the message is still there.
+func (s *Spool) lockClassic(id string, flags int) (*os.File, error) {
+	f, err := s.flockBody(id, flags)
+	if err != nil {
+		return nil, err
+	}
+	// The body may have been removed while we waited: the lock is then on
+	// an orphaned inode and the message is gone. Or the message is being
+	// written (putClassic holds the lock before its envelope exists).
+	if _, err := os.Lstat(s.envPath(id)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spool: lock: %w", err)
+	}
+	return f, nil
+}
+
+// flockBody opens and flocks the body of id.
+func (s *Spool) flockBody(id string, flags int) (*os.File, error) {
 	f, err := os.Open(s.bodyPath(id))
 	if err != nil {
 		return nil, fmt.Errorf("spool: lock: %w", err)
@@ -51,11 +106,5 @@ func (s *Spool) lockMessage(id string, flags int) (func(), error) {
 		}
 		return nil, fmt.Errorf("spool: lock: %w", err)
 	}
-	// The body may have been removed while we waited: the lock is then on
-	// an orphaned inode and the message is gone.
-	if _, err := os.Lstat(s.envPath(id)); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("spool: lock: %w", err)
-	}
-	return func() { f.Close() }, nil
+	return f, nil
 }

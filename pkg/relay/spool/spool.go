@@ -1,25 +1,29 @@
-// Package spool is the relay's durable queue: each accepted message is a
-// body file and an envelope file in one directory, written so that a crash
-// at any instant leaves either the whole message or nothing.
+// Package spool is the relay's durable queue, written so that a crash at
+// any instant leaves either the whole message or nothing.
 //
 // Layout under the spool directory:
 //
 //	lock            flock(2) target: shared while open, exclusive for crash cleanup
+//	journal/        the relay's fast path: small messages appended to shared
+//	                segment files, many per fdatasync (journal.go)
 //	tmp/            files being written; anything here after a crash is garbage
 //	queue/ID.eml    the message as received (CRLF lines, Received: prepended)
 //	queue/ID.json   the envelope (see Envelope); its presence commits the message
-//	corrupt/        envelopes found without a body, kept for the operator
+//	corrupt/        envelopes found without a body, damaged journal segments
 //
-// Put writes the body to tmp/, fsyncs it and renames it to queue/ID.eml,
-// then does the same for the envelope, then fsyncs queue/. The envelope's
-// rename is the commit point: List, the queue runner and `smgctl queue`
-// see only IDs with an envelope. Only after the directory fsync returns may
-// the SMTP server say 250 (RFC 5321 §6.1: once the server accepts, it must
-// not lose the message).
+// A message gets its own two files when it is too big for the journal,
+// when a process other than the relay stores it, or when it must wait for
+// a retry (Update moves it out of the journal). Put writes the body to
+// tmp/, fsyncs it and renames it to queue/ID.eml, then does the same for
+// the envelope, then fsyncs queue/. The envelope's rename is the commit
+// point: List, the queue runner and `smgctl queue` see only IDs with an
+// envelope. Either way, only after Put returns may the SMTP server say 250
+// (RFC 5321 §6.1: once the server accepts, it must not lose the message).
 package spool
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -56,8 +60,11 @@ type Spool struct {
 	log      *slog.Logger
 	lock     *os.File
 	ids      idClock
-	commit   *dirSyncer
+	commit   *groupCommit // queue/ directory fsyncs
 	now      func() time.Time
+	// journal is the relay's fast path (journal.go); nil in a process
+	// that opened the spool with Open.
+	journal *journal
 
 	// create opens a new file for writing; tests inject failing writers.
 	create func(path string) (spoolFile, error)
@@ -90,8 +97,8 @@ func Open(dir string, log *slog.Logger) (*Spool, error) {
 		now:      time.Now,
 		create:   createFile,
 	}
-	s.commit = &dirSyncer{path: s.queueDir, fsync: syncDir}
-	for _, d := range []string{dir, s.tmpDir, s.queueDir, filepath.Join(dir, "corrupt")} {
+	s.commit = &groupCommit{run: func() error { return syncDir(s.queueDir) }}
+	for _, d := range []string{dir, s.tmpDir, s.queueDir, filepath.Join(dir, "corrupt"), filepath.Join(dir, journalDirName)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("spool: %w", err)
 		}
@@ -123,8 +130,14 @@ func Open(dir string, log *slog.Logger) (*Spool, error) {
 	return s, nil
 }
 
-// Close releases the spool's lock. Puts must have returned.
-func (s *Spool) Close() error { return s.lock.Close() }
+// Close releases the spool's lock (and the journal). Puts must have
+// returned.
+func (s *Spool) Close() error {
+	if s.journal != nil {
+		s.journal.close()
+	}
+	return s.lock.Close()
+}
 
 // Dir is the spool directory.
 func (s *Spool) Dir() string { return s.dir }
@@ -188,7 +201,8 @@ func (s *Spool) recover() error {
 			return fmt.Errorf("spool: %w", err)
 		}
 	}
-	return nil
+	// Nobody else has the spool open, so no relay writes the journal.
+	return s.recoverJournal()
 }
 
 // NewID returns a fresh queue ID: 16 characters, unique, sorting by arrival.
@@ -214,7 +228,11 @@ func checkID(id string) error {
 // Put reads body to its end before it writes the envelope, so the reader
 // may still fill in envelope fields it learns from the content (the SMTP
 // server sets Body8Bit that way).
-func (s *Spool) Put(env *Envelope, body io.Reader) (err error) {
+//
+// In the relay (OpenRelay) a body of up to MaxJournalBody bytes goes to the
+// journal; larger ones, and every Put in other processes, get their own
+// files.
+func (s *Spool) Put(env *Envelope, body io.Reader) error {
 	if env.ID == "" {
 		env.ID = s.NewID()
 	}
@@ -224,11 +242,36 @@ func (s *Spool) Put(env *Envelope, body io.Reader) (err error) {
 	if env.Arrival.IsZero() {
 		env.Arrival = s.now().UTC()
 	}
-	id := env.ID
-	if _, err := os.Lstat(s.envPath(id)); err == nil {
-		return fmt.Errorf("%w: %s", ErrExists, id)
+	if _, err := os.Lstat(s.envPath(env.ID)); err == nil {
+		return fmt.Errorf("%w: %s", ErrExists, env.ID)
 	}
+	j := s.journal
+	if j == nil {
+		_, err := s.putClassic(env, body, false)
+		return err
+	}
+	if j.lookup(env.ID) != nil {
+		return fmt.Errorf("%w: %s", ErrExists, env.ID)
+	}
+	buf := j.getBuf()
+	defer j.putBuf(buf)
+	n, err := buf.ReadFrom(io.LimitReader(body, j.maxBody+1))
+	if err != nil {
+		return fmt.Errorf("spool: write body: %w", err)
+	}
+	if n > j.maxBody {
+		_, err := s.putClassic(env, io.MultiReader(bytes.NewReader(buf.Bytes()), body), false)
+		return err
+	}
+	env.Size = n
+	return j.put(env, buf.Bytes())
+}
 
+// putClassic writes a message as queue/ID.eml and queue/ID.json. With hold
+// it returns the body's flock (see Lock), taken before the message is
+// visible, for the caller to close.
+func (s *Spool) putClassic(env *Envelope, body io.Reader, hold bool) (held *os.File, err error) {
+	id := env.ID
 	// Every failure path below undoes what was renamed into queue/. The
 	// body's final name is harmless without an envelope, but leaving it
 	// would be a "partial file" and would waste the space a 452 is about.
@@ -236,6 +279,10 @@ func (s *Spool) Put(env *Envelope, body io.Reader) (err error) {
 	defer func() {
 		if err == nil {
 			return
+		}
+		if held != nil {
+			held.Close()
+			held = nil
 		}
 		for _, p := range placed {
 			if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
@@ -260,7 +307,7 @@ func (s *Spool) Put(env *Envelope, body io.Reader) (err error) {
 		return bw.Flush()
 	})
 	if err != nil {
-		return fmt.Errorf("spool: write body: %w", err)
+		return nil, fmt.Errorf("spool: write body: %w", err)
 	}
 	bodySynced := make(chan error, 1)
 	go func() { bodySynced <- syncClose(bodyFile) }()
@@ -279,8 +326,15 @@ func (s *Spool) Put(env *Envelope, body io.Reader) (err error) {
 		if err == nil {
 			if err = os.Rename(bodyTmp, s.bodyPath(id)); err == nil {
 				placed = append(placed, s.bodyPath(id))
-				if err = os.Rename(envTmp, s.envPath(id)); err == nil {
-					placed = append(placed, s.envPath(id))
+				if hold {
+					// Before the envelope makes the message visible,
+					// so nobody else can take the lock first.
+					held, err = s.flockBody(id, 0)
+				}
+				if err == nil {
+					if err = os.Rename(envTmp, s.envPath(id)); err == nil {
+						placed = append(placed, s.envPath(id))
+					}
 				}
 			}
 		}
@@ -292,13 +346,13 @@ func (s *Spool) Put(env *Envelope, body io.Reader) (err error) {
 	}
 	if err != nil {
 		os.Remove(bodyTmp)
-		return fmt.Errorf("spool: write: %w", err)
+		return nil, fmt.Errorf("spool: write: %w", err)
 	}
 
 	if err := s.commit.Sync(); err != nil {
-		return fmt.Errorf("spool: commit: %w", err)
+		return nil, fmt.Errorf("spool: commit: %w", err)
 	}
-	return nil
+	return held, nil
 }
 
 // countingWriter counts what reaches the file.
@@ -400,11 +454,39 @@ func (s *Spool) Body(id string) (io.ReadCloser, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
+	if j := s.journal; j != nil {
+		if e := j.lookup(id); e != nil {
+			return j.body(e), nil
+		}
+	}
 	f, err := os.Open(s.bodyPath(id))
-	if err != nil {
+	if err == nil {
+		return f, nil
+	}
+	if r, ok, jerr := s.fromJournal(id, err); ok {
+		return recordBody(r)
+	} else if jerr != nil {
+		return nil, fmt.Errorf("spool: %w", jerr)
+	}
+	if f, err = os.Open(s.bodyPath(id)); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	return f, nil
+}
+
+// fromJournal is the second place another process looks for a message
+// missing from queue/: the relay's journal. Called with the error of the
+// first look; a caller that gets ok false looks in queue/ once more, where
+// the message may have moved during the scan.
+func (s *Spool) fromJournal(id string, err error) (*journalRecord, bool, error) {
+	if s.journal != nil || !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, err
+	}
+	r, jerr := s.findInJournal(id)
+	if jerr != nil {
+		return nil, false, jerr
+	}
+	return r, r != nil, nil
 }
 
 // Envelope reads the envelope of id. A missing message gives an error
@@ -413,9 +495,21 @@ func (s *Spool) Envelope(id string) (*Envelope, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
+	if j := s.journal; j != nil {
+		if e := j.lookup(id); e != nil {
+			return e.env.clone(), nil
+		}
+	}
 	b, err := os.ReadFile(s.envPath(id))
 	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+		if r, ok, jerr := s.fromJournal(id, err); ok {
+			return r.env, nil
+		} else if jerr != nil {
+			return nil, fmt.Errorf("spool: %w", jerr)
+		}
+		if b, err = os.ReadFile(s.envPath(id)); err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
 	}
 	env, err := unmarshalEnvelope(b)
 	if err != nil {
@@ -428,10 +522,17 @@ func (s *Spool) Envelope(id string) (*Envelope, error) {
 }
 
 // Update replaces the envelope of a queued message atomically and durably:
-// after a crash the old or the new envelope is there, never a mix.
+// after a crash the old or the new envelope is there, never a mix. A
+// message in the journal moves to its own files with the new envelope;
+// the caller must hold its lock (Lock), which then covers those files.
 func (s *Spool) Update(env *Envelope) (err error) {
 	if err := checkID(env.ID); err != nil {
 		return err
+	}
+	if j := s.journal; j != nil {
+		if e := j.lookup(env.ID); e != nil {
+			return s.materialise(e, env)
+		}
 	}
 	// Without this an Update racing a Remove would resurrect an envelope
 	// whose body is gone.
@@ -461,6 +562,14 @@ func (s *Spool) Remove(id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
+	if j := s.journal; j != nil {
+		if e := j.lookup(id); e != nil {
+			if err := j.release(e); err != nil {
+				return fmt.Errorf("spool: remove: %w", err)
+			}
+			return nil
+		}
+	}
 	if err := os.Remove(s.envPath(id)); err != nil {
 		return fmt.Errorf("spool: remove: %w", err)
 	}
@@ -477,11 +586,30 @@ func (s *Spool) Remove(id string) error {
 // List returns the IDs of all committed messages, oldest first (for IDs
 // made by NewID).
 func (s *Spool) List() ([]string, error) {
+	var ids []string
+	if j := s.journal; j != nil {
+		j.mu.Lock()
+		for id := range j.idx {
+			ids = append(ids, id)
+		}
+		j.mu.Unlock()
+	} else {
+		// The journal first: a message it releases meanwhile was moved
+		// to queue/ before, and is found there next.
+		_, err := scanJournal(filepath.Join(s.dir, journalDirName), func(r journalRecord) error {
+			if r.live {
+				ids = append(ids, r.env.ID)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("spool: journal: %w", err)
+		}
+	}
 	ents, err := os.ReadDir(s.queueDir)
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	var ids []string
 	for _, e := range ents {
 		name := e.Name()
 		if id, ok := strings.CutSuffix(name, envExt); ok && ValidID(id) {
@@ -489,5 +617,28 @@ func (s *Spool) List() ([]string, error) {
 		}
 	}
 	slices.Sort(ids)
-	return ids, nil
+	return slices.Compact(ids), nil
+}
+
+// materialise moves a journal message to its own files with env as its
+// envelope, and releases its record.
+func (s *Spool) materialise(e *journalEntry, env *Envelope) error {
+	j := s.journal
+	body := j.body(e)
+	defer body.Close()
+	held, err := s.putClassic(env, body, true)
+	if err != nil {
+		return fmt.Errorf("spool: update: %w", err)
+	}
+	if len(e.lock) == 1 {
+		e.held = held // the lock holder's unlock gives it up
+	} else {
+		held.Close()
+	}
+	// The files are the message now; a release lost in a crash is
+	// noticed by recovery, which skips messages that have files.
+	if err := j.release(e); err != nil {
+		s.log.Error("spool: journal: releasing a moved message", "id", env.ID, "err", err)
+	}
+	return nil
 }

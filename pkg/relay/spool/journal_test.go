@@ -1,0 +1,414 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openRelaySpool(t testing.TB, dir string) *Spool {
+	t.Helper()
+	s, err := OpenRelay(dir, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func segments(t testing.TB, dir string) []string {
+	t.Helper()
+	var segs []string
+	for _, n := range dirNames(t, filepath.Join(dir, journalDirName)) {
+		if strings.HasSuffix(n, segmentExt) {
+			segs = append(segs, n)
+		}
+	}
+	return segs
+}
+
+func readBody(t testing.TB, s *Spool, id string) string {
+	t.Helper()
+	rc, err := s.Body(id)
+	if err != nil {
+		t.Fatalf("Body(%s): %v", id, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func put(t testing.TB, s *Spool, body string) *Envelope {
+	t.Helper()
+	env := sampleEnvelope()
+	if err := s.Put(env, strings.NewReader(body)); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	return env
+}
+
+// A small message in the relay goes to the journal, not to files, and both
+// the relay and another process (`smgctl queue`) see it; the other process
+// sees it locked by the relay.
+func TestJournalPutIsSeenEverywhere(t *testing.T) {
+	dir := t.TempDir()
+	s := openRelaySpool(t, dir)
+	env := put(t, s, "Subject: hi\r\n\r\nbody\r\n")
+	if n := dirNames(t, s.queueDir); len(n) != 0 {
+		t.Fatalf("queue/ holds %v; a small message belongs in the journal", n)
+	}
+	if n := segments(t, dir); len(n) != 1 {
+		t.Fatalf("journal segments: %v", n)
+	}
+	if _, err := OpenRelay(dir, nil); !errors.Is(err, ErrRelayRunning) {
+		t.Fatalf("second OpenRelay: %v, want ErrRelayRunning", err)
+	}
+
+	other := openSpool(t, dir) // another process's view: no journal of its own
+	for name, sp := range map[string]*Spool{"relay": s, "other": other} {
+		ids, err := sp.List()
+		if err != nil || !slices.Equal(ids, []string{env.ID}) {
+			t.Fatalf("%s: List = %v, %v", name, ids, err)
+		}
+		got, err := sp.Envelope(env.ID)
+		if err != nil {
+			t.Fatalf("%s: Envelope: %v", name, err)
+		}
+		if got.From != env.From || got.Size != int64(len("Subject: hi\r\n\r\nbody\r\n")) || len(got.Recipients) != 2 {
+			t.Errorf("%s: envelope %+v", name, got)
+		}
+		if b := readBody(t, sp, env.ID); b != "Subject: hi\r\n\r\nbody\r\n" {
+			t.Errorf("%s: body %q", name, b)
+		}
+	}
+	// The relay's copy is not the caller's to change.
+	got, _ := s.Envelope(env.ID)
+	got.Recipients[0].State = Delivered
+	if again, _ := s.Envelope(env.ID); again.Recipients[0].State != Pending {
+		t.Error("changing a returned envelope changed the spool")
+	}
+
+	if _, err := other.TryLock(env.ID); !errors.Is(err, ErrLocked) {
+		t.Errorf("other process TryLock on a journal message: %v, want ErrLocked", err)
+	}
+	unlock, err := s.TryLock(env.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TryLock(env.ID); !errors.Is(err, ErrLocked) {
+		t.Errorf("second TryLock in the relay: %v, want ErrLocked", err)
+	}
+	unlock()
+
+	if err := s.Remove(env.ID); err != nil {
+		t.Fatal(err)
+	}
+	for name, sp := range map[string]*Spool{"relay": s, "other": other} {
+		if ids, _ := sp.List(); len(ids) != 0 {
+			t.Errorf("%s: List after Remove = %v", name, ids)
+		}
+		if _, err := sp.Envelope(env.ID); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: Envelope after Remove: %v", name, err)
+		}
+		if _, err := sp.TryLock(env.ID); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: TryLock after Remove: %v", name, err)
+		}
+	}
+}
+
+func TestJournalLargeBodyGetsFiles(t *testing.T) {
+	s := openRelaySpool(t, t.TempDir())
+	body := strings.Repeat("z", DefaultMaxJournalBody+1)
+	env := put(t, s, body)
+	if n := dirNames(t, s.queueDir); !slices.Equal(n, []string{env.ID + ".eml", env.ID + ".json"}) {
+		t.Fatalf("queue/ = %v", n)
+	}
+	if b := readBody(t, s, env.ID); b != body {
+		t.Errorf("body of %d bytes back, want %d", len(b), len(body))
+	}
+	if got, _ := s.Envelope(env.ID); got.Size != int64(len(body)) {
+		t.Errorf("Size %d", got.Size)
+	}
+}
+
+// Update moves a journal message to its own files, under the lock the
+// caller holds: another process cannot take the message until the caller
+// lets go, and a waiter in the relay gets the files' lock.
+func TestJournalUpdateMovesToFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := openRelaySpool(t, dir)
+	other := openSpool(t, dir)
+	env := put(t, s, "deferred body\r\n")
+
+	unlock, err := s.Lock(env.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiter := make(chan error)
+	go func() {
+		u, err := s.Lock(env.ID) // waits for the holder
+		if err == nil {
+			u()
+		}
+		waiter <- err
+	}()
+	env.Recipients[0].State = Delivered
+	env.Recipients[1].Attempts = 1
+	env.Recipients[1].NextAttempt = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := s.Update(env); err != nil {
+		t.Fatal(err)
+	}
+	if n := dirNames(t, s.queueDir); !slices.Equal(n, []string{env.ID + ".eml", env.ID + ".json"}) {
+		t.Fatalf("queue/ after Update = %v", n)
+	}
+	if u, err := other.TryLock(env.ID); !errors.Is(err, ErrLocked) {
+		t.Errorf("other process TryLock while the relay holds the moved message: %v", err)
+		if err == nil {
+			u()
+		}
+	}
+	select {
+	case err := <-waiter:
+		t.Fatalf("waiter got the lock while it was held: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	unlock()
+	if err := <-waiter; err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+
+	for name, sp := range map[string]*Spool{"relay": s, "other": other} {
+		got, err := sp.Envelope(env.ID)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got.Recipients[0].State != Delivered || got.Recipients[1].Attempts != 1 {
+			t.Errorf("%s: envelope after Update: %+v", name, got.Recipients)
+		}
+		if b := readBody(t, sp, env.ID); b != "deferred body\r\n" {
+			t.Errorf("%s: body %q", name, b)
+		}
+		if ids, _ := sp.List(); !slices.Equal(ids, []string{env.ID}) {
+			t.Errorf("%s: List = %v", name, ids)
+		}
+	}
+	u, err := other.TryLock(env.ID)
+	if err != nil {
+		t.Fatalf("other process after the relay let go: %v", err)
+	}
+	u()
+	// Released in the journal: a restart must not bring the old envelope back.
+	s.Close()
+	s2 := openRelaySpool(t, dir)
+	if got, _ := s2.Envelope(env.ID); got == nil || got.Recipients[0].State != Delivered {
+		t.Errorf("after restart: %+v", got)
+	}
+	if n := segments(t, dir); len(n) != 0 {
+		t.Errorf("segments after recovery: %v", n)
+	}
+}
+
+// Whatever the relay left in its journal — live, removed, moved — comes
+// back exactly once when the spool is next opened, by the next relay or
+// by another process that has the spool to itself.
+func TestJournalRecovery(t *testing.T) {
+	for _, reopen := range []string{"relay", "other"} {
+		t.Run(reopen, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := OpenRelay(dir, testLog(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]string{}
+			var lostRelease *journalEntry // a move whose release a crash undid
+			for i := range 50 {
+				body := fmt.Sprintf("message %d\r\n%s", i, strings.Repeat("b", i*97))
+				env := put(t, s, body)
+				switch {
+				case i%5 == 0:
+					if err := s.Remove(env.ID); err != nil {
+						t.Fatal(err)
+					}
+				case i%7 == 0:
+					env.Recipients[0].Attempts = 3
+					if lostRelease == nil {
+						lostRelease = s.journal.lookup(env.ID)
+					}
+					if err := s.Update(env); err != nil {
+						t.Fatal(err)
+					}
+					want[env.ID] = body
+				default:
+					want[env.ID] = body
+				}
+			}
+			s.Close() // like a crash: live records stay in the journal
+			f, err := os.OpenFile(filepath.Join(dir, journalDirName, lostRelease.seg.name+segmentExt), os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt([]byte{kindLive}, lostRelease.off+recKindOff)
+			f.Close()
+
+			var s2 *Spool
+			if reopen == "relay" {
+				s2 = openRelaySpool(t, dir)
+			} else {
+				s2 = openSpool(t, dir)
+			}
+			ids, err := s2.List()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ids) != len(want) {
+				t.Fatalf("%d messages after recovery, want %d", len(ids), len(want))
+			}
+			for id, body := range want {
+				if b := readBody(t, s2, id); b != body {
+					t.Errorf("%s: body %q", id, b)
+				}
+				env, err := s2.Envelope(id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if env.Size != int64(len(body)) {
+					t.Errorf("%s: size %d", id, env.Size)
+				}
+				if id == lostRelease.env.ID && env.Recipients[0].Attempts != 3 {
+					t.Errorf("%s: the journal's old envelope replaced the moved one", id)
+				}
+			}
+			if n := segments(t, dir); len(n) != 0 {
+				t.Errorf("segments after recovery: %v", n)
+			}
+			if q := dirNames(t, s2.queueDir); len(q) != 2*len(want) {
+				t.Errorf("queue/ holds %d files for %d messages", len(q), len(want))
+			}
+		})
+	}
+}
+
+// A torn tail (a crash mid-append, never acknowledged) is dropped quietly;
+// a record damaged in the middle costs only itself, and the segment is
+// kept in corrupt/.
+func TestJournalDamage(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenRelay(dir, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var envs []*Envelope
+	for i := range 4 {
+		envs = append(envs, put(t, s, fmt.Sprintf("body %d %s", i, strings.Repeat("q", 500))))
+	}
+	e1 := s.journal.lookup(envs[1].ID)
+	e3 := s.journal.lookup(envs[3].ID)
+	seg := filepath.Join(dir, journalDirName, e1.seg.name+segmentExt)
+	s.Close()
+
+	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("#"), e1.bodyOff+3); err != nil { // bit rot in record 1
+		t.Fatal(err)
+	}
+	if err := f.Truncate(e3.bodyOff + 10); err != nil { // record 3 torn
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := CheckJournal(dir); err == nil {
+		t.Error("CheckJournal found nothing wrong")
+	}
+
+	s2 := openRelaySpool(t, dir)
+	ids, _ := s2.List()
+	if want := []string{envs[0].ID, envs[2].ID}; !slices.Equal(ids, want) {
+		t.Fatalf("after recovery: %v, want %v", ids, want)
+	}
+	if b := readBody(t, s2, envs[2].ID); !strings.HasPrefix(b, "body 2 ") {
+		t.Errorf("record after the damaged one: %q", b)
+	}
+	if c := dirNames(t, filepath.Join(dir, "corrupt")); len(c) != 1 || !strings.HasSuffix(c[0], segmentExt) {
+		t.Errorf("corrupt/ = %v, want the damaged segment", c)
+	}
+}
+
+// Segments are deleted once nothing in them is live; a full one rotates.
+func TestJournalSegmentsAreReclaimed(t *testing.T) {
+	dir := t.TempDir()
+	s := openRelaySpool(t, dir)
+	s.journal.segSize = 8 << 10
+	var ids []string
+	for range 40 {
+		ids = append(ids, put(t, s, strings.Repeat("r", 1000)).ID)
+	}
+	if n := segments(t, dir); len(n) < 4 {
+		t.Fatalf("40 KB in 8 KB segments made %d segments", len(n))
+	}
+	for _, id := range ids {
+		if err := s.Remove(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := segments(t, dir); len(n) != 1 {
+		t.Errorf("after removing everything: %v, want only the current segment", n)
+	}
+	if err := CheckJournal(dir); err != nil {
+		t.Error(err)
+	}
+}
+
+// Many sessions at once: every Put is durable and readable, and they share
+// syncs.
+func TestJournalConcurrentPuts(t *testing.T) {
+	dir := t.TempDir()
+	s := openRelaySpool(t, dir)
+	var rounds int
+	var mu sync.Mutex
+	run := s.journal.commit.run
+	s.journal.commit.run = func() error {
+		mu.Lock()
+		rounds++
+		mu.Unlock()
+		return run()
+	}
+	const sessions, each = 16, 50
+	var wg sync.WaitGroup
+	ids := make([][]string, sessions)
+	for i := range sessions {
+		wg.Go(func() {
+			for k := range each {
+				env := sampleEnvelope()
+				if err := s.Put(env, strings.NewReader(fmt.Sprintf("%d/%d", i, k))); err != nil {
+					t.Error(err)
+					return
+				}
+				ids[i] = append(ids[i], env.ID)
+			}
+		})
+	}
+	wg.Wait()
+	for i := range sessions {
+		for k, id := range ids[i] {
+			if b := readBody(t, s, id); b != fmt.Sprintf("%d/%d", i, k) {
+				t.Fatalf("%s: %q", id, b)
+			}
+		}
+	}
+	t.Logf("%d Puts, %d sync rounds", sessions*each, rounds)
+	if rounds >= sessions*each {
+		t.Errorf("%d sync rounds for %d Puts: no group commit", rounds, sessions*each)
+	}
+}
