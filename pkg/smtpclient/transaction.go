@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/smtpreply"
@@ -188,7 +189,9 @@ func (s *Session) Data(ctx context.Context, r io.Reader) (smtpreply.Reply, error
 	}
 	start := time.Now()
 	dw := &dataWriter{w: s.w, bol: true}
-	buf := make([]byte, 32*1024)
+	bp := dataBufs.Get().(*[]byte)
+	defer dataBufs.Put(bp)
+	buf := *bp
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {
@@ -226,6 +229,9 @@ func (s *Session) Data(ctx context.Context, r io.Reader) (smtpreply.Reply, error
 	}
 	return rep, nil
 }
+
+// dataBufs recycles Data's read buffers: one per message otherwise.
+var dataBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // dataWriter turns any line ending (CRLF, bare LF, bare CR) into CRLF and
 // doubles a leading dot (RFC 5321 §4.5.2), so no byte sequence in a
