@@ -63,6 +63,18 @@ func (p *peer) expect(prefix string) string {
 	return line
 }
 
+// expectBatch reads one command per prefix and checks they all came in
+// one write: after the first line the rest is already buffered.
+func (p *peer) expectBatch(prefixes ...string) {
+	p.expect(prefixes[0])
+	if rest := prefixes[1:]; len(rest) > 0 && p.r.Buffered() == 0 {
+		p.t.Errorf("server: %q came alone, not pipelined with %q", prefixes[0], rest)
+	}
+	for _, pre := range prefixes[1:] {
+		p.expect(pre)
+	}
+}
+
 // ehlo answers EHLO with the given extensions.
 func (p *peer) ehlo(ext ...string) {
 	p.expect("EHLO ")

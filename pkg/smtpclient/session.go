@@ -52,6 +52,11 @@ type Session struct {
 	esmtp  bool
 	ext    map[string]string // upper-case keyword → parameters
 
+	// resetNext: the next Envelope starts with RSET (ResetNext).
+	resetNext bool
+	// dataReply: DATA's reply, when Envelope pipelined it.
+	dataReply *smtpreply.Reply
+
 	tlsState *tls.ConnectionState
 	outcome  policy.Outcome
 	check    Verification

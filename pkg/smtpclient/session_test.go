@@ -347,7 +347,8 @@ func TestEnvelopeRefusals(t *testing.T) {
 			p.ehlo("PIPELINING")
 			p.expect("MAIL")
 			p.expect("RCPT")
-			p.send("451 4.3.0 try later", "503 5.5.1 need MAIL")
+			p.expect("DATA")
+			p.send("451 4.3.0 try later", "503 5.5.1 need MAIL", "503 5.5.1 need RCPT")
 			p.expect("QUIT")
 			p.send("221 bye")
 		})
@@ -450,5 +451,110 @@ func TestContextCancelInterrupts(t *testing.T) {
 	err = s.Hello(ctx)
 	if !errors.Is(err, context.Canceled) || !IsTemporary(err) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// On a reused connection RSET, MAIL, RCPT and DATA go out in one write
+// (RFC 2920: RSET may lead a group, DATA must end it), then the content:
+// two round trips per message.
+func TestPipelinedTransaction(t *testing.T) {
+	addr := serve(t, func(p *peer) {
+		p.send("220 mx.test")
+		p.ehlo("PIPELINING")
+		for i := range 2 {
+			if i == 1 {
+				p.expectBatch("RSET")
+				p.send("250 ok")
+			}
+			p.expectBatch("MAIL FROM:<a@b.test>", "RCPT TO:<c@mx.test>", "RCPT TO:<d@mx.test>", "DATA")
+			p.send("250 ok", "250 ok", "550 5.1.1 no such user", "354 go")
+			if got := p.readData(); got != "hello\r\n" {
+				p.t.Errorf("content %q", got)
+			}
+			p.send("250 2.0.0 queued")
+		}
+		p.expect("QUIT")
+		p.send("221 bye")
+	})
+	ctx := context.Background()
+	s, err := Dial(ctx, addr, quickOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Hello(ctx)
+	for i := range 2 {
+		if i == 1 {
+			s.ResetNext()
+		}
+		mail, rcpts, err := s.Envelope(ctx, "a@b.test", MailOptions{}, []string{"c@mx.test", "d@mx.test"})
+		if err != nil || mail.Code != 250 || len(rcpts) != 2 || rcpts[0].Code != 250 || rcpts[1].Code != 550 {
+			t.Fatalf("transaction %d: %v %v %v", i, mail, rcpts, err)
+		}
+		if rep, err := s.Data(ctx, strings.NewReader("hello")); err != nil || rep.Code != 250 {
+			t.Fatalf("transaction %d: data %v %v", i, rep, err)
+		}
+	}
+	if err := s.Quit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A cached connection the server has closed shows as a failed RSET, so
+// the relay can take another connection: nothing was handed over.
+func TestPipelinedResetOnDeadConnection(t *testing.T) {
+	for _, how := range []string{"closed", "421"} {
+		t.Run(how, func(t *testing.T) {
+			addr := serve(t, func(p *peer) {
+				p.send("220 mx.test")
+				p.ehlo("PIPELINING")
+				if how == "421" {
+					p.expectBatch("RSET", "MAIL", "RCPT", "DATA")
+					p.send("421 4.4.2 mx.test Error: timeout exceeded")
+				}
+			})
+			ctx := context.Background()
+			s, err := Dial(ctx, addr, quickOpts())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Hello(ctx)
+			time.Sleep(50 * time.Millisecond) // the server is gone or going
+			s.ResetNext()
+			_, _, err = s.Envelope(ctx, "a@b.test", MailOptions{}, []string{"c@mx.test"})
+			var e *Error
+			if !errors.As(err, &e) || e.Step != "RSET" || !IsTemporary(err) {
+				t.Fatalf("err = %#v, want a temporary *Error at RSET", err)
+			}
+		})
+	}
+}
+
+// A server that answers a pipelined DATA with 354 although it refused
+// every recipient gets an empty message it has no one to deliver to.
+func TestPipelinedDataWithoutRecipients(t *testing.T) {
+	addr := serve(t, func(p *peer) {
+		p.send("220 mx.test")
+		p.ehlo("PIPELINING")
+		p.expectBatch("MAIL", "RCPT", "DATA")
+		p.send("250 ok", "550 5.1.1 no such user", "354 go ahead anyway")
+		if got := p.readData(); got != "" {
+			p.t.Errorf("content %q, want none", got)
+		}
+		p.send("554 5.5.1 no valid recipients")
+		p.expect("QUIT")
+		p.send("221 bye")
+	})
+	ctx := context.Background()
+	s, _ := Dial(ctx, addr, quickOpts())
+	s.Hello(ctx)
+	_, rcpts, err := s.Envelope(ctx, "a@b.test", MailOptions{}, []string{"c@mx.test"})
+	if err != nil || len(rcpts) != 1 || rcpts[0].Code != 550 {
+		t.Fatalf("%v %v", rcpts, err)
+	}
+	if err := s.EndData(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Quit(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -90,8 +90,22 @@ const pipelineGroup = 100
 // order; without it they go one by one and stop at a failed MAIL. err is
 // an *Error for a MAIL failure (the rcpt replies are then meaningless) or
 // a transport failure; a refused recipient only shows in its reply.
+//
+// With PIPELINING, a RSET asked for by ResetNext leads the group and DATA
+// ends it (RFC 2920 allows both there), so a message on a reused
+// connection costs two round trips, not four; Data then uses DATA's reply.
+// A RSET that fails, or gets no reply, is an *Error with Step "RSET":
+// the connection was dead before the transaction began.
 func (s *Session) Envelope(ctx context.Context, from string, o MailOptions, rcpts []string) (mail smtpreply.Reply, replies []smtpreply.Reply, err error) {
+	reset := s.resetNext
+	s.resetNext = false
+	s.dataReply = nil
 	if !s.Supports("PIPELINING") {
+		if reset {
+			if err := s.Reset(ctx); err != nil {
+				return mail, nil, err
+			}
+		}
 		if mail, err = s.Mail(ctx, from, o); err != nil {
 			return mail, nil, err
 		}
@@ -104,30 +118,48 @@ func (s *Session) Envelope(ctx context.Context, from string, o MailOptions, rcpt
 		}
 		return mail, replies, nil
 	}
-	cmds := make([]string, 0, 1+len(rcpts))
+	var cmds, steps []string
+	if reset {
+		cmds, steps = append(cmds, "RSET"), append(steps, "RSET")
+	}
+	mailAt := len(cmds)
 	cmd, err := s.mailCommand(from, o)
 	if err != nil {
 		return mail, nil, err
 	}
-	cmds = append(cmds, cmd)
+	cmds, steps = append(cmds, cmd), append(steps, "MAIL")
 	for _, to := range rcpts {
 		if err := checkLine(to); err != nil {
 			return mail, nil, &Error{Step: "RCPT", Err: err, permanent: true}
 		}
-		cmds = append(cmds, "RCPT TO:<"+to+">")
+		cmds, steps = append(cmds, "RCPT TO:<"+to+">"), append(steps, "RCPT")
+	}
+	// DATA only in a single group, where it can be the last command.
+	withData := len(cmds) < pipelineGroup
+	if withData {
+		cmds, steps = append(cmds, "DATA"), append(steps, "DATA")
 	}
 	if s.closed {
-		return mail, nil, &Error{Step: "MAIL", Err: ErrClosed}
+		return mail, nil, &Error{Step: steps[0], Err: ErrClosed}
 	}
 	for first := 0; first < len(cmds); first += pipelineGroup {
-		group := cmds[first:min(first+pipelineGroup, len(cmds))]
-		reps, err := s.pipeline(ctx, first, group)
+		end := min(first+pipelineGroup, len(cmds))
+		reps, err := s.pipeline(ctx, cmds[first:end], steps[first:end])
+		var resetRep *smtpreply.Reply
 		for i, rep := range reps {
-			if first+i == 0 {
+			switch k := first + i; {
+			case k < mailAt:
+				resetRep = &rep
+			case k == mailAt:
 				mail = rep
-			} else {
+			case withData && k == len(cmds)-1:
+				s.dataReply = &rep
+			default:
 				replies = append(replies, rep)
 			}
+		}
+		if resetRep != nil && resetRep.Code != 250 {
+			return mail, replies, s.fail("RSET", *resetRep)
 		}
 		if err != nil {
 			return mail, replies, err
@@ -141,38 +173,51 @@ func (s *Session) Envelope(ctx context.Context, from string, o MailOptions, rcpt
 	return mail, replies, nil
 }
 
-// pipeline writes cmds in one go and reads one reply per command.
-func (s *Session) pipeline(ctx context.Context, first int, cmds []string) ([]smtpreply.Reply, error) {
+// ResetNext makes the next Envelope start with RSET (RFC 5321 §4.1.1.5),
+// pipelined when the server allows: for a cached connection, to end
+// whatever the last transaction left and to prove the connection alive
+// without a round trip of its own.
+func (s *Session) ResetNext() { s.resetNext = true }
+
+// EndData ends a DATA that Envelope pipelined and the server accepted
+// with 354 although no recipient was accepted (RFC 2920 §3.1 asks servers
+// to refuse it; not all do): an empty message to nobody.
+func (s *Session) EndData(ctx context.Context) error {
+	rep := s.dataReply
+	s.dataReply = nil
+	if rep == nil || rep.Code != 354 {
+		return nil
+	}
+	_, err := s.exchange(ctx, "DATA", ".", s.opts.Timeouts.DataEnd)
+	return err
+}
+
+// pipeline writes cmds in one go and reads one reply per command; steps
+// names each command for errors.
+func (s *Session) pipeline(ctx context.Context, cmds, steps []string) ([]smtpreply.Reply, error) {
 	stop := s.deadline(ctx, s.opts.Timeouts.Command)
 	defer stop()
 	start := time.Now()
 	for _, c := range cmds {
 		if err := s.writeLine(c); err != nil {
-			return nil, s.broken(ctx, stepOf(first), c, start, s.opts.Timeouts.Command, err)
+			return nil, s.broken(ctx, steps[0], c, start, s.opts.Timeouts.Command, err)
 		}
 	}
 	if err := s.w.Flush(); err != nil {
-		return nil, s.broken(ctx, stepOf(first), cmds[0], start, s.opts.Timeouts.Command, err)
+		return nil, s.broken(ctx, steps[0], cmds[0], start, s.opts.Timeouts.Command, err)
 	}
 	reps := make([]smtpreply.Reply, 0, len(cmds))
 	for i, c := range cmds {
-		rep, err := s.readReply(ctx, stepOf(first+i), c, start, s.opts.Timeouts.Command)
+		rep, err := s.readReply(ctx, steps[i], c, start, s.opts.Timeouts.Command)
 		if err != nil {
 			return reps, err
 		}
 		reps = append(reps, rep)
 		if rep.Code == 421 {
-			return reps, s.fail(stepOf(first+i), rep)
+			return reps, s.fail(steps[i], rep)
 		}
 	}
 	return reps, nil
-}
-
-func stepOf(i int) string {
-	if i == 0 {
-		return "MAIL"
-	}
-	return "RCPT"
 }
 
 // Data sends DATA, then the message from r with CRLF line endings and
@@ -180,9 +225,14 @@ func stepOf(i int) string {
 // server's reply to it. A reply other than 354 to DATA or 250 at the end
 // is an *Error carrying the reply.
 func (s *Session) Data(ctx context.Context, r io.Reader) (smtpreply.Reply, error) {
-	rep, err := s.exchange(ctx, "DATA", "DATA", s.opts.Timeouts.Command)
-	if err != nil {
-		return rep, err
+	var rep smtpreply.Reply
+	if s.dataReply != nil { // sent and answered with the envelope
+		rep, s.dataReply = *s.dataReply, nil
+	} else {
+		var err error
+		if rep, err = s.exchange(ctx, "DATA", "DATA", s.opts.Timeouts.Command); err != nil {
+			return rep, err
+		}
 	}
 	if rep.Code != 354 {
 		return rep, s.fail("DATA", rep)
@@ -220,7 +270,7 @@ func (s *Session) Data(ctx context.Context, r io.Reader) (smtpreply.Reply, error
 	if err := s.w.Flush(); err != nil {
 		return smtpreply.Reply{}, s.broken(ctx, "DATA", ".", start, s.opts.Timeouts.DataEnd, err)
 	}
-	rep, err = s.readReply(ctx, "DATA", ".", start, s.opts.Timeouts.DataEnd)
+	rep, err := s.readReply(ctx, "DATA", ".", start, s.opts.Timeouts.DataEnd)
 	if err != nil {
 		return rep, err
 	}

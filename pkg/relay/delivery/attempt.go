@@ -89,6 +89,9 @@ type failure struct {
 	text      string
 	temporary bool
 	policy    bool // the TLS requirement was not met
+	// stale: a cached connection turned out dead at its RSET, before
+	// anything of this message was sent; another connection may do.
+	stale bool
 }
 
 // target is one address to try: an MX host's address or a route.
@@ -174,24 +177,17 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g group)
 			lastTemp = &failure{text: "delivery interrupted: " + ctx.Err().Error(), temporary: true}
 			break
 		}
-		cn, f := r.session(ctx, t, g.req)
-		if f != nil {
-			r.cfg.Log.Info("MX not used", "domain", g.domain, "mx", t.name, "addr", t.addr, "reason", f.text, "policy", f.policy)
-			if f.policy {
-				if firstPolicy == nil {
-					firstPolicy = f
-				}
-			} else {
-				lastTemp = f
+		res, f := r.deliverTo(ctx, t, env, g)
+		if f == nil {
+			return res
+		}
+		if f.policy {
+			if firstPolicy == nil {
+				firstPolicy = f
 			}
-			continue
-		}
-		res, f := r.transact(ctx, cn, env, g)
-		if f != nil { // the session broke before the message was handed over
+		} else {
 			lastTemp = f
-			continue
 		}
-		return res
 	}
 	switch {
 	case firstPolicy != nil && lastTemp == nil && g.req.OnFail == policy.OnFailBounce:
@@ -207,6 +203,25 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g group)
 		return r.failAll(g, lastTemp)
 	}
 	return r.failAll(g, &failure{text: fmt.Sprintf(diagNoHosts, g.domain), temporary: true})
+}
+
+// deliverTo runs the transaction over a connection to t. A cached
+// connection found dead at its RSET is dropped and the next one (or a new
+// connection) is tried: nothing was handed over on it.
+func (r *Runner) deliverTo(ctx context.Context, t target, env *spool.Envelope, g group) ([]Result, *failure) {
+	for {
+		cn, f := r.session(ctx, t, g.req)
+		if f != nil {
+			r.cfg.Log.Info("MX not used", "domain", g.domain, "mx", t.name, "addr", t.addr, "reason", f.text, "policy", f.policy)
+			return nil, f
+		}
+		res, f := r.transact(ctx, cn, env, g)
+		if f != nil && f.stale && ctx.Err() == nil {
+			r.cfg.Log.Debug("cached connection dropped", "mx", t.name, "addr", t.addr, "err", f.text)
+			continue
+		}
+		return res, f // f: the session broke before the message was handed over
+	}
 }
 
 func (r *Runner) failAll(g group, f *failure) []Result {
@@ -238,23 +253,17 @@ func (r *Runner) dial(ctx context.Context, t target) (*smtpclient.Session, error
 // one whose judged Outcome passes req, or a new one from connect. The
 // connection holds a slot in the cache until transact hands it back.
 func (r *Runner) session(ctx context.Context, t target, req policy.Requirement) (*conn, *failure) {
-	for {
-		cn, ok := r.cache.take(ctx, t.name, t.addr, req)
-		if !ok {
-			return nil, &failure{hop: Hop{MX: t.name, IP: hostOf(t.addr)}, text: "delivery interrupted: " + context.Cause(ctx).Error(), temporary: true}
-		}
-		if cn == nil {
-			break
-		}
+	cn, ok := r.cache.take(ctx, t.name, t.addr, req)
+	if !ok {
+		return nil, &failure{hop: Hop{MX: t.name, IP: hostOf(t.addr)}, text: "delivery interrupted: " + context.Cause(ctx).Error(), temporary: true}
+	}
+	if cn != nil {
 		// RFC 5321 §4.1.1.5: RSET clears whatever the previous
 		// transaction left and proves the connection still alive before
-		// it is given a MAIL FROM; a dead one is dropped and the next
-		// idle one (or a new connection) is tried.
-		if err := cn.s.Reset(ctx); err != nil {
-			r.cfg.Log.Debug("cached connection dropped", "mx", t.name, "addr", t.addr, "err", err)
-			r.cache.discard(ctx, cn, false)
-			continue
-		}
+		// it is given a MAIL FROM. It leads the next transaction's
+		// pipelined group; a dead connection fails there (stale, in
+		// transact) and deliverTo takes the next one.
+		cn.s.ResetNext()
 		cn.hop.Verdict = policy.Evaluate(req, cn.hop.Outcome)
 		cn.uses++
 		return cn, nil
@@ -357,6 +366,9 @@ func (r *Runner) transact(ctx context.Context, cn *conn, env *spool.Envelope, g 
 	}
 	opts := smtpclient.MailOptions{Size: env.Size, SMTPUTF8: env.SMTPUTF8, Body8BIT: env.Body8Bit}
 	mailRep, replies, err := s.Envelope(ctx, env.From, opts, g.rcpts)
+	if e := (*smtpclient.Error)(nil); errors.As(err, &e) && e.Step == "RSET" {
+		return nil, &failure{hop: hop, text: sessionText(t, err), temporary: true, stale: true}
+	}
 	if err != nil {
 		if errors.Is(err, smtpclient.ErrSMTPUTF8) {
 			return setAll(KindBounced, fmt.Sprintf(diagSMTPUTF8, smtpclient.ErrSMTPUTF8)), nil
@@ -397,9 +409,10 @@ func (r *Runner) transact(ctx context.Context, cn *conn, env *spool.Envelope, g 
 		}
 	}
 	if len(accepted) == 0 {
-		// RFC 5321 §3.3: with no valid recipient there is no DATA; the
-		// next transaction's RSET ends this one.
-		reusable = !closing && !s.Closed()
+		// RFC 5321 §3.3: with no valid recipient there is no DATA (a
+		// pipelined DATA the server took anyway gets an empty message);
+		// the next transaction's RSET ends this one.
+		reusable = !closing && s.EndData(ctx) == nil && !s.Closed()
 		return res, nil
 	}
 	body, err := r.cfg.Spool.Body(env.ID)

@@ -30,6 +30,10 @@ type fakeMX struct {
 	Rcpt func(addr string) string
 	// MailReply and DataReply replace the 250 replies to MAIL and ".".
 	MailReply, DataReply string
+	// HangUp, when set, is sent (if not empty) at the first command after
+	// an accepted message, and the connection closed: an idle timeout or
+	// a restart while the relay kept the connection cached.
+	HangUp *string
 
 	mu    sync.Mutex
 	mails int           // MAIL commands seen
@@ -108,9 +112,16 @@ func (f *fakeMX) serve(c net.Conn) {
 	say("220 fake.test ESMTP")
 	var cur fakeMessage
 	var state *tls.ConnectionState
+	accepted := false
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
+			return
+		}
+		if accepted && f.HangUp != nil {
+			if *f.HangUp != "" {
+				say(*f.HangUp)
+			}
 			return
 		}
 		line = strings.TrimRight(line, "\r\n")
@@ -188,6 +199,7 @@ func (f *fakeMX) serve(c net.Conn) {
 			f.mu.Lock()
 			f.msgs = append(f.msgs, cur)
 			f.mu.Unlock()
+			accepted = true
 			say("250 2.0.0 Ok: queued as FAKE")
 		case verb == "RSET":
 			f.mu.Lock()

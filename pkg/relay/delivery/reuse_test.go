@@ -62,6 +62,33 @@ func TestConnectionReuse(t *testing.T) {
 	}
 }
 
+// A cached connection the MX has closed meanwhile (silently, or with a
+// 421 at the next command) fails at its pipelined RSET; the relay takes a
+// new connection and delivers at once: no deferral, nothing sent twice.
+func TestReuseDeadConnection(t *testing.T) {
+	for _, hangUp := range []string{"", "421 4.4.2 fake.test Error: timeout exceeded"} {
+		t.Run(fmt.Sprintf("%q", hangUp), func(t *testing.T) {
+			h := newHarness(t, "partner.test\n", func(c *Config) { c.MaxPerDestination = 1; c.ConnIdleTime = time.Minute })
+			f := startFake(t, "127.0.0.1:0", func(f *fakeMX) { f.TLS = h.tlsConfig(nil); f.HangUp = &hangUp })
+			route(h, "partner.test", f)
+			h.start()
+			for i := range 3 {
+				to := fmt.Sprintf("u%d@partner.test", i)
+				h.waitGone(h.queue("alice@corp.test", to))
+				if rec := h.recordFor(to); rec.Event != audit.Delivered || rec.Attempt != 1 {
+					t.Errorf("%s: audit = %+v, want delivered at the first attempt", to, rec)
+				}
+			}
+			if n := len(f.Messages()); n != 3 {
+				t.Errorf("%d messages at the MX, want 3", n)
+			}
+			if f.Conns() != 3 {
+				t.Errorf("%d connections, want 3 (each cached one was dead)", f.Conns())
+			}
+		})
+	}
+}
+
 // A clear-text session opened for an unlisted recipient (the handshake
 // broke, so it fell back like Postfix's "may") is idle and to the right
 // address, yet an enforced recipient must not get it: a new connection is
