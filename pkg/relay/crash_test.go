@@ -173,7 +173,7 @@ func maildirCount(mx *testpeer.Postfix, domain string) int {
 // in flight at a kill.
 func TestCrashKill9(t *testing.T) {
 	testpeer.RequirePostfix(t)
-	const total, writers = 1500, 16
+	const total, writers = 2000, 16 // the issue asks for 2,000
 	mx := testpeer.StartPostfix(t, testpeer.PostfixOptions{TLS: testpeer.TLSModern, Domains: []string{"crash.test"}})
 
 	bin := filepath.Join(t.TempDir(), "smgctl")
