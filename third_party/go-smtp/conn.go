@@ -891,7 +891,8 @@ func (c *Conn) handleAuth(arg string) {
 		}
 	}
 
-	c.writeResponse(235, EnhancedCode{2, 0, 0}, "Authentication succeeded")
+	// smgctl: RFC 4954 §6 gives 2.7.0 for a successful AUTH.
+	c.writeResponse(235, EnhancedCode{2, 7, 0}, "Authentication succeeded")
 	c.didAuth = true
 }
 

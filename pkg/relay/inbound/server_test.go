@@ -197,7 +197,7 @@ func TestRelayAccess(t *testing.T) {
 		c.hello()
 		c.startTLS(r.ca)
 		c.expect("EHLO client.test", "250")
-		c.expect("AUTH PLAIN AGFsaWNlAHMzY3JldA==", "235 2.0.0") // \0alice\0s3cret
+		c.expect("AUTH PLAIN AGFsaWNlAHMzY3JldA==", "235 2.7.0") // \0alice\0s3cret
 		id := queuedID(t, c.transaction("alice@example.com", []string{"bob@partner.test"}, simpleMsg))
 		_, body := r.message(id)
 		if !strings.Contains(body, "with ESMTPSA id "+id) {
@@ -211,7 +211,7 @@ func TestRelayAccess(t *testing.T) {
 		c.expect("EHLO client.test", "250")
 		c.expect("AUTH LOGIN", "334 VXNlcm5hbWU6")
 		c.expect("YWxpY2U=", "334 UGFzc3dvcmQ6")
-		c.expect("czNjcmV0", "235 2.0.0")
+		c.expect("czNjcmV0", "235 2.7.0")
 		queuedID(t, c.transaction("alice@example.com", []string{"bob@partner.test"}, simpleMsg))
 	})
 	t.Run("STARTTLS forgets AUTH", func(t *testing.T) {
