@@ -102,20 +102,26 @@ func newMetrics(r *Relay) *metrics {
 // the audit log.
 func (m *metrics) observe(next delivery.Recorder) delivery.Recorder {
 	return recorderFunc(func(recs ...audit.Record) error {
-		for _, rec := range recs {
-			m.outcomes.WithLabelValues(string(rec.Event)).Inc()
-			if rec.Event != audit.Delivered && rec.Event != audit.WouldBounce {
-				continue
-			}
-			v := rec.TLSVersion
-			if !rec.TLS || v == "" {
-				v = "none"
-			}
-			m.versions.WithLabelValues(v).Inc()
-			m.bits.Observe(float64(rec.Bits))
-		}
+		m.count(recs)
 		return next.Write(recs...)
 	})
+}
+
+// count adds audit records to the outcome counters and, for deliveries,
+// the TLS version and bits.
+func (m *metrics) count(recs []audit.Record) {
+	for _, rec := range recs {
+		m.outcomes.WithLabelValues(string(rec.Event)).Inc()
+		if rec.Event != audit.Delivered && rec.Event != audit.WouldBounce {
+			continue
+		}
+		v := rec.TLSVersion
+		if !rec.TLS || v == "" {
+			v = "none"
+		}
+		m.versions.WithLabelValues(v).Inc()
+		m.bits.Observe(float64(rec.Bits))
+	}
 }
 
 type recorderFunc func(recs ...audit.Record) error

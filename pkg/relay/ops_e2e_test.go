@@ -371,4 +371,31 @@ func TestMetricsAfterKnownDeliveries(t *testing.T) {
 	if t.Failed() {
 		t.Logf("metrics:\n%s", m)
 	}
+
+	// An operator's deletion is an outcome too, counted once the relay
+	// has audited it.
+	q, err := queuectl.Open(l.cfg.Spool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res := q.Delete(ctx, []string{l.record(t, "e@stuck.test", audit.Deferred).QueueID}); !res[0].Done {
+		t.Fatalf("delete: %+v", res)
+	}
+	l.record(t, "e@stuck.test", audit.Deleted)
+	// The counter moves just after the audit write the record came from.
+	deleted := `smgctl_relay_recipient_outcomes_total{outcome="deleted"}`
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		m = l.metrics(t)
+		if scrape(t, m, deleted) == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for sample, v := range map[string]float64{deleted: 1, `smgctl_spool_messages`: 0} {
+		if got := scrape(t, m, sample); got != v {
+			t.Errorf("after queue delete: %s = %v, want %v", sample, got, v)
+		}
+	}
 }

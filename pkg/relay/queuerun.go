@@ -78,11 +78,13 @@ func (r *Relay) recordAdminActions() {
 			log.Error("admin-action record: checking its message", "path", p.Path, "err", err)
 			continue
 		}
-		if err := r.audit.Write(adminRecords(&p.AdminAction)...); err != nil {
+		recs := adminRecords(&p.AdminAction)
+		if err := r.audit.Write(recs...); err != nil {
 			// Kept: the next pass tries again.
 			log.Error("auditing an admin action", "path", p.Path, "err", err)
 			return
 		}
+		r.metrics.count(recs) // once audited, so a retried write counts once
 		if err := p.Done(); err != nil {
 			log.Error("admin-action record audited but not removed; it may be audited again", "path", p.Path, "err", err)
 		}
