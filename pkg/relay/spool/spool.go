@@ -229,9 +229,9 @@ func checkID(id string) error {
 // may still fill in envelope fields it learns from the content (the SMTP
 // server sets Body8Bit that way).
 //
-// In the relay (OpenRelay) a body of up to MaxJournalBody bytes goes to the
-// journal; larger ones, and every Put in other processes, get their own
-// files.
+// In the relay (OpenRelay) a body of up to DefaultMaxJournalBody bytes
+// goes to the journal; larger ones, and every Put in other processes, get
+// their own files.
 func (s *Spool) Put(env *Envelope, body io.Reader) error {
 	if env.ID == "" {
 		env.ID = s.NewID()
