@@ -170,7 +170,7 @@ func OpenRelay(dir string, log *slog.Logger) (*Spool, error) {
 	return s, nil
 }
 
-// closeJournal closes the segments and gives up the journal. Live records
+// close closes the segments and gives up the journal. Live records
 // stay on disk for the next start.
 func (j *journal) close() error {
 	j.mu.Lock()
@@ -244,7 +244,7 @@ func (j *journal) append(e *journalEntry, rec []byte) error {
 		// it from a recovery scan.
 		if terr := sg.f.Truncate(sg.size); terr != nil {
 			j.log.Error("spool: journal: cannot cut a failed write; starting a new segment", "segment", sg.name, "err", terr)
-			j.cur = nil
+			j.abandon(sg)
 		}
 		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 			j.starved = true
@@ -309,7 +309,7 @@ func (j *journal) syncDirty() error {
 		if err != nil && sg == j.cur {
 			// After a failed fsync Linux may have dropped the dirty
 			// pages: nothing more is trusted to this file.
-			j.cur = nil
+			j.abandon(sg)
 		}
 		j.unpin(sg)
 	}
@@ -374,6 +374,16 @@ func (j *journal) maybeDrop(sg *segment) {
 	if sg.pins == 0 {
 		sg.f.Close()
 	}
+}
+
+// abandon stops appending to the current segment sg; the next append
+// starts a new one. sg goes once nothing in it is live (at once if
+// nothing is). Called with j.mu held.
+func (j *journal) abandon(sg *segment) {
+	if j.cur == sg {
+		j.cur = nil
+	}
+	j.maybeDrop(sg)
 }
 
 func (j *journal) unpin(sg *segment) {

@@ -452,3 +452,50 @@ func FuzzScanSegment(f *testing.F) {
 		}
 	})
 }
+
+// A segment abandoned after a failed write or fdatasync is not appended to
+// again, and is deleted once nothing in it is live (at once if nothing
+// is), not left behind until the next start.
+func TestJournalAbandonedSegmentGoes(t *testing.T) {
+	dir := t.TempDir()
+	s := openRelaySpool(t, dir)
+	j := s.journal
+	abandon := func() *segment {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		sg := j.cur
+		j.abandon(sg)
+		return sg
+	}
+
+	// Nothing live: it goes at once.
+	if err := s.Remove(put(t, s, "zero").ID); err != nil {
+		t.Fatal(err)
+	}
+	abandon()
+	if n := segments(t, dir); len(n) != 0 {
+		t.Fatalf("segments %v after abandoning an idle one", n)
+	}
+
+	// Live records: it stays until they are released.
+	a, b := put(t, s, "first"), put(t, s, "second")
+	old := abandon()
+	c := put(t, s, "third")
+	if j.lookup(c.ID).seg == old {
+		t.Fatal("appended to the abandoned segment")
+	}
+	if n := segments(t, dir); len(n) != 2 {
+		t.Fatalf("segments %v, want the abandoned one (2 live) and the new one", n)
+	}
+	for _, env := range []*Envelope{a, b} {
+		if err := s.Remove(env.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := segments(t, dir); len(n) != 1 || n[0] != j.cur.name+segmentExt {
+		t.Errorf("segments %v, want only the current %s", n, j.cur.name)
+	}
+	if b := readBody(t, s, c.ID); b != "third" {
+		t.Errorf("body %q", b)
+	}
+}
