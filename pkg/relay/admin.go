@@ -6,18 +6,28 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/smgctl/smgctl/pkg/relay/health"
 )
 
-// adminHandler serves /healthz (JSON) and /metrics (Prometheus, from the
+// adminHandler serves /healthz (JSON: "ok", "degraded" or "failing" with
+// the problems the relay's parts reported on its health board) and /metrics (Prometheus, from the
 // relay's own registry; see metrics.go).
 func (r *Relay) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		ps := r.watcher.Stats()
 		ds := r.runner.Stats()
+		level, problems := r.health.Snapshot()
 		w.Header().Set("Content-Type", "application/json")
+		// Failing is 503 so a load balancer or monitor that only reads
+		// the status code takes the relay out; degraded still serves.
+		if level == health.Failing {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
 		json.NewEncoder(w).Encode(map[string]any{
-			"status":              "ok",
+			"status":              level.String(),
+			"problems":            problems,
 			"uptime_seconds":      int(time.Since(r.started).Seconds()),
 			"policy_entries":      ps.Entries,
 			"policy_loaded":       ps.LastLoad.UTC().Format(time.RFC3339),

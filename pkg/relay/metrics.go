@@ -94,6 +94,10 @@ func newMetrics(r *Relay) *metrics {
 		}
 		return 1
 	})
+	gauge("smgctl_relay_health", "The relay's health: 0 ok, 1 degraded, 2 failing (reasons on /healthz).", func() float64 {
+		level, _ := r.health.Snapshot()
+		return float64(level)
+	})
 	m.reg.MustRegister(&spoolCollector{r: r})
 	return m
 }

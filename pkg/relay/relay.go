@@ -21,6 +21,7 @@ import (
 	"github.com/smgctl/smgctl/pkg/relay/audit"
 	"github.com/smgctl/smgctl/pkg/relay/authfile"
 	"github.com/smgctl/smgctl/pkg/relay/delivery"
+	"github.com/smgctl/smgctl/pkg/relay/health"
 	"github.com/smgctl/smgctl/pkg/relay/inbound"
 	"github.com/smgctl/smgctl/pkg/relay/policywatch"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
@@ -42,6 +43,8 @@ type Relay struct {
 	adminLn net.Listener
 	started time.Time
 	metrics *metrics // metrics.go
+	// health is where every part reports what is wrong (/healthz).
+	health *health.Board
 }
 
 // New opens the spool, the audit log and the policy and binds the
@@ -58,7 +61,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 			cfg.Hostname = "localhost"
 		}
 	}
-	r = &Relay{cfg: cfg, log: log, started: time.Now()}
+	r = &Relay{cfg: cfg, log: log, started: time.Now(), health: &health.Board{}}
 	var closers []func() error
 	defer func() {
 		if err != nil {
