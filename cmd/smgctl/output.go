@@ -55,14 +55,19 @@ func isTerminal(w io.Writer) bool {
 	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
-// colourOn: colour only for a terminal, and never when NO_COLOR is set
-// to anything (https://no-color.org).
-func colourOn(w io.Writer) bool {
-	if _, set := os.LookupEnv("NO_COLOR"); set {
-		return false
-	}
-	return isTerminal(w)
+// colourOn: colour only for a terminal that can show it.
+func colourOn(w io.Writer) bool { return colourAllowed(os.Getenv) && isTerminal(w) }
+
+// colourAllowed: no colour when NO_COLOR is set to a non-empty value
+// (https://no-color.org: an empty value does not count) or the terminal
+// says it is dumb.
+func colourAllowed(getenv func(string) string) bool {
+	return getenv("NO_COLOR") == "" && getenv("TERM") != "dumb"
 }
+
+// cursorControl: a progress line that rewrites itself (\r, ESC[K) only on
+// a terminal that understands the escape.
+func cursorControl(w io.Writer) bool { return isTerminal(w) && os.Getenv("TERM") != "dumb" }
 
 // painter colours text for a terminal and leaves it alone otherwise.
 type painter struct {

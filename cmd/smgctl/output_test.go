@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"runtime/debug"
 	"testing"
 
 	"github.com/spf13/cobra"
@@ -41,6 +42,23 @@ func TestColourOff(t *testing.T) {
 	}
 }
 
+func TestColourAllowed(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want bool
+	}{
+		{map[string]string{}, true},
+		{map[string]string{"TERM": "xterm-256color"}, true},
+		{map[string]string{"NO_COLOR": ""}, true}, // empty does not count
+		{map[string]string{"NO_COLOR": "1"}, false},
+		{map[string]string{"TERM": "dumb"}, false},
+	} {
+		if got := colourAllowed(func(k string) string { return tc.env[k] }); got != tc.want {
+			t.Errorf("env %v: colour %v, want %v", tc.env, got, tc.want)
+		}
+	}
+}
+
 func TestOutputFlag(t *testing.T) {
 	c := &cobra.Command{Use: "x"}
 	o := addOutputFlag(c, "table", "json")
@@ -67,5 +85,28 @@ func TestRenderTable(t *testing.T) {
 	want := "LINE  MIN-TLS  COMMENT\n1     1.2\n10    1.0      x y\n"
 	if b.String() != want {
 		t.Errorf("table:\n%q\nwant\n%q", b.String(), want)
+	}
+}
+
+func TestVersionOf(t *testing.T) {
+	checkout := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "e5f05b6d0c1f2a3b4c5d6e7f8091a2b3c4d5e6f7"},
+		{Key: "vcs.time", Value: "2026-12-04T18:40:00Z"},
+		{Key: "vcs.modified", Value: "true"},
+	}}
+	installed := &debug.BuildInfo{Main: debug.Module{Version: "v0.3.0"}}
+	for _, tc := range []struct {
+		linked string
+		bi     *debug.BuildInfo
+		want   string
+	}{
+		{"", checkout, "devel (e5f05b6d0c1f+modified 2026-12-04T18:40:00Z)"},
+		{"", installed, "v0.3.0"},
+		{"v1.0.0", installed, "v1.0.0"},
+		{"", nil, "devel"},
+	} {
+		if got := versionOf(tc.linked, tc.bi); got != tc.want {
+			t.Errorf("versionOf(%q, %+v) = %q, want %q", tc.linked, tc.bi, got, tc.want)
+		}
 	}
 }

@@ -120,7 +120,7 @@ func runProbe(c *cobra.Command, g *globals, f *probeFlags, args []string) error 
 		Resolver: res, Policy: pol, RequireBits: f.requireBits, Port: f.port,
 		Timeout: f.timeout, Concurrency: f.concurrency, HeloName: helo, RootCAs: roots,
 	}
-	if isTerminal(stderr) {
+	if cursorControl(stderr) {
 		cfg.Progress = func(done, total int, r *probe.Report) {
 			fmt.Fprintf(stderr, "\r\033[Kprobing %d/%d %s", done, total, r.Target)
 			if done == total {

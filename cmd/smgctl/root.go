@@ -40,13 +40,48 @@ func checkFailed() error { return &exitError{code: exitFailed} }
 var version = ""
 
 func buildVersion() string {
-	if version != "" {
-		return version
+	bi, _ := debug.ReadBuildInfo()
+	return versionOf(version, bi)
+}
+
+// versionOf names a build as an operator reports it: the module version
+// (`go install ...@v1.2.3`, or the pseudo-version) and, when built from a
+// checkout, the VCS revision, its time and whether the tree was modified.
+func versionOf(linked string, bi *debug.BuildInfo) string {
+	v := linked
+	if v == "" && bi != nil && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	if v == "" {
+		v = "devel"
 	}
-	return "dev"
+	if bi == nil {
+		return v
+	}
+	var rev, when, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev == "" {
+		return v
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if modified == "true" {
+		rev += "+modified"
+	}
+	if when != "" {
+		rev += " " + when
+	}
+	return v + " (" + rev + ")"
 }
 
 // globals are the flags every command shares.
