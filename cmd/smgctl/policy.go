@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -69,7 +70,16 @@ func usageErr(err error) error {
 // readPolicy reads and parses the policy file; any failure is an input
 // error naming the file (and line and column for parse errors).
 func readPolicy(g *globals) (*policy.File, error) {
-	f, err := policy.ReadFile(g.policyFile())
+	path := g.policyFile()
+	// A path the operator named must exist: a typo in --policy must not
+	// look like an empty list ("no entry: opportunistic TLS", exit 0).
+	// Only the default path of a fresh install may be missing.
+	if src := g.policySource(); src != "" {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, usageErr(fmt.Errorf("policy file %s (from %s) does not exist", path, src))
+		}
+	}
+	f, err := policy.ReadFile(path)
 	if err != nil {
 		return nil, usageErr(err)
 	}

@@ -102,6 +102,18 @@ func (g *globals) policyFile() string {
 	return defaultPath
 }
 
+// policySource names where an explicit policy path came from (the flag
+// or the environment); "" for the default path.
+func (g *globals) policySource() string {
+	if g.policyPath != "" {
+		return "--policy"
+	}
+	if os.Getenv(envPolicy) != "" {
+		return envPolicy
+	}
+	return ""
+}
+
 func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "smgctl",
