@@ -32,6 +32,7 @@ func (r *Relay) adminHandler() http.Handler {
 			"policy_entries":      ps.Entries,
 			"policy_loaded":       ps.LastLoad.UTC().Format(time.RFC3339),
 			"policy_last_error":   ps.LastError,
+			"policy_sha256":       ps.SHA256,
 			"queue":               ds.Queued + ds.Active,
 			"inbound_connections": r.server.Active(),
 		})

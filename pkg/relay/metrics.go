@@ -88,11 +88,17 @@ func newMetrics(r *Relay) *metrics {
 	gauge("smgctl_policy_entries", "Entries of the policy in force.", func() float64 { return float64(r.watcher.Stats().Entries) })
 	counter("smgctl_policy_reloads_total", "Policies put in force.", func() float64 { return float64(r.watcher.Stats().Loads) })
 	counter("smgctl_policy_reload_failures_total", "Policy files refused; the previous policy stayed in force.", func() float64 { return float64(r.watcher.Stats().Failures) })
-	gauge("smgctl_policy_last_reload_ok", "1 when the file on disk is the policy in force, 0 when it was refused.", func() float64 {
+	gauge("smgctl_policy_last_reload_ok", "1 when the file on disk is the policy in force, 0 when it was refused (the previous policy stays in force).", func() float64 {
 		if r.watcher.Stats().LastError != "" {
 			return 0
 		}
 		return 1
+	})
+	gauge("smgctl_policy_write_in_progress", "1 while the policy file is being written in place: it is read when the writer has closed it.", func() float64 {
+		if r.watcher.Stats().Writing {
+			return 1
+		}
+		return 0
 	})
 	gauge("smgctl_relay_health", "The relay's health: 0 ok, 1 degraded, 2 failing (reasons on /healthz).", func() float64 {
 		level, _ := r.health.Snapshot()

@@ -72,17 +72,25 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 	}()
 
 	r.metrics = newMetrics(r)
-	if r.watcher, err = policywatch.New(cfg.Policy, cfg.Policy == DefaultPolicy, log.With("part", "policy")); err != nil {
+	// The audit log first: loading the policy may audit a change made
+	// outside `smgctl policy` (policyaudit.go).
+	if r.audit, err = audit.OpenWith(cfg.AuditLog, audit.Options{MaxSize: cfg.AuditMaxSize, MaxAge: cfg.AuditMaxAge}, log.With("part", "audit")); err != nil {
+		return nil, err
+	}
+	closers = append(closers, r.audit.Close)
+	if r.watcher, err = policywatch.New(policywatch.Config{
+		Path:      cfg.Policy,
+		MissingOK: cfg.Policy == DefaultPolicy,
+		Log:       log.With("part", "policy"),
+		Health:    r.health,
+		Loaded:    r.policyLoaded,
+	}); err != nil {
 		return nil, err
 	}
 	if r.spool, err = spool.OpenRelay(cfg.Spool, log.With("part", "spool")); err != nil {
 		return nil, err
 	}
 	closers = append(closers, r.spool.Close)
-	if r.audit, err = audit.OpenWith(cfg.AuditLog, audit.Options{MaxSize: cfg.AuditMaxSize, MaxAge: cfg.AuditMaxAge}, log.With("part", "audit")); err != nil {
-		return nil, err
-	}
-	closers = append(closers, r.audit.Close)
 
 	roots, err := smtpclient.RootPool(cfg.CAFile)
 	if err != nil {

@@ -210,6 +210,8 @@ func TestRemovedByAdmin(t *testing.T) {
 		{Time: t0.Add(2 * time.Second), Event: audit.Deleted, QueueID: "Q2", Recipient: "b@p.test", Actor: "carol"},
 		{Time: t0.Add(3 * time.Second), Event: audit.Returned, QueueID: "Q3", Recipient: "c@p.test", Actor: "dave",
 			Diagnostic: "550 5.0.0 delivery cancelled by the administrator"},
+		// A relay event, no recipient's: in no count, no "" domain.
+		{Time: t0.Add(4 * time.Second), Event: audit.PolicyOutsideJournal, PolicyFile: "/etc/smgctl/policy.conf", PolicySHA256: "ab"},
 	}
 	var lines []byte
 	for _, r := range recs {

@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/hashchain"
@@ -39,6 +40,12 @@ type Record struct {
 	// null for an added entry, After for a removed one.
 	Before map[string]string `json:"before"`
 	After  map[string]string `json:"after"`
+	// SHA256 is the lower-case hex SHA-256 of the whole policy file as
+	// the edit this record belongs to left it (every record of one edit
+	// carries the same). The relay compares it with the file it loads to
+	// notice a change made outside `smgctl policy`. Absent on records
+	// written before smgctl recorded it.
+	SHA256 string `json:"sha256,omitempty"`
 	// Prev is the lower-case hex SHA-256 of the previous journal line
 	// (its bytes without the newline); "" on the first line. The chain
 	// lets `smgctl audit verify` prove no line was altered, inserted or
@@ -169,4 +176,50 @@ func ReadJournal(path string) ([]Record, error) {
 			return recs, err
 		}
 	}
+}
+
+// LastSHA256 returns the policy file hash (Record.SHA256) of the newest
+// change record of the journal at path: what the last `smgctl policy`
+// edit left in the file. It is "" when there is no journal or the newest
+// change record carries no hash (written by an older smgctl). It reads
+// backwards from the end, skipping lines that are not change records
+// (a torn tail, a checkpoint), so the cost does not grow with the
+// journal. The journal is opened non-blocking and must be a regular
+// file: the relay calls this at each policy load, and a FIFO or device
+// put in its place must not stall it.
+func LastSHA256(path string) (string, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if os.IsNotExist(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	for size := fi.Size(); size > 0; {
+		line, torn, err := hashchain.LastLine(f, size)
+		if err != nil {
+			return "", fmt.Errorf("journal %s: %w", path, err)
+		}
+		size -= int64(len(line))
+		if !torn {
+			size-- // its newline
+		}
+		var rec struct {
+			Action Action `json:"action"`
+			SHA256 string `json:"sha256"`
+		}
+		if json.Unmarshal(line, &rec) != nil || rec.Action == "" {
+			continue
+		}
+		return rec.SHA256, nil
+	}
+	return "", nil
 }

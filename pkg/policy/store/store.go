@@ -9,6 +9,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -248,6 +250,10 @@ func (s *Store) edit(ctx context.Context, actor string, dryRun bool, apply func(
 	// Fail closed: never put in place a file the relay would refuse.
 	if _, err := policy.Parse(s.Path, data); err != nil {
 		return nil, fmt.Errorf("edit would make the file invalid, not written: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	for i := range recs {
+		recs[i].SHA256 = hex.EncodeToString(sum[:])
 	}
 	p, err := prepare(s.Path, data, 0o644)
 	if err != nil {

@@ -40,6 +40,11 @@ const (
 	// Returned: an administrator returned the message to its sender
 	// (`smgctl queue bounce`); a DSN with the Diagnostic was queued.
 	Returned Event = "returned"
+	// PolicyOutsideJournal: the relay loaded a policy file whose content
+	// is not what the last `smgctl policy` edit left (its journal's
+	// sha256): the file was changed by other means. A relay event, not
+	// a recipient's: the Policy* fields are set, the recipient ones empty.
+	PolicyOutsideJournal Event = "policy-changed-outside-journal"
 )
 
 // Requirement is the policy demand that applied, as written in the
@@ -82,6 +87,14 @@ type Record struct {
 	// Actor is who took an administrator's action (deleted, returned);
 	// absent on the relay's own decisions.
 	Actor string `json:"actor,omitempty"`
+	// PolicyFile, PolicySHA256 (the content loaded), PolicyPrevSHA256
+	// (the content in force before; absent at start) and JournalSHA256
+	// (what the journal's last edit left; absent when it records none)
+	// describe a PolicyOutsideJournal event.
+	PolicyFile       string `json:"policy_file,omitempty"`
+	PolicySHA256     string `json:"policy_sha256,omitempty"`
+	PolicyPrevSHA256 string `json:"policy_prev_sha256,omitempty"`
+	JournalSHA256    string `json:"journal_sha256,omitempty"`
 	// Prev is the hex SHA-256 of the previous line's bytes (without its
 	// newline); "" on the first line of a log.
 	Prev string `json:"prev"`

@@ -1,7 +1,10 @@
-//go:build !unix
+//go:build !linux
 
 package policywatch
 
-import "os"
+import (
+	"os"
+	"time"
+)
 
-func inode(os.FileInfo) uint64 { return 0 }
+func inode(os.FileInfo) (uint64, time.Time) { return 0, time.Time{} }

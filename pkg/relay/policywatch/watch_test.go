@@ -5,8 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/relay/health"
 )
 
 // inForce is B6's bound, which smgctl tightens to one second.
@@ -44,7 +47,7 @@ func waitFor(t *testing.T, w *Watcher, rcpt, want string) {
 
 func start(t *testing.T, path string) *Watcher {
 	t.Helper()
-	w, err := New(path, true, nil)
+	w, err := New(Config{Path: path, MissingOK: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +104,7 @@ func TestEditsTakeEffect(t *testing.T) {
 // relay that enforces nothing. Only the default path may be missing.
 func TestNamedPathMustExist(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "typo.conf")
-	if _, err := New(path, false, nil); err == nil || !strings.Contains(err.Error(), "no such file") {
+	if _, err := New(Config{Path: path}); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("New on a missing named path: %v", err)
 	}
 }
@@ -142,7 +145,7 @@ func TestReloadOnDemand(t *testing.T) {
 	// No Run: only the explicit Reload (what SIGHUP calls) may change it.
 	path := filepath.Join(t.TempDir(), "policy.conf")
 	os.WriteFile(path, []byte("a.example\n"), 0o644)
-	w, err := New(path, true, nil)
+	w, err := New(Config{Path: path, MissingOK: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +176,7 @@ func TestReloadOnDemand(t *testing.T) {
 func TestInvalidAtStart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.conf")
 	os.WriteFile(path, []byte("x.example bits=0\n"), 0o644)
-	if _, err := New(path, true, nil); err == nil || !strings.Contains(err.Error(), ":1:") {
+	if _, err := New(Config{Path: path, MissingOK: true}); err == nil || !strings.Contains(err.Error(), ":1:") {
 		t.Fatalf("New = %v, want a parse error with the line", err)
 	}
 }
@@ -197,11 +200,170 @@ func TestDirectoryCreatedLater(t *testing.T) {
 func BenchmarkPolicy(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "policy.conf")
 	os.WriteFile(path, []byte("partner.example\n"), 0o644)
-	w, _ := New(path, true, nil)
+	w, _ := New(Config{Path: path, MissingOK: true})
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			w.Policy().Lookup("a@sales.partner.example")
 		}
 	})
+}
+
+// A path that is not a regular file (a FIFO, which blocked the old
+// reload for ever; /dev/zero, which grew it to GBs) or a file over
+// MaxSize is refused at once: the previous policy stays in force, the
+// refusal shows on the health board, and Stats answers meanwhile.
+func TestOnlyRegularFilesOfBoundedSize(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		make       func(t *testing.T, path string)
+	}{
+		{"fifo", "FIFO", func(t *testing.T, path string) {
+			if err := syscall.Mkfifo(path, 0o644); err != nil {
+				t.Skip("mkfifo:", err)
+			}
+		}},
+		{"dev-zero", "character device", func(t *testing.T, path string) {
+			if err := os.Symlink("/dev/zero", path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"oversized", "larger than the 32 MiB", func(t *testing.T, path string) {
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Truncate(MaxSize + 1) // sparse: costs no disk
+			f.Close()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "policy.conf")
+			os.WriteFile(path, []byte("partner.example\n"), 0o644)
+			board := &health.Board{}
+			w, err := New(Config{Path: path, Health: board})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { w.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+
+			odd := filepath.Join(dir, "odd")
+			tc.make(t, odd)
+			if err := os.Rename(odd, path); err != nil {
+				t.Fatal(err)
+			}
+			reloaded := make(chan error, 1)
+			go func() { reloaded <- w.Reload() }()
+			select {
+			case err := <-reloaded:
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("Reload = %v, want %q", err, tc.want)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("Reload blocked")
+			}
+			stats := make(chan Stats, 1)
+			go func() { stats <- w.Stats() }()
+			select {
+			case st := <-stats:
+				if !strings.Contains(st.LastError, tc.want) || st.Entries != 1 {
+					t.Errorf("stats: %+v", st)
+				}
+			case <-time.After(time.Second):
+				t.Fatal("Stats blocked")
+			}
+			if lvl, conds := board.Snapshot(); lvl != health.Degraded || len(conds) != 1 || conds[0].Part != HealthPart || !strings.Contains(conds[0].Reason, tc.want) {
+				t.Errorf("health: %v %+v", lvl, conds)
+			}
+			waitFor(t, w, "a@partner.example", "partner.example")
+
+			// A good file after it is in force as usual, and clears
+			// the refusal.
+			os.Remove(path)
+			replace(t, path, "partner.example\nlater.example\n")
+			waitFor(t, w, "a@later.example", "later.example")
+			if lvl, _ := board.Snapshot(); lvl != health.OK || w.Stats().LastError != "" {
+				t.Errorf("refusal not cleared: %v %+v", lvl, w.Stats())
+			}
+		})
+	}
+}
+
+// A refused file marks the policy degraded on the health board; putting
+// back the very content in force clears it, though no new policy is
+// loaded (the old watcher skipped identical content before clearing the
+// error, so a fixed file stayed "refused" for ever).
+func TestRestoredFileClearsRefusal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.conf")
+	const good = "partner.example\nbank.example bits=256\n"
+	os.WriteFile(path, []byte(good), 0o644)
+	board := &health.Board{}
+	w, err := New(Config{Path: path, Health: board})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	replace(t, path, "partner.example\nbank.example bits=9000\n")
+	deadline := time.Now().Add(inForce)
+	for board.Level(HealthPart) != health.Degraded {
+		if time.Now().After(deadline) {
+			t.Fatalf("refused file not on the health board: %+v", w.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, conds := board.Snapshot(); !strings.Contains(conds[0].Reason, "policy.conf:2:") {
+		t.Errorf("reason %q does not say where", conds[0].Reason)
+	}
+	gen := w.Stats().Generation
+
+	replace(t, path, good)
+	deadline = time.Now().Add(inForce)
+	for board.Level(HealthPart) != health.OK || w.Stats().LastError != "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("restored file still refused: %+v", w.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if w.Stats().Generation != gen {
+		t.Errorf("identical content counted as a new policy")
+	}
+}
+
+// A write in place that is never finished stays out of force; SIGHUP
+// (Reload) does not read it either.
+func TestReloadWaitsForTheWriter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.conf")
+	os.WriteFile(path, []byte("a.example\nb.example\n"), 0o644)
+	w := start(t, path)
+	time.Sleep(poll) // Run is watching
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("a.exa")
+	deadline := time.Now().Add(time.Second)
+	for !w.Stats().Writing {
+		if time.Now().After(deadline) {
+			t.Fatal("write in place not noticed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := w.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * poll)
+	if n := w.Policy().Len(); n != 2 {
+		t.Fatalf("%d entries in force while the file is being written", n)
+	}
+	f.WriteString("mple\nb.example\nc.example\n")
+	f.Close()
+	waitFor(t, w, "x@c.example", "c.example")
 }

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package policywatch
+
+const nonblock = 0

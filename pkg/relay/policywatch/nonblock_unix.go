@@ -1,0 +1,8 @@
+//go:build unix
+
+package policywatch
+
+import "syscall"
+
+// nonblock keeps open(2) of a FIFO from waiting for a writer.
+const nonblock = syscall.O_NONBLOCK
