@@ -45,6 +45,8 @@ type Relay struct {
 	metrics *metrics // metrics.go
 	// health is where every part reports what is wrong (/healthz).
 	health *health.Board
+	// journalDamage: journal segments kept in corrupt/ (journaldamage.go).
+	journalDamage journalDamage
 }
 
 // New opens the spool, the audit log and the policy and binds the
@@ -79,6 +81,9 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		return nil, err
 	}
 	closers = append(closers, r.spool.Close)
+	if err := r.checkJournalDamage(true); err != nil {
+		return nil, err
+	}
 	if r.audit, err = audit.OpenWith(cfg.AuditLog, audit.Options{MaxSize: cfg.AuditMaxSize, MaxAge: cfg.AuditMaxAge}, log.With("part", "audit")); err != nil {
 		return nil, err
 	}
@@ -183,6 +188,10 @@ func (r *Relay) Hostname() string { return r.cfg.Hostname }
 // file is refused and what was in force stays.
 func (r *Relay) Reload() error {
 	err := r.watcher.Reload()
+	// The operator may have dealt with damaged journal segments.
+	if derr := r.checkJournalDamage(false); derr != nil {
+		err = errors.Join(err, derr)
+	}
 	if r.auth != nil {
 		err = errors.Join(err, r.auth.Reload())
 	}
