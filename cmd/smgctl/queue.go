@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -93,18 +94,40 @@ func newQueueListCmd(open func() (*queuectl.Queue, error)) *cobra.Command {
 		if err != nil {
 			return err
 		}
+		// What could not be read or was lost is said on stderr (and,
+		// for messages, in the JSON as "error"), and exits 1: the rest
+		// is still listed.
+		warned := warnQueueProblems(cmd.ErrOrStderr(), q, msgs)
 		w := cmd.OutOrStdout()
 		if out.json() {
-			return writeJSON(w, msgs)
+			// An unreadable message is {"id", "error"}, not a message
+			// with zero values.
+			type unreadable struct {
+				ID    string `json:"id"`
+				Error string `json:"error"`
+			}
+			doc := make([]any, 0, len(msgs))
+			for _, m := range msgs {
+				if m.Error != "" {
+					doc = append(doc, unreadable{m.ID, m.Error})
+				} else {
+					doc = append(doc, m)
+				}
+			}
+			if err := writeJSON(w, doc); err != nil {
+				return err
+			}
+			return warned
 		}
-		if len(msgs) == 0 {
+		good := slices.DeleteFunc(slices.Clone(msgs), func(m queuectl.Message) bool { return m.Error != "" })
+		if len(good) == 0 {
 			fmt.Fprintln(w, "Mail queue is empty")
-			return nil
+			return warned
 		}
 		p := newPainter(w)
 		var rows [][]string
 		now := time.Now()
-		for _, m := range msgs {
+		for _, m := range good {
 			from := m.From
 			if from == "" {
 				from = "<> (DSN of " + m.DSNOf + ")"
@@ -121,10 +144,37 @@ func newQueueListCmd(open func() (*queuectl.Queue, error)) *cobra.Command {
 		if err := renderTable(w, []string{"Queue ID", "Arrival", "Size", "Sender", "Recipient", "State", "Last reply"}, rows); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "%d message(s)\n", len(msgs))
-		return nil
+		fmt.Fprintf(w, "%d message(s)\n", len(good))
+		return warned
 	}
 	return c
+}
+
+// warnQueueProblems writes a warning for each message whose envelope
+// cannot be read and each damaged journal segment kept in corrupt/, and
+// returns the exit-1 error when there was any.
+func warnQueueProblems(errw io.Writer, q *queuectl.Queue, msgs []queuectl.Message) error {
+	n := 0
+	for _, m := range msgs {
+		if m.Error != "" {
+			fmt.Fprintf(errw, "smgctl: warning: %s: cannot read this message, left out: %s\n", m.ID, m.Error)
+			n++
+		}
+	}
+	damage, err := q.Damage()
+	if err != nil {
+		fmt.Fprintf(errw, "smgctl: warning: cannot look for damaged journal segments: %v\n", err)
+		n++
+	}
+	for _, d := range damage {
+		fmt.Fprintf(errw, "smgctl: warning: damaged journal segment %s: %s; %d record(s) recovered, %d acknowledged bytes unaccounted for: accepted mail may be lost (remove the file once dealt with)\n",
+			d.Segment, d.Reason, d.RecordsRecovered, d.BytesUnaccounted)
+		n++
+	}
+	if n > 0 {
+		return checkFailed()
+	}
+	return nil
 }
 
 func stateText(p painter, r queuectl.Recipient, now time.Time) string {
@@ -264,6 +314,8 @@ func newQueueActionCmd(open func() (*queuectl.Queue, error), a queueAction) *cob
 			if err != nil {
 				return err
 			}
+			// A message that cannot be read is tried too: it fails on
+			// its own (said on stderr, exit 1), the rest are done.
 			ids = ids[:0]
 			for _, m := range msgs {
 				ids = append(ids, m.ID)

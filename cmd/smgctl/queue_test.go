@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -170,5 +172,49 @@ func TestQueueCLIErrors(t *testing.T) {
 	sp.Close()
 	if code, out, _ := run(t, "queue", "list", "--spool", empty); code != 0 || !strings.Contains(out, "Mail queue is empty") {
 		t.Errorf("empty: %d %s", code, out)
+	}
+}
+
+// A journal segment the relay kept in corrupt/ (it held less than was
+// acknowledged) is a warning on every `queue list`, with what was lost,
+// and exit 1, until the operator removes it.
+func TestQueueListShowsJournalDamage(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	sp, err := spool.OpenRelay(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		env := &spool.Envelope{From: "alice@corp.test", Recipients: []spool.Recipient{{Address: "bob@partner.test"}}}
+		if err := sp.Put(env, strings.NewReader("Subject: x\r\n\r\n"+strings.Repeat("y", 300)+"\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sp.Close()
+	segs, _ := filepath.Glob(filepath.Join(dir, "journal", "*.seg"))
+	if len(segs) != 1 {
+		t.Fatalf("segments: %v", segs)
+	}
+	st, _ := os.Stat(segs[0])
+	if err := os.Truncate(segs[0], st.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first opener recovers: what is left is queued, the rest reported.
+	code, out, errs := run(t, "queue", "list", "--spool", dir)
+	if code != 1 || !strings.Contains(out, "message(s)") ||
+		!regexp.MustCompile(`(?m)^smgctl: warning: damaged journal segment .*/corrupt/[0-9]+\.seg: segment cut short: [0-9]+ bytes, [0-9]+ were acknowledged; [0-9]+ record\(s\) recovered, [1-9][0-9]* acknowledged bytes unaccounted for`).MatchString(errs) {
+		t.Errorf("list: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, _, errs := run(t, "queue", "list", "--spool", dir, "--output", "json"); code != 1 || !strings.Contains(errs, "damaged journal segment") {
+		t.Errorf("list json: exit %d %s", code, errs)
+	}
+	corrupt, _ := filepath.Glob(filepath.Join(dir, "corrupt", "*.seg"))
+	if len(corrupt) != 1 {
+		t.Fatalf("corrupt/: %v", corrupt)
+	}
+	os.Remove(corrupt[0])
+	if code, _, errs := run(t, "queue", "list", "--spool", dir); code != 0 || errs != "" {
+		t.Errorf("after removing the segment: exit %d %s", code, errs)
 	}
 }

@@ -104,6 +104,15 @@ func newMetrics(r *Relay) *metrics {
 		level, _ := r.health.Snapshot()
 		return float64(level)
 	})
+	journal := func(f func(found, kept int, bytes int64) float64) func() float64 {
+		return func() float64 { return f(r.journalDamage.stats()) }
+	}
+	counter("smgctl_spool_journal_damaged_total", "Journal segments that held less than was acknowledged, found at start and kept in corrupt/.",
+		journal(func(found, _ int, _ int64) float64 { return float64(found) }))
+	gauge("smgctl_spool_journal_corrupt_segments", "Damaged journal segments in corrupt/ (at start or SIGHUP): acknowledged mail may be lost.",
+		journal(func(_, kept int, _ int64) float64 { return float64(kept) }))
+	gauge("smgctl_spool_journal_unaccounted_bytes", "Acknowledged bytes of the segments in corrupt/ that are not intact records.",
+		journal(func(_, _ int, bytes int64) float64 { return float64(bytes) }))
 	m.reg.MustRegister(&spoolCollector{r: r})
 	return m
 }

@@ -45,6 +45,8 @@ type Relay struct {
 	metrics *metrics // metrics.go
 	// health is where every part reports what is wrong (/healthz).
 	health *health.Board
+	// journalDamage: journal segments kept in corrupt/ (journaldamage.go).
+	journalDamage journalDamage
 }
 
 // New opens the spool, the audit log and the policy and binds the
@@ -91,6 +93,9 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		return nil, err
 	}
 	closers = append(closers, r.spool.Close)
+	if err := r.checkJournalDamage(true); err != nil {
+		return nil, err
+	}
 
 	roots, err := smtpclient.RootPool(cfg.CAFile)
 	if err != nil {
@@ -191,6 +196,10 @@ func (r *Relay) Hostname() string { return r.cfg.Hostname }
 // file is refused and what was in force stays.
 func (r *Relay) Reload() error {
 	err := r.watcher.Reload()
+	// The operator may have dealt with damaged journal segments.
+	if derr := r.checkJournalDamage(false); derr != nil {
+		err = errors.Join(err, derr)
+	}
 	if r.auth != nil {
 		err = errors.Join(err, r.auth.Reload())
 	}

@@ -79,6 +79,9 @@ type Message struct {
 	DSNOf         string      `json:"dsn_of,omitempty"`
 	DelayNotified bool        `json:"delay_notified"`
 	Recipients    []Recipient `json:"recipients"`
+	// Error is set, and nothing else but ID, for a message whose envelope
+	// cannot be read: it is listed, not hidden, and not acted on by --all.
+	Error string `json:"error,omitempty"`
 }
 
 // Recipient is a recipient's delivery state.
@@ -107,7 +110,10 @@ func fromEnvelope(env *spool.Envelope) Message {
 }
 
 // List returns every queued message, oldest first. Messages that vanish
-// while it reads (delivered meanwhile) are left out.
+// while it reads (delivered meanwhile) are left out; one whose envelope
+// cannot be read is listed with only its ID and Error, so that one bad
+// file neither hides the rest nor goes unnoticed. The error is for the
+// spool as a whole.
 func (q *Queue) List() ([]Message, error) {
 	ids, err := q.sp.List()
 	if err != nil {
@@ -120,12 +126,18 @@ func (q *Queue) List() ([]Message, error) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			msgs = append(msgs, Message{ID: id, Recipients: []Recipient{}, Error: err.Error()})
+			continue
 		}
 		msgs = append(msgs, fromEnvelope(env))
 	}
 	return msgs, nil
 }
+
+// Damage lists the journal segments the relay kept in corrupt/ because
+// they held less than it had acknowledged: mail may have been lost. They
+// are reported until the operator removes them.
+func (q *Queue) Damage() ([]spool.JournalDamage, error) { return q.sp.Damage() }
 
 // ErrNotQueued is returned for an ID that is not (or no longer) in the
 // queue.

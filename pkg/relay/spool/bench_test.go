@@ -36,3 +36,21 @@ func BenchmarkPutParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// BenchmarkJournalPutParallel is the relay's case: small messages into the
+// journal from many sessions at once, sharing fdatasyncs.
+func BenchmarkJournalPutParallel(b *testing.B) {
+	s := openRelaySpool(b, b.TempDir())
+	body := strings.Repeat("x", 1000)
+	b.SetBytes(int64(len(body)))
+	b.SetParallelism(10)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := s.Put(sampleEnvelope(), strings.NewReader(body)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}

@@ -40,6 +40,25 @@ import (
 // next process to open the spool alone, or the next relay, materialises
 // every live record and deletes the segments.
 //
+// A segment starts with a header, little-endian:
+//
+//	0  magic "SMGS"
+//	4  version 1
+//	5  three zero bytes
+//	8  acknowledged length (uint64)
+//	16 CRC-32C of bytes 4..15
+//	20 twelve zero bytes; the first record follows at 32
+//
+// The acknowledged length is the segment's length when its last completed
+// fdatasync began: every byte below it was acknowledged to someone. It is
+// rewritten in place after each sync round (no sync of its own: the next
+// round makes it durable, and a kill -9 does not lose it from the page
+// cache), so recovery can tell a torn tail (bytes past it: never
+// acknowledged, dropped quietly) from a segment cut or damaged below it
+// (acknowledged mail lost: kept in corrupt/ and reported). Segments
+// written before the header existed start with a record and are read as
+// before.
+//
 // Record layout, little-endian:
 //
 //	0  magic "SMGJ"
@@ -57,7 +76,8 @@ import (
 // it was written, which also covers every record before it; so after a
 // crash only a segment's tail can be torn. A record damaged in the middle
 // (a bad disk) is skipped, the scan resumes at the next intact one, and
-// the segment is kept in corrupt/ for the operator.
+// the segment is kept in corrupt/ for the operator, as is a segment
+// shorter than its acknowledged length.
 
 const (
 	journalDirName = "journal"
@@ -68,6 +88,10 @@ const (
 	kindLive       = 'P'
 	kindReleased   = 'X'
 	recVersion     = 1
+	segMagic       = "SMGS"
+	segVersion     = 1
+	segHeaderLen   = 32
+	segAckedOff    = 8 // the acknowledged length and its CRC
 
 	// DefaultMaxJournalBody is the largest body the journal takes; larger
 	// messages are streamed to their own files instead of being held in
@@ -88,9 +112,12 @@ type segment struct {
 	name string
 	f    *os.File
 	size int64 // append offset
-	live int   // records not yet released
-	pins int   // open Body readers and sync rounds using f
-	dead bool  // unlinked; f is closed when the last pin goes
+	// synced is the length covered by the last completed fdatasync;
+	// acked is what the header says (noteAcked).
+	synced, acked int64
+	live          int  // records not yet released
+	pins          int  // open Body readers and sync rounds using f
+	dead          bool // unlinked; f is closed when the last pin goes
 	// dirty: written since the last sync round began.
 	dirty bool
 }
@@ -129,6 +156,11 @@ type journal struct {
 
 	commit *groupCommit
 	bufs   sync.Pool
+
+	// noted is when noteAcked last wrote headers; noteTimer is set while
+	// a later write is scheduled.
+	noted     time.Time
+	noteTimer bool
 }
 
 // OpenRelay opens the spool for the relay: Open, plus the journal, which
@@ -175,6 +207,8 @@ func OpenRelay(dir string, log *slog.Logger) (*Spool, error) {
 func (j *journal) close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.noted = time.Time{}
+	j.noteAcked()
 	for _, sg := range j.segs {
 		sg.f.Close()
 	}
@@ -232,7 +266,7 @@ func appendRecord(b *bytes.Buffer, id string, envJSON, body []byte) {
 func (j *journal) append(e *journalEntry, rec []byte) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.cur == nil || (j.cur.size > 0 && j.cur.size+int64(len(rec)) > j.segSize) {
+	if j.cur == nil || (j.cur.size > segHeaderLen && j.cur.size+int64(len(rec)) > j.segSize) {
 		if err := j.rotate(); err != nil {
 			return err
 		}
@@ -268,6 +302,12 @@ func (j *journal) rotate() error {
 	if err != nil {
 		return err
 	}
+	// The header is durable with the first record's fdatasync.
+	if _, err := f.WriteAt(segmentHeader(segHeaderLen), 0); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
 	// The segment's name must be durable before any record in it is
 	// acknowledged; fdatasync on the file does not promise that.
 	if err := syncDir(j.dir); err != nil {
@@ -276,7 +316,7 @@ func (j *journal) rotate() error {
 		return err
 	}
 	old := j.cur
-	sg := &segment{name: name, f: f}
+	sg := &segment{name: name, f: f, size: segHeaderLen, synced: segHeaderLen, acked: segHeaderLen}
 	j.segs = append(j.segs, sg)
 	j.cur = sg
 	if old != nil {
@@ -290,22 +330,32 @@ func (j *journal) rotate() error {
 func (j *journal) syncDirty() error {
 	j.mu.Lock()
 	var segs []*segment
+	var sizes []int64
 	for _, sg := range j.segs {
 		if sg.dirty {
 			sg.dirty = false
 			sg.pins++
 			segs = append(segs, sg)
+			sizes = append(sizes, sg.size)
 		}
 	}
 	j.mu.Unlock()
 	var err error
-	for _, sg := range segs {
-		if serr := fdatasync(sg.f); serr != nil && err == nil {
-			err = fmt.Errorf("%s: %w", sg.name, serr)
+	synced := make([]bool, len(segs))
+	for i, sg := range segs {
+		if serr := fdatasync(sg.f); serr != nil {
+			if err == nil {
+				err = fmt.Errorf("%s: %w", sg.name, serr)
+			}
+			continue
 		}
+		synced[i] = true
 	}
 	j.mu.Lock()
-	for _, sg := range segs {
+	for i, sg := range segs {
+		if synced[i] {
+			sg.synced = max(sg.synced, sizes[i])
+		}
 		if err != nil && sg == j.cur {
 			// After a failed fsync Linux may have dropped the dirty
 			// pages: nothing more is trusted to this file.
@@ -313,8 +363,58 @@ func (j *journal) syncDirty() error {
 		}
 		j.unpin(sg)
 	}
+	j.noteAcked()
 	j.mu.Unlock()
 	return err
+}
+
+// ackNoteInterval bounds how often the headers' acknowledged lengths are
+// rewritten. Rewriting after every sync round would add a page to every
+// fdatasync; this way it costs at most a few page writes a second, and
+// the header lags the acknowledged end by at most this much traffic.
+const ackNoteInterval = 50 * time.Millisecond
+
+// noteAcked writes each segment's synced length to its header, at most
+// once per ackNoteInterval, scheduling a later write for what it skips.
+// The write has no fdatasync of its own: the next round makes it durable,
+// and a killed process does not lose it from the page cache. Called with
+// j.mu held.
+func (j *journal) noteAcked() {
+	if wait := ackNoteInterval - time.Since(j.noted); wait > 0 {
+		if !j.noteTimer {
+			j.noteTimer = true
+			time.AfterFunc(wait, func() {
+				j.mu.Lock()
+				j.noteTimer = false
+				j.noteAcked()
+				j.mu.Unlock()
+			})
+		}
+		return
+	}
+	j.noted = time.Now()
+	for _, sg := range j.segs {
+		if sg.synced <= sg.acked {
+			continue
+		}
+		if _, err := sg.f.WriteAt(segmentHeader(sg.synced)[segAckedOff:segAckedOff+12], segAckedOff); err != nil {
+			// The records are durable; only recovery's check of this
+			// segment is weaker.
+			j.log.Warn("spool: journal: cannot note the acknowledged length", "segment", sg.name, "err", err)
+			continue
+		}
+		sg.acked = sg.synced
+	}
+}
+
+// segmentHeader is a segment's header saying acked bytes are acknowledged.
+func segmentHeader(acked int64) []byte {
+	h := make([]byte, segHeaderLen)
+	copy(h, segMagic)
+	h[4] = segVersion
+	binary.LittleEndian.PutUint64(h[segAckedOff:], uint64(acked))
+	binary.LittleEndian.PutUint32(h[16:], crc32.Checksum(h[4:16], castagnoli))
+	return h
 }
 
 func fdatasync(f *os.File) error {
@@ -473,9 +573,9 @@ type journalRecord struct {
 // scanJournal reads every segment in dir, oldest first, and calls fn for
 // each intact record. Bytes that are not an intact record at a segment's
 // end are a torn tail (never acknowledged) or a record the relay is still
-// writing, and are skipped; bad lists the segments with a damaged record
-// before intact ones.
-func scanJournal(dir string, fn func(journalRecord) error) (bad []string, err error) {
+// writing, and are skipped; bad lists the segments that lost acknowledged
+// bytes (see segmentScan.Lost).
+func scanJournal(dir string, fn func(journalRecord) error) (bad []segmentScan, err error) {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -492,56 +592,145 @@ func scanJournal(dir string, fn func(journalRecord) error) (bad []string, err er
 	slices.Sort(names)
 	for _, n := range names {
 		p := filepath.Join(dir, n+segmentExt)
-		damaged, err := scanSegment(p, fn)
+		sc, err := scanSegment(p, fn)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // deleted by the relay meanwhile
 		}
 		if err != nil {
 			return bad, err
 		}
-		if damaged {
-			bad = append(bad, p)
+		if sc.Lost() {
+			bad = append(bad, sc)
 		}
 	}
 	return bad, nil
 }
 
+// segmentScan is what a scan found in one segment file.
+type segmentScan struct {
+	path string
+	size int64
+	// acked is the header's acknowledged length; -1 when unknown (a
+	// segment from before the header, or a damaged header).
+	acked int64
+	// badHeader: the file has intact records but no readable header.
+	badHeader bool
+	// records and live count the intact records.
+	records, live int
+	// end is where the last intact record ends.
+	end int64
+	// unaccounted counts acknowledged bytes that are not part of an
+	// intact record: cut off, or damaged in place.
+	unaccounted int64
+}
+
+// Lost reports whether acknowledged records may be missing. A torn tail
+// past the acknowledged length (a crash before the sync) is not a loss.
+func (sc segmentScan) Lost() bool { return sc.unaccounted > 0 || sc.badHeader }
+
+// reason says in words what is wrong with a segment that Lost.
+func (sc segmentScan) reason() string {
+	switch {
+	case sc.badHeader:
+		return "segment header damaged; its acknowledged length is unknown"
+	case sc.acked >= 0 && sc.size < sc.acked:
+		return fmt.Sprintf("segment cut short: %d bytes, %d were acknowledged", sc.size, sc.acked)
+	default:
+		return fmt.Sprintf("damaged records: %d acknowledged bytes are not intact records", sc.unaccounted)
+	}
+}
+
 // scanSegment scans one segment. At a record that does not check out it
 // looks for the next one that does: nothing is found after a torn tail,
 // but if a record in the middle was damaged on disk, the acknowledged
-// records after it are still found, and damaged reports it.
-func scanSegment(path string, fn func(journalRecord) error) (damaged bool, err error) {
+// records after it are still found. The bytes in between, and a tail
+// short of the acknowledged length, are counted as unaccounted.
+func scanSegment(path string, fn func(journalRecord) error) (sc segmentScan, err error) {
+	sc = segmentScan{path: path, acked: -1}
 	f, err := os.Open(path)
 	if err != nil {
-		return false, err
+		return sc, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return false, err
+		return sc, err
 	}
 	size := st.Size()
+	sc.size = size
+	start, headerOK, err := readSegmentHeader(f, size, &sc.acked)
+	if err != nil {
+		return sc, err
+	}
+	sc.end = start
+	// gap notes bytes from sc.end to to that are not an intact record.
+	// Below the acknowledged length they were acknowledged; without a
+	// header, only a gap followed by an intact record (not a torn tail)
+	// is known to be damage.
+	gap := func(to int64, tail bool) {
+		switch {
+		case sc.acked >= 0:
+			sc.unaccounted += max(0, min(to, sc.acked)-sc.end)
+		case !tail:
+			sc.unaccounted += to - sc.end
+		}
+	}
 	var buf []byte
-	for off := int64(0); off < size; {
+	for off := start; off < size; {
 		r, end, ok, err := readRecord(f, off, size, &buf)
 		if err != nil {
-			return damaged, err
+			return sc, err
 		}
 		if !ok {
 			next, err := resync(f, off, size, &buf)
-			if err != nil || next < 0 {
-				return damaged, err
+			if err != nil {
+				return sc, err
 			}
-			damaged, off = true, next
+			if next < 0 {
+				break
+			}
+			off = next
 			continue
+		}
+		if off > sc.end {
+			gap(off, false)
 		}
 		r.segment = path
 		if err := fn(r); err != nil {
-			return damaged, err
+			return sc, err
 		}
-		off = end
+		sc.records++
+		if r.live {
+			sc.live++
+		}
+		off, sc.end = end, end
 	}
-	return damaged, nil
+	gap(max(size, sc.acked), true)
+	sc.badHeader = !headerOK && sc.records > 0
+	return sc, nil
+}
+
+// readSegmentHeader reads a segment's header: start is where its records
+// begin. A segment from before the header starts with a record. ok is
+// false when neither is found: a segment whose header never reached the
+// disk (nothing in it was acknowledged), or a damaged one.
+func readSegmentHeader(f *os.File, size int64, acked *int64) (start int64, ok bool, err error) {
+	var h [segHeaderLen]byte
+	n, err := f.ReadAt(h[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, false, err
+	}
+	switch {
+	case n >= 4 && string(h[:4]) == recMagic:
+		return 0, true, nil
+	case n == segHeaderLen && string(h[:4]) == segMagic && h[4] == segVersion &&
+		crc32.Checksum(h[4:16], castagnoli) == binary.LittleEndian.Uint32(h[16:]):
+		*acked = int64(binary.LittleEndian.Uint64(h[segAckedOff:]))
+		return segHeaderLen, true, nil
+	case size <= segHeaderLen:
+		return size, true, nil // created, header not yet written
+	}
+	return 0, false, nil
 }
 
 // readRecord reads and checks the record at off; ok is false if there is
@@ -630,6 +819,9 @@ func recordBody(r *journalRecord) (io.ReadCloser, error) {
 // yet and deletes the segments: run by the journal's owner before it
 // writes, or by a process that has the spool to itself. A crash in the
 // middle leaves the segments, and the next run skips what it already did.
+// A segment that lost acknowledged bytes is never deleted: it goes to
+// corrupt/, with an error in the log, and is reported (Damage) until an
+// operator removes it.
 func (s *Spool) recoverJournal() error {
 	dir := filepath.Join(s.dir, journalDirName)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -669,14 +861,19 @@ func (s *Spool) recoverJournal() error {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
-		if slices.Contains(bad, p) {
-			// Its intact records are materialised above; the damaged
-			// one may have been acknowledged. Keep it for the operator.
-			dst := filepath.Join(s.dir, "corrupt", e.Name())
-			s.log.Warn("journal segment with a damaged record kept for inspection", "path", dst)
+		if i := slices.IndexFunc(bad, func(sc segmentScan) bool { return sc.path == p }); i >= 0 {
+			// Its intact records are materialised above; what is
+			// missing was acknowledged. Keep it for the operator.
+			sc := bad[i]
+			dst := filepath.Join(s.dir, corruptDirName, e.Name())
 			if err := os.Rename(p, dst); err != nil {
 				return fmt.Errorf("spool: journal recovery: %w", err)
 			}
+			sc.path = dst
+			s.log.Error("journal segment lost acknowledged mail; kept for inspection",
+				"path", dst, "reason", sc.reason(), "records_recovered", sc.records,
+				"live_recovered", sc.live, "bytes_unaccounted", sc.unaccounted)
+			s.recovered = append(s.recovered, sc.damage())
 			continue
 		}
 		if err := os.Remove(p); err != nil {
@@ -686,12 +883,71 @@ func (s *Spool) recoverJournal() error {
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
+	if len(bad) > 0 {
+		if err := syncDir(filepath.Join(s.dir, corruptDirName)); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+	}
 	return nil
 }
 
+// JournalDamage describes a journal segment kept in corrupt/ because it
+// held less than was acknowledged: mail that got a 250 may be missing.
+// Its JSON form is part of `smgctl queue list --output json`.
+type JournalDamage struct {
+	// Segment is the file's path in corrupt/.
+	Segment string `json:"segment"`
+	Reason  string `json:"reason"`
+	// RecordsRecovered counts the intact records found (their live
+	// messages are back in the queue).
+	RecordsRecovered int `json:"records_recovered"`
+	// BytesUnaccounted counts acknowledged bytes that are not part of an
+	// intact record; 0 when the header itself is damaged (unknown).
+	BytesUnaccounted int64 `json:"bytes_unaccounted"`
+}
+
+func (sc segmentScan) damage() JournalDamage {
+	return JournalDamage{Segment: sc.path, Reason: sc.reason(), RecordsRecovered: sc.records, BytesUnaccounted: sc.unaccounted}
+}
+
+// RecoveredDamage is what this process's recovery moved to corrupt/ when
+// it opened the spool (nil when it found nothing, or did not recover).
+func (s *Spool) RecoveredDamage() []JournalDamage { return slices.Clone(s.recovered) }
+
+// Damage inspects the journal segments in corrupt/: every one is reported
+// (a segment put there by hand, or whose loss cannot be measured, with
+// what can be said), until the operator removes it.
+func (s *Spool) Damage() ([]JournalDamage, error) {
+	dir := filepath.Join(s.dir, corruptDirName)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	var out []JournalDamage
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), segmentExt) {
+			continue
+		}
+		sc, err := scanSegment(filepath.Join(dir, e.Name()), func(journalRecord) error { return nil })
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+		d := sc.damage()
+		if !sc.Lost() {
+			d.Reason = "kept in corrupt/; no loss measured"
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
 // CheckJournal reports the first journal segment of the spool at dir that
-// holds anything but intact records: a torn or damaged record, or bytes
-// after the last record. Meant for a spool no message is being written to.
+// holds anything but its header and intact records: a torn or damaged
+// record, or bytes after the last record. Meant for a spool no message is
+// being written to.
 func CheckJournal(dir string) error {
 	jdir := filepath.Join(dir, journalDirName)
 	ents, err := os.ReadDir(jdir)
@@ -703,20 +959,13 @@ func CheckJournal(dir string) error {
 			continue
 		}
 		p := filepath.Join(jdir, e.Name())
-		var end int64
-		damaged, err := scanSegment(p, func(r journalRecord) error {
-			end = r.bodyOff + r.bodyLen
-			return nil
-		})
+		sc, err := scanSegment(p, func(journalRecord) error { return nil })
 		if err != nil {
 			return err
 		}
-		st, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if damaged || end != st.Size() {
-			return fmt.Errorf("%s: %d bytes, intact records up to %d (damaged: %v)", p, st.Size(), end, damaged)
+		if sc.Lost() || sc.end != sc.size {
+			return fmt.Errorf("%s: %d bytes, intact records up to %d, acknowledged %d (%d bytes unaccounted)",
+				p, sc.size, sc.end, sc.acked, sc.unaccounted)
 		}
 	}
 	return nil

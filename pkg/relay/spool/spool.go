@@ -47,8 +47,9 @@ var ErrNoSpace = errors.New("spool: insufficient storage")
 var ErrExists = errors.New("spool: queue ID already in use")
 
 const (
-	bodyExt = ".eml"
-	envExt  = ".json"
+	bodyExt        = ".eml"
+	envExt         = ".json"
+	corruptDirName = "corrupt"
 )
 
 // Spool is an open spool directory. It is safe for concurrent use, and
@@ -65,6 +66,10 @@ type Spool struct {
 	// journal is the relay's fast path (journal.go); nil in a process
 	// that opened the spool with Open.
 	journal *journal
+
+	// recovered: the damaged journal segments this process's recovery
+	// moved to corrupt/.
+	recovered []JournalDamage
 
 	// create opens a new file for writing; tests inject failing writers.
 	create func(path string) (spoolFile, error)
@@ -98,7 +103,7 @@ func Open(dir string, log *slog.Logger) (*Spool, error) {
 		create:   createFile,
 	}
 	s.commit = &groupCommit{run: func() error { return syncDir(s.queueDir) }}
-	for _, d := range []string{dir, s.tmpDir, s.queueDir, filepath.Join(dir, "corrupt"), filepath.Join(dir, journalDirName)} {
+	for _, d := range []string{dir, s.tmpDir, s.queueDir, filepath.Join(dir, corruptDirName), filepath.Join(dir, journalDirName)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("spool: %w", err)
 		}
@@ -188,7 +193,7 @@ func (s *Spool) recover() error {
 			// reaching disk out of order, before the directory fsync, so no
 			// 250 was given either; but an operator may have deleted the
 			// body by hand. Keep the envelope where it can be looked at.
-			dst := filepath.Join(s.dir, "corrupt", name)
+			dst := filepath.Join(s.dir, corruptDirName, name)
 			if err := os.Rename(filepath.Join(s.queueDir, name), dst); err != nil {
 				return fmt.Errorf("spool: cleanup: %w", err)
 			}
