@@ -30,9 +30,13 @@ type Config struct {
 	// AuthFile lists "user:bcrypt-hash" lines (pkg/relay/authfile) that
 	// may relay from anywhere after AUTH over TLS; "" = no AUTH.
 	AuthFile string
-	// Admin is the address of /healthz and /metrics; "" = off.
-	Admin   string
-	MaxSize int64 // bytes per message (SIZE)
+	// Admin is the address of /healthz and /metrics; "" = off. It must
+	// be a loopback address unless AdminPublic says otherwise.
+	Admin string
+	// AdminPublic allows a non-loopback Admin address (the endpoints
+	// have no authentication).
+	AdminPublic bool
+	MaxSize     int64 // bytes per message (SIZE)
 	// MaxConnections bounds concurrent inbound sessions (more get 421);
 	// MaxRecipients bounds RCPTs per message (more get 452 4.5.3).
 	MaxConnections int
@@ -89,7 +93,7 @@ func DefaultConfig() Config {
 // --<key> flags.
 var Keys = []string{
 	"listen", "hostname", "spool", "policy", "audit-log", "allow", "tls-cert", "tls-key", "auth-file",
-	"admin", "max-size", "max-connections", "max-recipients", "queue-lifetime", "delay-warning", "resolver", "mx-port", "ca-file", "route",
+	"admin", "admin-public", "max-size", "max-connections", "max-recipients", "queue-lifetime", "delay-warning", "resolver", "mx-port", "ca-file", "route",
 	"shutdown-timeout", "audit-max-size", "audit-max-age",
 }
 
@@ -125,6 +129,8 @@ func (c *Config) Set(key, value string) error {
 		c.AuthFile = value
 	case "admin":
 		c.Admin = value
+	case "admin-public":
+		c.AdminPublic, err = strconv.ParseBool(value)
 	case "max-size":
 		c.MaxSize, err = strconv.ParseInt(value, 10, 64)
 		if err == nil && c.MaxSize <= 0 {
@@ -297,6 +303,15 @@ func (c *Config) Check() error {
 	// certificate an auth file would silently do nothing.
 	if c.AuthFile != "" && c.TLSCert == "" {
 		errs = append(errs, "auth-file needs tls-cert and tls-key: AUTH is offered only over TLS")
+	}
+	// /healthz and /metrics have no authentication: ":9025" would quietly
+	// publish them on every interface.
+	if c.Admin != "" && !c.AdminPublic {
+		if lo, err := inbound.IsLoopbackAddr(c.Admin); err != nil {
+			errs = append(errs, "admin: "+err.Error())
+		} else if !lo {
+			errs = append(errs, fmt.Sprintf("admin = %q is not a loopback address: /healthz and /metrics have no authentication; use 127.0.0.1:PORT, or set admin-public = true to publish them", c.Admin))
+		}
 	}
 	if len(errs) > 0 {
 		slices.Sort(errs)

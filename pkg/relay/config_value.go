@@ -37,6 +37,8 @@ func (c *Config) Value(key string) (string, error) {
 		return c.AuthFile, nil
 	case "admin":
 		return c.Admin, nil
+	case "admin-public":
+		return strconv.FormatBool(c.AdminPublic), nil
 	case "max-size":
 		return strconv.FormatInt(c.MaxSize, 10), nil
 	case "max-connections":

@@ -52,8 +52,7 @@ func (s *Server) Config() Config { return s.cfg }
 // ListenAndServe listens on Config.Addr and serves until Shutdown or until
 // ctx is cancelled.
 func (s *Server) ListenAndServe(ctx context.Context) error {
-	var lc net.ListenConfig
-	l, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	l, err := Listen(ctx, s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("inbound: %w", err)
 	}
