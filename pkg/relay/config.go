@@ -41,6 +41,17 @@ type Config struct {
 	// MaxRecipients bounds RCPTs per message (more get 452 4.5.3).
 	MaxConnections int
 	MaxRecipients  int
+	// MaxConnectionsPerIP bounds connections from one address outside
+	// Allow (IPv6: one /64); MaxOutsideConnections those of all clients
+	// outside Allow that have not authenticated (pkg/relay/inbound).
+	MaxConnectionsPerIP   int
+	MaxOutsideConnections int
+	// IdleTimeout, CommandTimeout and DataTimeout bound the wait for a
+	// command, a command line once begun, and a message transfer (plus
+	// a second per 64 KiB); no octet resets them.
+	IdleTimeout    time.Duration
+	CommandTimeout time.Duration
+	DataTimeout    time.Duration
 	QueueLifetime  time.Duration
 	DelayWarning   time.Duration
 	Resolver       string // DNS server host:port; "" = /etc/resolv.conf
@@ -71,20 +82,25 @@ const (
 // DefaultConfig is the configuration with nothing given.
 func DefaultConfig() Config {
 	return Config{
-		Listen:          DefaultListen,
-		Spool:           DefaultSpool,
-		Policy:          DefaultPolicy,
-		AuditLog:        DefaultAuditLog,
-		Allow:           []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
-		MaxSize:         DefaultMaxSize,
-		MaxConnections:  inbound.DefaultMaxConnections,
-		MaxRecipients:   inbound.DefaultMaxRecipients,
-		QueueLifetime:   delivery.DefaultQueueLifetime,
-		DelayWarning:    delivery.DefaultDelayWarning,
-		MXPort:          25,
-		Routes:          map[string]string{},
-		ShutdownTimeout: DefaultShutdownTimeout,
-		AuditMaxSize:    DefaultAuditMaxSize,
+		Listen:                DefaultListen,
+		Spool:                 DefaultSpool,
+		Policy:                DefaultPolicy,
+		AuditLog:              DefaultAuditLog,
+		Allow:                 []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		MaxSize:               DefaultMaxSize,
+		MaxConnections:        inbound.DefaultMaxConnections,
+		MaxRecipients:         inbound.DefaultMaxRecipients,
+		MaxConnectionsPerIP:   inbound.DefaultMaxConnectionsPerIP,
+		MaxOutsideConnections: inbound.DefaultMaxOutsideConnections,
+		IdleTimeout:           inbound.DefaultIdleTimeout,
+		CommandTimeout:        inbound.DefaultCommandTimeout,
+		DataTimeout:           inbound.DefaultDataTimeout,
+		QueueLifetime:         delivery.DefaultQueueLifetime,
+		DelayWarning:          delivery.DefaultDelayWarning,
+		MXPort:                25,
+		Routes:                map[string]string{},
+		ShutdownTimeout:       DefaultShutdownTimeout,
+		AuditMaxSize:          DefaultAuditMaxSize,
 	}
 }
 
@@ -93,7 +109,8 @@ func DefaultConfig() Config {
 // --<key> flags.
 var Keys = []string{
 	"listen", "hostname", "spool", "policy", "audit-log", "allow", "tls-cert", "tls-key", "auth-file",
-	"admin", "admin-public", "max-size", "max-connections", "max-recipients", "queue-lifetime", "delay-warning", "resolver", "mx-port", "ca-file", "route",
+	"admin", "admin-public", "max-size", "max-connections", "max-connections-per-ip", "max-connections-outside",
+	"idle-timeout", "command-timeout", "data-timeout", "max-recipients", "queue-lifetime", "delay-warning", "resolver", "mx-port", "ca-file", "route",
 	"shutdown-timeout", "audit-max-size", "audit-max-age",
 }
 
@@ -140,6 +157,16 @@ func (c *Config) Set(key, value string) error {
 		c.MaxConnections, err = positiveInt(value)
 	case "max-recipients":
 		c.MaxRecipients, err = positiveInt(value)
+	case "max-connections-per-ip":
+		c.MaxConnectionsPerIP, err = positiveInt(value)
+	case "max-connections-outside":
+		c.MaxOutsideConnections, err = positiveInt(value)
+	case "idle-timeout":
+		c.IdleTimeout, err = positiveDuration(value)
+	case "command-timeout":
+		c.CommandTimeout, err = positiveDuration(value)
+	case "data-timeout":
+		c.DataTimeout, err = positiveDuration(value)
 	case "queue-lifetime":
 		c.QueueLifetime, err = positiveDuration(value)
 	case "delay-warning":

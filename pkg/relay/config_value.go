@@ -45,6 +45,16 @@ func (c *Config) Value(key string) (string, error) {
 		return strconv.Itoa(c.MaxConnections), nil
 	case "max-recipients":
 		return strconv.Itoa(c.MaxRecipients), nil
+	case "max-connections-per-ip":
+		return strconv.Itoa(c.MaxConnectionsPerIP), nil
+	case "max-connections-outside":
+		return strconv.Itoa(c.MaxOutsideConnections), nil
+	case "idle-timeout":
+		return c.IdleTimeout.String(), nil
+	case "command-timeout":
+		return c.CommandTimeout.String(), nil
+	case "data-timeout":
+		return c.DataTimeout.String(), nil
 	case "queue-lifetime":
 		return c.QueueLifetime.String(), nil
 	case "delay-warning":

@@ -137,17 +137,22 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		authCheck = r.auth.Check
 	}
 	if r.server, err = inbound.New(inbound.Config{
-		Hostname:        cfg.Hostname,
-		Addr:            cfg.Listen,
-		TLS:             tlsConf,
-		Allow:           cfg.Allow,
-		Auth:            authCheck,
-		MaxMessageBytes: cfg.MaxSize,
-		MaxConnections:  cfg.MaxConnections,
-		MaxRecipients:   cfg.MaxRecipients,
-		Queue:           r.spool,
-		Notify:          r.runner.Notify,
-		Logger:          log.With("part", "inbound"),
+		Hostname:              cfg.Hostname,
+		Addr:                  cfg.Listen,
+		TLS:                   tlsConf,
+		Allow:                 cfg.Allow,
+		Auth:                  authCheck,
+		MaxMessageBytes:       cfg.MaxSize,
+		MaxConnections:        cfg.MaxConnections,
+		MaxRecipients:         cfg.MaxRecipients,
+		MaxConnectionsPerIP:   cfg.MaxConnectionsPerIP,
+		MaxOutsideConnections: cfg.MaxOutsideConnections,
+		IdleTimeout:           cfg.IdleTimeout,
+		CommandTimeout:        cfg.CommandTimeout,
+		DataTimeout:           cfg.DataTimeout,
+		Queue:                 r.spool,
+		Notify:                r.runner.Notify,
+		Logger:                log.With("part", "inbound"),
 	}); err != nil {
 		return nil, err
 	}
