@@ -89,7 +89,7 @@ spool for the next start.`,
 	f.String("max-size", fmt.Sprint(def.MaxSize), "largest message accepted, in bytes")
 	f.String("max-connections", fmt.Sprint(def.MaxConnections), "concurrent inbound SMTP sessions; more are answered 421 4.7.0")
 	f.String("max-connections-per-ip", fmt.Sprint(def.MaxConnectionsPerIP), "concurrent sessions from one address outside --allow (IPv6: one /64)")
-	f.String("max-connections-outside", fmt.Sprint(def.MaxOutsideConnections), "concurrent sessions of all clients outside --allow until they authenticate")
+	f.String("max-connections-outside", fmt.Sprint(def.MaxOutsideConnections), "concurrent sessions of all clients outside --allow until they authenticate (0: half of --max-connections)")
 	f.String("idle-timeout", def.IdleTimeout.String(), "how long the server waits for a command")
 	f.String("command-timeout", def.CommandTimeout.String(), "how long a command line may take from its first octet")
 	f.String("data-timeout", def.DataTimeout.String(), "how long DATA/BDAT may take, plus 1s per 64 KiB received")

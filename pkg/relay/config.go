@@ -43,7 +43,8 @@ type Config struct {
 	MaxRecipients  int
 	// MaxConnectionsPerIP bounds connections from one address outside
 	// Allow (IPv6: one /64); MaxOutsideConnections those of all clients
-	// outside Allow that have not authenticated (pkg/relay/inbound).
+	// outside Allow that have not authenticated (pkg/relay/inbound); 0
+	// means half of MaxConnections.
 	MaxConnectionsPerIP   int
 	MaxOutsideConnections int
 	// IdleTimeout, CommandTimeout and DataTimeout bound the wait for a
@@ -82,25 +83,24 @@ const (
 // DefaultConfig is the configuration with nothing given.
 func DefaultConfig() Config {
 	return Config{
-		Listen:                DefaultListen,
-		Spool:                 DefaultSpool,
-		Policy:                DefaultPolicy,
-		AuditLog:              DefaultAuditLog,
-		Allow:                 []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
-		MaxSize:               DefaultMaxSize,
-		MaxConnections:        inbound.DefaultMaxConnections,
-		MaxRecipients:         inbound.DefaultMaxRecipients,
-		MaxConnectionsPerIP:   inbound.DefaultMaxConnectionsPerIP,
-		MaxOutsideConnections: inbound.DefaultMaxOutsideConnections,
-		IdleTimeout:           inbound.DefaultIdleTimeout,
-		CommandTimeout:        inbound.DefaultCommandTimeout,
-		DataTimeout:           inbound.DefaultDataTimeout,
-		QueueLifetime:         delivery.DefaultQueueLifetime,
-		DelayWarning:          delivery.DefaultDelayWarning,
-		MXPort:                25,
-		Routes:                map[string]string{},
-		ShutdownTimeout:       DefaultShutdownTimeout,
-		AuditMaxSize:          DefaultAuditMaxSize,
+		Listen:              DefaultListen,
+		Spool:               DefaultSpool,
+		Policy:              DefaultPolicy,
+		AuditLog:            DefaultAuditLog,
+		Allow:               []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		MaxSize:             DefaultMaxSize,
+		MaxConnections:      inbound.DefaultMaxConnections,
+		MaxRecipients:       inbound.DefaultMaxRecipients,
+		MaxConnectionsPerIP: inbound.DefaultMaxConnectionsPerIP,
+		IdleTimeout:         inbound.DefaultIdleTimeout,
+		CommandTimeout:      inbound.DefaultCommandTimeout,
+		DataTimeout:         inbound.DefaultDataTimeout,
+		QueueLifetime:       delivery.DefaultQueueLifetime,
+		DelayWarning:        delivery.DefaultDelayWarning,
+		MXPort:              25,
+		Routes:              map[string]string{},
+		ShutdownTimeout:     DefaultShutdownTimeout,
+		AuditMaxSize:        DefaultAuditMaxSize,
 	}
 }
 
@@ -160,7 +160,10 @@ func (c *Config) Set(key, value string) error {
 	case "max-connections-per-ip":
 		c.MaxConnectionsPerIP, err = positiveInt(value)
 	case "max-connections-outside":
-		c.MaxOutsideConnections, err = positiveInt(value)
+		c.MaxOutsideConnections, err = strconv.Atoi(value)
+		if err == nil && c.MaxOutsideConnections < 0 {
+			err = fmt.Errorf("must be 0 (half of max-connections) or positive")
+		}
 	case "idle-timeout":
 		c.IdleTimeout, err = positiveDuration(value)
 	case "command-timeout":
@@ -330,6 +333,10 @@ func (c *Config) Check() error {
 	// certificate an auth file would silently do nothing.
 	if c.AuthFile != "" && c.TLSCert == "" {
 		errs = append(errs, "auth-file needs tls-cert and tls-key: AUTH is offered only over TLS")
+	}
+	// The outside share must leave room for the allowed networks.
+	if c.MaxOutsideConnections > 0 && c.MaxOutsideConnections >= c.MaxConnections {
+		errs = append(errs, fmt.Sprintf("max-connections-outside (%d) must be below max-connections (%d): the difference is what stays for the allowed networks", c.MaxOutsideConnections, c.MaxConnections))
 	}
 	// /healthz and /metrics have no authentication: ":9025" would quietly
 	// publish them on every interface.

@@ -131,3 +131,20 @@ func TestConfigAdminLoopbackOnly(t *testing.T) {
 		t.Errorf("admin-public = true: %v, %v", err, c.AdminPublic)
 	}
 }
+
+// The outside share must leave something for the allowed networks; 0 is
+// half of max-connections.
+func TestConfigOutsideShare(t *testing.T) {
+	c := DefaultConfig()
+	c.MaxConnections, c.MaxOutsideConnections = 40, 40
+	if err := c.Check(); err == nil || !strings.Contains(err.Error(), "max-connections-outside (40) must be below max-connections (40)") {
+		t.Errorf("Check = %v", err)
+	}
+	c.MaxOutsideConnections = 0
+	if err := c.Check(); err != nil {
+		t.Errorf("0: %v", err)
+	}
+	if err := c.Set("max-connections-outside", "-1"); err == nil {
+		t.Error("-1 accepted")
+	}
+}

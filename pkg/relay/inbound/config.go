@@ -38,12 +38,12 @@ const (
 	DefaultWriteTimeout     = 5 * time.Minute
 	DefaultMaxConnections   = 100
 	// Clients outside Allow: per address (IPv6: per /64), and all of
-	// them together before they authenticate, so that the rest of
-	// MaxConnections stays for the allowed networks and authenticated
-	// clients. Postfix, too, exempts its own networks from per-client
-	// limits (smtpd_client_event_limit_exceptions = $mynetworks).
-	DefaultMaxConnectionsPerIP   = 20
-	DefaultMaxOutsideConnections = 50
+	// them together before they authenticate (by default half of
+	// MaxConnections), so that the rest stays for the allowed networks
+	// and authenticated clients. Postfix, too, exempts its own networks
+	// from per-client limits (smtpd_client_event_limit_exceptions =
+	// $mynetworks).
+	DefaultMaxConnectionsPerIP = 20
 	// AUTH: failures on one connection before 421 and close, and the
 	// wait per recent failure from the same address before any AUTH
 	// answer, capped.
@@ -87,7 +87,8 @@ type Config struct {
 	MaxConnections  int   // concurrent; over it: 421 4.7.0 and close
 	// MaxConnectionsPerIP bounds concurrent connections from one address
 	// outside Allow (IPv6: one /64); MaxOutsideConnections bounds those
-	// of all clients outside Allow that have not authenticated.
+	// of all clients outside Allow that have not authenticated (zero:
+	// half of MaxConnections).
 	MaxConnectionsPerIP   int
 	MaxOutsideConnections int
 
@@ -151,7 +152,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxConnectionsPerIP = DefaultMaxConnectionsPerIP
 	}
 	if c.MaxOutsideConnections <= 0 {
-		c.MaxOutsideConnections = DefaultMaxOutsideConnections
+		c.MaxOutsideConnections = max(c.MaxConnections/2, 1)
 	}
 	defDur := func(d *time.Duration, def time.Duration) {
 		if *d <= 0 {

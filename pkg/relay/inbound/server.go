@@ -35,8 +35,9 @@ type Server struct {
 	closing   bool
 	wg        sync.WaitGroup
 
-	auth  *authThrottle
-	stats struct {
+	auth       *authThrottle
+	refusedLog *logLimiter
+	stats      struct {
 		refusedFull, refusedPerIP, refusedOutside, authFailures atomic.Uint64
 	}
 }
@@ -68,12 +69,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		listeners: map[net.Listener]struct{}{},
-		conns:     map[*connection]struct{}{},
-		perIP:     map[netip.Prefix]int{},
-		auth:      newAuthThrottle(cfg.AuthDelay, cfg.AuthDelayMax),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		listeners:  map[net.Listener]struct{}{},
+		conns:      map[*connection]struct{}{},
+		perIP:      map[netip.Prefix]int{},
+		auth:       newAuthThrottle(cfg.AuthDelay, cfg.AuthDelayMax),
+		refusedLog: newLogLimiter(10 * time.Second),
 	}, nil
 }
 
@@ -173,7 +175,9 @@ func (s *Server) accept(ctx context.Context, nc net.Conn) {
 	}
 	if reason != "" {
 		s.mu.Unlock()
-		s.log.Warn("connection refused", "client", remote.String(), "reason", reason)
+		if ok, skipped := s.refusedLog.allow(reason); ok {
+			s.log.Warn("connection refused", "client", remote.String(), "reason", reason, "not_logged_since_last", skipped)
+		}
 		s.wg.Go(func() {
 			nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 			nc.Write([]byte(greeting))
