@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -45,3 +47,32 @@ func TestRelayBadFlagIsUsageError(t *testing.T) {
 type nopWriter struct{}
 
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// ISSUE 10 #13: `--admin :PORT` would publish /healthz and /metrics on
+// every interface; it is refused (exit 2) unless --admin-public says so.
+func TestRelayAdminMustBeLoopback(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.conf")
+	os.WriteFile(policy, nil, 0o644)
+	var out, errb bytes.Buffer
+	code := Main([]string{"relay", "--policy", policy, "--listen", "127.0.0.1:0", "--resolver", "127.0.0.1:53",
+		"--spool", filepath.Join(dir, "spool"), "--audit-log", filepath.Join(dir, "audit.log"), "--admin", ":9025"}, nil, &out, &errb)
+	if code != exitUsage {
+		t.Errorf("exit %d, want %d; stderr:\n%s", code, exitUsage, errb.String())
+	}
+	if want := `admin = ":9025" is not a loopback address`; !strings.Contains(errb.String(), want) {
+		t.Errorf("stderr %q, want %q", errb.String(), want)
+	}
+	g := &globals{}
+	cmd := newRelayCmd(g)
+	if err := cmd.ParseFlags([]string{"--admin", ":9025", "--admin-public"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := relayConfig(g, cmd.Flags(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Check(); err != nil || !cfg.AdminPublic {
+		t.Errorf("--admin-public: Check = %v, AdminPublic = %v", err, cfg.AdminPublic)
+	}
+}

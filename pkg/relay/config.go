@@ -30,13 +30,29 @@ type Config struct {
 	// AuthFile lists "user:bcrypt-hash" lines (pkg/relay/authfile) that
 	// may relay from anywhere after AUTH over TLS; "" = no AUTH.
 	AuthFile string
-	// Admin is the address of /healthz and /metrics; "" = off.
-	Admin   string
-	MaxSize int64 // bytes per message (SIZE)
+	// Admin is the address of /healthz and /metrics; "" = off. It must
+	// be a loopback address unless AdminPublic says otherwise.
+	Admin string
+	// AdminPublic allows a non-loopback Admin address (the endpoints
+	// have no authentication).
+	AdminPublic bool
+	MaxSize     int64 // bytes per message (SIZE)
 	// MaxConnections bounds concurrent inbound sessions (more get 421);
 	// MaxRecipients bounds RCPTs per message (more get 452 4.5.3).
 	MaxConnections int
 	MaxRecipients  int
+	// MaxConnectionsPerIP bounds connections from one address outside
+	// Allow (IPv6: one /64); MaxOutsideConnections those of all clients
+	// outside Allow that have not authenticated (pkg/relay/inbound); 0
+	// means half of MaxConnections.
+	MaxConnectionsPerIP   int
+	MaxOutsideConnections int
+	// IdleTimeout, CommandTimeout and DataTimeout bound the wait for a
+	// command, a command line once begun, and a message transfer (plus
+	// a second per 64 KiB); no octet resets them.
+	IdleTimeout    time.Duration
+	CommandTimeout time.Duration
+	DataTimeout    time.Duration
 	QueueLifetime  time.Duration
 	DelayWarning   time.Duration
 	Resolver       string // DNS server host:port; "" = /etc/resolv.conf
@@ -67,20 +83,24 @@ const (
 // DefaultConfig is the configuration with nothing given.
 func DefaultConfig() Config {
 	return Config{
-		Listen:          DefaultListen,
-		Spool:           DefaultSpool,
-		Policy:          DefaultPolicy,
-		AuditLog:        DefaultAuditLog,
-		Allow:           []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
-		MaxSize:         DefaultMaxSize,
-		MaxConnections:  inbound.DefaultMaxConnections,
-		MaxRecipients:   inbound.DefaultMaxRecipients,
-		QueueLifetime:   delivery.DefaultQueueLifetime,
-		DelayWarning:    delivery.DefaultDelayWarning,
-		MXPort:          25,
-		Routes:          map[string]string{},
-		ShutdownTimeout: DefaultShutdownTimeout,
-		AuditMaxSize:    DefaultAuditMaxSize,
+		Listen:              DefaultListen,
+		Spool:               DefaultSpool,
+		Policy:              DefaultPolicy,
+		AuditLog:            DefaultAuditLog,
+		Allow:               []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		MaxSize:             DefaultMaxSize,
+		MaxConnections:      inbound.DefaultMaxConnections,
+		MaxRecipients:       inbound.DefaultMaxRecipients,
+		MaxConnectionsPerIP: inbound.DefaultMaxConnectionsPerIP,
+		IdleTimeout:         inbound.DefaultIdleTimeout,
+		CommandTimeout:      inbound.DefaultCommandTimeout,
+		DataTimeout:         inbound.DefaultDataTimeout,
+		QueueLifetime:       delivery.DefaultQueueLifetime,
+		DelayWarning:        delivery.DefaultDelayWarning,
+		MXPort:              25,
+		Routes:              map[string]string{},
+		ShutdownTimeout:     DefaultShutdownTimeout,
+		AuditMaxSize:        DefaultAuditMaxSize,
 	}
 }
 
@@ -89,7 +109,8 @@ func DefaultConfig() Config {
 // --<key> flags.
 var Keys = []string{
 	"listen", "hostname", "spool", "policy", "audit-log", "allow", "tls-cert", "tls-key", "auth-file",
-	"admin", "max-size", "max-connections", "max-recipients", "queue-lifetime", "delay-warning", "resolver", "mx-port", "ca-file", "route",
+	"admin", "admin-public", "max-size", "max-connections", "max-connections-per-ip", "max-connections-outside",
+	"idle-timeout", "command-timeout", "data-timeout", "max-recipients", "queue-lifetime", "delay-warning", "resolver", "mx-port", "ca-file", "route",
 	"shutdown-timeout", "audit-max-size", "audit-max-age",
 }
 
@@ -125,6 +146,8 @@ func (c *Config) Set(key, value string) error {
 		c.AuthFile = value
 	case "admin":
 		c.Admin = value
+	case "admin-public":
+		c.AdminPublic, err = strconv.ParseBool(value)
 	case "max-size":
 		c.MaxSize, err = strconv.ParseInt(value, 10, 64)
 		if err == nil && c.MaxSize <= 0 {
@@ -134,6 +157,19 @@ func (c *Config) Set(key, value string) error {
 		c.MaxConnections, err = positiveInt(value)
 	case "max-recipients":
 		c.MaxRecipients, err = positiveInt(value)
+	case "max-connections-per-ip":
+		c.MaxConnectionsPerIP, err = positiveInt(value)
+	case "max-connections-outside":
+		c.MaxOutsideConnections, err = strconv.Atoi(value)
+		if err == nil && c.MaxOutsideConnections < 0 {
+			err = fmt.Errorf("must be 0 (half of max-connections) or positive")
+		}
+	case "idle-timeout":
+		c.IdleTimeout, err = positiveDuration(value)
+	case "command-timeout":
+		c.CommandTimeout, err = positiveDuration(value)
+	case "data-timeout":
+		c.DataTimeout, err = positiveDuration(value)
 	case "queue-lifetime":
 		c.QueueLifetime, err = positiveDuration(value)
 	case "delay-warning":
@@ -297,6 +333,19 @@ func (c *Config) Check() error {
 	// certificate an auth file would silently do nothing.
 	if c.AuthFile != "" && c.TLSCert == "" {
 		errs = append(errs, "auth-file needs tls-cert and tls-key: AUTH is offered only over TLS")
+	}
+	// The outside share must leave room for the allowed networks.
+	if c.MaxOutsideConnections > 0 && c.MaxOutsideConnections >= c.MaxConnections {
+		errs = append(errs, fmt.Sprintf("max-connections-outside (%d) must be below max-connections (%d): the difference is what stays for the allowed networks", c.MaxOutsideConnections, c.MaxConnections))
+	}
+	// /healthz and /metrics have no authentication: ":9025" would quietly
+	// publish them on every interface.
+	if c.Admin != "" && !c.AdminPublic {
+		if lo, err := inbound.IsLoopbackAddr(c.Admin); err != nil {
+			errs = append(errs, "admin: "+err.Error())
+		} else if !lo {
+			errs = append(errs, fmt.Sprintf("admin = %q is not a loopback address: /healthz and /metrics have no authentication; use 127.0.0.1:PORT, or set admin-public = true to publish them", c.Admin))
+		}
 	}
 	if len(errs) > 0 {
 		slices.Sort(errs)

@@ -97,3 +97,54 @@ func FuzzConfigFile(f *testing.F) {
 		}
 	})
 }
+
+// ISSUE 10 #13: the admin endpoints have no authentication, so only a
+// loopback address is taken without admin-public = true.
+func TestConfigAdminLoopbackOnly(t *testing.T) {
+	for _, tc := range []struct {
+		admin  string
+		public bool
+		ok     bool
+	}{
+		{"127.0.0.1:9025", false, true},
+		{"127.0.0.2:9025", false, true},
+		{"[::1]:9025", false, true},
+		{"localhost:9025", false, true},
+		{":9025", false, false},
+		{"0.0.0.0:9025", false, false},
+		{"[::]:9025", false, false},
+		{"10.1.2.3:9025", false, false},
+		{"relay.corp.example:9025", false, false},
+		{"127.0.0.1", false, false}, // no port
+		{":9025", true, true},
+		{"10.1.2.3:9025", true, true},
+	} {
+		c := DefaultConfig()
+		c.Admin, c.AdminPublic = tc.admin, tc.public
+		err := c.Check()
+		if (err == nil) != tc.ok {
+			t.Errorf("admin = %q, admin-public = %v: Check = %v", tc.admin, tc.public, err)
+		}
+	}
+	c := DefaultConfig()
+	if err := c.applyFile("relay.conf", []byte("admin = :9025\nadmin-public = true\n")); err != nil || !c.AdminPublic {
+		t.Errorf("admin-public = true: %v, %v", err, c.AdminPublic)
+	}
+}
+
+// The outside share must leave something for the allowed networks; 0 is
+// half of max-connections.
+func TestConfigOutsideShare(t *testing.T) {
+	c := DefaultConfig()
+	c.MaxConnections, c.MaxOutsideConnections = 40, 40
+	if err := c.Check(); err == nil || !strings.Contains(err.Error(), "max-connections-outside (40) must be below max-connections (40)") {
+		t.Errorf("Check = %v", err)
+	}
+	c.MaxOutsideConnections = 0
+	if err := c.Check(); err != nil {
+		t.Errorf("0: %v", err)
+	}
+	if err := c.Set("max-connections-outside", "-1"); err == nil {
+		t.Error("-1 accepted")
+	}
+}

@@ -37,12 +37,24 @@ func (c *Config) Value(key string) (string, error) {
 		return c.AuthFile, nil
 	case "admin":
 		return c.Admin, nil
+	case "admin-public":
+		return strconv.FormatBool(c.AdminPublic), nil
 	case "max-size":
 		return strconv.FormatInt(c.MaxSize, 10), nil
 	case "max-connections":
 		return strconv.Itoa(c.MaxConnections), nil
 	case "max-recipients":
 		return strconv.Itoa(c.MaxRecipients), nil
+	case "max-connections-per-ip":
+		return strconv.Itoa(c.MaxConnectionsPerIP), nil
+	case "max-connections-outside":
+		return strconv.Itoa(c.MaxOutsideConnections), nil
+	case "idle-timeout":
+		return c.IdleTimeout.String(), nil
+	case "command-timeout":
+		return c.CommandTimeout.String(), nil
+	case "data-timeout":
+		return c.DataTimeout.String(), nil
 	case "queue-lifetime":
 		return c.QueueLifetime.String(), nil
 	case "delay-warning":

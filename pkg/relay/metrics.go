@@ -11,6 +11,7 @@ import (
 
 	"github.com/smgctl/smgctl/pkg/relay/audit"
 	"github.com/smgctl/smgctl/pkg/relay/delivery"
+	"github.com/smgctl/smgctl/pkg/relay/inbound"
 )
 
 // metrics is the relay's Prometheus registry. It uses client_golang
@@ -85,6 +86,22 @@ func newMetrics(r *Relay) *metrics {
 	gauge("smgctl_relay_queue_messages", "Messages the queue runner holds (waiting or being delivered).", stats(func(s delivery.Stats) float64 { return float64(s.Queued + s.Active) }))
 	gauge("smgctl_relay_active_messages", "Messages being delivered now.", stats(func(s delivery.Stats) float64 { return float64(s.Active) }))
 	gauge("smgctl_relay_inbound_connections", "Open inbound SMTP connections.", func() float64 { return float64(r.server.Active()) })
+	inboundStats := func(f func(inbound.Stats) uint64) func() float64 {
+		return func() float64 { return float64(f(r.server.Stats())) }
+	}
+	counter("smgctl_relay_auth_failures_total", "Inbound AUTH attempts that failed (wrong credentials or a malformed response).",
+		inboundStats(func(s inbound.Stats) uint64 { return s.AuthFailures }))
+	for reason, f := range map[string]func(inbound.Stats) uint64{
+		"max_connections":         func(s inbound.Stats) uint64 { return s.RefusedFull },
+		"max_connections_per_ip":  func(s inbound.Stats) uint64 { return s.RefusedPerIP },
+		"max_connections_outside": func(s inbound.Stats) uint64 { return s.RefusedOutside },
+	} {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "smgctl_relay_inbound_refused_total",
+			Help:        "Inbound SMTP connections turned away with 421 4.7.0, by the limit that was reached.",
+			ConstLabels: prometheus.Labels{"limit": reason},
+		}, inboundStats(f)))
+	}
 	gauge("smgctl_policy_entries", "Entries of the policy in force.", func() float64 { return float64(r.watcher.Stats().Entries) })
 	counter("smgctl_policy_reloads_total", "Policies put in force.", func() float64 { return float64(r.watcher.Stats().Loads) })
 	counter("smgctl_policy_reload_failures_total", "Policy files refused; the previous policy stayed in force.", func() float64 { return float64(r.watcher.Stats().Failures) })

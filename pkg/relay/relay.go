@@ -150,28 +150,36 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		authCheck = r.auth.Check
 	}
 	if r.server, err = inbound.New(inbound.Config{
-		Hostname:        cfg.Hostname,
-		Addr:            cfg.Listen,
-		TLS:             tlsConf,
-		Allow:           cfg.Allow,
-		Auth:            authCheck,
-		MaxMessageBytes: cfg.MaxSize,
-		MaxConnections:  cfg.MaxConnections,
-		MaxRecipients:   cfg.MaxRecipients,
-		Queue:           r.spool,
-		Notify:          r.runner.Notify,
-		Logger:          log.With("part", "inbound"),
+		Hostname:              cfg.Hostname,
+		Addr:                  cfg.Listen,
+		TLS:                   tlsConf,
+		Allow:                 cfg.Allow,
+		Auth:                  authCheck,
+		MaxMessageBytes:       cfg.MaxSize,
+		MaxConnections:        cfg.MaxConnections,
+		MaxRecipients:         cfg.MaxRecipients,
+		MaxConnectionsPerIP:   cfg.MaxConnectionsPerIP,
+		MaxOutsideConnections: cfg.MaxOutsideConnections,
+		IdleTimeout:           cfg.IdleTimeout,
+		CommandTimeout:        cfg.CommandTimeout,
+		DataTimeout:           cfg.DataTimeout,
+		Queue:                 r.spool,
+		Notify:                r.runner.Notify,
+		Logger:                log.With("part", "inbound"),
 	}); err != nil {
 		return nil, err
 	}
-	if r.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+	if r.ln, err = inbound.Listen(context.Background(), cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	r.ln = r.metrics.countSessions(r.ln)
 	closers = append(closers, r.ln.Close)
 	if cfg.Admin != "" {
-		if r.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
+		if r.adminLn, err = inbound.Listen(context.Background(), cfg.Admin); err != nil {
 			return nil, fmt.Errorf("admin: %w", err)
+		}
+		if lo, _ := inbound.IsLoopbackAddr(cfg.Admin); !lo {
+			log.Warn("admin endpoints published beyond loopback (admin-public = true); /healthz and /metrics have no authentication", "admin", r.adminLn.Addr().String())
 		}
 		closers = append(closers, r.adminLn.Close)
 	}

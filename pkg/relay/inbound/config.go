@@ -24,10 +24,32 @@ const (
 	// where the sender still gets a clear answer.
 	DefaultMaxLineLength = 1000
 	// RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for the
-	// next command; the same bound applies between reads inside DATA.
-	DefaultReadTimeout    = 5 * time.Minute
-	DefaultWriteTimeout   = 5 * time.Minute
-	DefaultMaxConnections = 100
+	// next command.
+	DefaultIdleTimeout = 5 * time.Minute
+	// A command line, once begun, must end within this: a live MTA sends
+	// one in a single packet, a slowloris one octet at a time.
+	DefaultCommandTimeout = time.Minute
+	// DATA/BDAT must end within this plus a second per 64 KiB received
+	// (guard.go); RFC 5321 §4.5.3.2.6 gives the client 10 minutes for
+	// the final reply, so the floor is the same.
+	DefaultDataTimeout = 10 * time.Minute
+	// The TLS handshake after "220 Ready to start TLS".
+	DefaultHandshakeTimeout = 30 * time.Second
+	DefaultWriteTimeout     = 5 * time.Minute
+	DefaultMaxConnections   = 100
+	// Clients outside Allow: per address (IPv6: per /64), and all of
+	// them together before they authenticate (by default half of
+	// MaxConnections), so that the rest stays for the allowed networks
+	// and authenticated clients. Postfix, too, exempts its own networks
+	// from per-client limits (smtpd_client_event_limit_exceptions =
+	// $mynetworks).
+	DefaultMaxConnectionsPerIP = 20
+	// AUTH: failures on one connection before 421 and close, and the
+	// wait per recent failure from the same address before any AUTH
+	// answer, capped.
+	DefaultMaxAuthFailures = 3
+	DefaultAuthDelay       = time.Second
+	DefaultAuthDelayMax    = 30 * time.Second
 
 	// commandLineLimit bounds every line go-smtp buffers, commands
 	// included: RFC 4954 §4 lets an AUTH line reach 12288 octets.
@@ -63,8 +85,29 @@ type Config struct {
 	MaxRecipients   int   // per message; over it: 452 4.5.3
 	MaxLineLength   int   // text line in DATA, CRLF included; over it: 500 5.5.2
 	MaxConnections  int   // concurrent; over it: 421 4.7.0 and close
-	ReadTimeout     time.Duration
-	WriteTimeout    time.Duration
+	// MaxConnectionsPerIP bounds concurrent connections from one address
+	// outside Allow (IPv6: one /64); MaxOutsideConnections bounds those
+	// of all clients outside Allow that have not authenticated (zero:
+	// half of MaxConnections).
+	MaxConnectionsPerIP   int
+	MaxOutsideConnections int
+
+	// Totals that no octet resets (guard.go): waiting for a command, a
+	// command line once begun, DATA (floor; more with size), the TLS
+	// handshake.
+	IdleTimeout      time.Duration
+	CommandTimeout   time.Duration
+	DataTimeout      time.Duration
+	HandshakeTimeout time.Duration
+	WriteTimeout     time.Duration
+
+	// MaxAuthFailures failed AUTHs on one connection end it with 421.
+	// Each AUTH from an address with failures in the last authMemory
+	// waits AuthDelay per failure, at most AuthDelayMax, before its
+	// answer.
+	MaxAuthFailures int
+	AuthDelay       time.Duration
+	AuthDelayMax    time.Duration
 
 	// Queue receives accepted messages (a *spool.Spool).
 	Queue Queue
@@ -105,8 +148,25 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxConnections <= 0 {
 		c.MaxConnections = DefaultMaxConnections
 	}
-	if c.ReadTimeout <= 0 {
-		c.ReadTimeout = DefaultReadTimeout
+	if c.MaxConnectionsPerIP <= 0 {
+		c.MaxConnectionsPerIP = DefaultMaxConnectionsPerIP
+	}
+	if c.MaxOutsideConnections <= 0 {
+		c.MaxOutsideConnections = max(c.MaxConnections/2, 1)
+	}
+	defDur := func(d *time.Duration, def time.Duration) {
+		if *d <= 0 {
+			*d = def
+		}
+	}
+	defDur(&c.IdleTimeout, DefaultIdleTimeout)
+	defDur(&c.CommandTimeout, DefaultCommandTimeout)
+	defDur(&c.DataTimeout, DefaultDataTimeout)
+	defDur(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	defDur(&c.AuthDelay, DefaultAuthDelay)
+	defDur(&c.AuthDelayMax, DefaultAuthDelayMax)
+	if c.MaxAuthFailures <= 0 {
+		c.MaxAuthFailures = DefaultMaxAuthFailures
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = DefaultWriteTimeout

@@ -24,6 +24,14 @@ var (
 	errBareNewline = reply(550, smtp.EnhancedCode{5, 5, 2}, "Bare <CR> or <LF> not allowed; lines must end in <CR><LF>")
 	// RFC 3463 X.3.4, RFC 1870 §6.
 	errTooBig = reply(552, smtp.EnhancedCode{5, 3, 4}, "Message size exceeds fixed maximum message size")
+	// RFC 4954 §4, RFC 3463 X.7.0: too many failed AUTHs; the
+	// connection closes after it.
+	errAuthTooMany = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentication attempts, closing connection")
+	// RFC 5321 §4.5.3.2: DATA did not end in time; the connection
+	// closes after it and nothing is queued.
+	errDataTimeout = reply(421, smtp.EnhancedCode{4, 4, 2}, "Timeout exceeded, message not queued, closing connection")
+	// Reading the message failed otherwise (connection reset, TLS error).
+	errInputFailed = reply(421, smtp.EnhancedCode{4, 4, 0}, "Connection error, message not queued, closing connection")
 	// RFC 3463 X.3.1: disk full; temporary, the client keeps the message.
 	errNoSpace = reply(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage")
 	// SPEC §4: any other spool failure gets the same 452 4.3.1 (RFC 3463
@@ -61,6 +69,17 @@ func queuedReply(id string) *smtp.SMTPError {
 // tooManyConnections greets a client over the connection limit (§3.8).
 func tooManyConnections(hostname string) string {
 	return fmt.Sprintf("421 4.7.0 %s Error: too many connections, try again later\r\n", hostname)
+}
+
+// tooManyFromAddress greets a client whose address already has
+// MaxConnectionsPerIP connections.
+func tooManyFromAddress(hostname string) string {
+	return fmt.Sprintf("421 4.7.0 %s Error: too many connections from your address, try again later\r\n", hostname)
+}
+
+// lastReply renders a reply the server sends itself before it closes.
+func lastReply(e *smtp.SMTPError) string {
+	return fmt.Sprintf("%d %s %s\r\n", e.Code, enh(e), e.Message)
 }
 
 // shuttingDownGreeting tells an idle client the server is stopping.

@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -28,8 +30,36 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*connection]struct{}
+	perIP     map[netip.Prefix]int // connections from outside Allow, by clientKey
+	outside   int                  // of those, not authenticated
 	closing   bool
 	wg        sync.WaitGroup
+
+	auth       *authThrottle
+	refusedLog *logLimiter
+	stats      struct {
+		refusedFull, refusedPerIP, refusedOutside, authFailures atomic.Uint64
+	}
+}
+
+// Stats are the server's counters since New.
+type Stats struct {
+	// Connections turned away with 421: the server was full, the
+	// client's address had MaxConnectionsPerIP, or clients outside Allow
+	// had MaxOutsideConnections.
+	RefusedFull, RefusedPerIP, RefusedOutside uint64
+	// AuthFailures counts AUTH attempts that did not succeed.
+	AuthFailures uint64
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		RefusedFull:    s.stats.refusedFull.Load(),
+		RefusedPerIP:   s.stats.refusedPerIP.Load(),
+		RefusedOutside: s.stats.refusedOutside.Load(),
+		AuthFailures:   s.stats.authFailures.Load(),
+	}
 }
 
 // New checks cfg and fills in defaults.
@@ -39,10 +69,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		listeners: map[net.Listener]struct{}{},
-		conns:     map[*connection]struct{}{},
+		cfg:        cfg,
+		log:        cfg.Logger,
+		listeners:  map[net.Listener]struct{}{},
+		conns:      map[*connection]struct{}{},
+		perIP:      map[netip.Prefix]int{},
+		auth:       newAuthThrottle(cfg.AuthDelay, cfg.AuthDelayMax),
+		refusedLog: newLogLimiter(10 * time.Second),
 	}, nil
 }
 
@@ -52,8 +85,7 @@ func (s *Server) Config() Config { return s.cfg }
 // ListenAndServe listens on Config.Addr and serves until Shutdown or until
 // ctx is cancelled.
 func (s *Server) ListenAndServe(ctx context.Context) error {
-	var lc net.ListenConfig
-	l, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	l, err := Listen(ctx, s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("inbound: %w", err)
 	}
@@ -117,37 +149,100 @@ func isTemporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
-// accept admits a connection, or turns it away when the server is full
-// (RFC 5321 §3.8: 421 and close).
+// accept admits a connection, or turns it away (RFC 5321 §3.8: 421 and
+// close) when the server is full, when the client's address has
+// MaxConnectionsPerIP, or when clients outside Allow that have not
+// authenticated have MaxOutsideConnections between them: what is left of
+// MaxConnections stays for the allowed networks and authenticated clients.
 func (s *Server) accept(ctx context.Context, nc net.Conn) {
 	remote := remoteAddr(nc)
+	relay := s.cfg.allowed(remote)
+	key := clientKey(remote)
 	s.mu.Lock()
-	if s.closing || len(s.conns) >= s.cfg.MaxConnections {
-		closing := s.closing
+	var reason, greeting string
+	switch {
+	case s.closing:
+		reason, greeting = "shutting down", shuttingDownGreeting(s.cfg.Hostname)
+	case len(s.conns) >= s.cfg.MaxConnections:
+		reason, greeting = "server full", tooManyConnections(s.cfg.Hostname)
+		s.stats.refusedFull.Add(1)
+	case !relay && s.perIP[key] >= s.cfg.MaxConnectionsPerIP:
+		reason, greeting = "too many from this address", tooManyFromAddress(s.cfg.Hostname)
+		s.stats.refusedPerIP.Add(1)
+	case !relay && s.outside >= s.cfg.MaxOutsideConnections:
+		reason, greeting = "too many from outside the allowed networks", tooManyConnections(s.cfg.Hostname)
+		s.stats.refusedOutside.Add(1)
+	}
+	if reason != "" {
 		s.mu.Unlock()
-		s.log.Warn("connection refused", "client", remote.String(), "too_many", !closing, "closing", closing)
+		if ok, skipped := s.refusedLog.allow(reason); ok {
+			s.log.Warn("connection refused", "client", remote.String(), "reason", reason, "not_logged_since_last", skipped)
+		}
 		s.wg.Go(func() {
 			nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if closing {
-				nc.Write([]byte(shuttingDownGreeting(s.cfg.Hostname)))
-			} else {
-				nc.Write([]byte(tooManyConnections(s.cfg.Hostname)))
-			}
+			nc.Write([]byte(greeting))
 			nc.Close()
 		})
 		return
 	}
-	c := &connection{s: s, ctx: ctx, nc: nc, remote: remote, relay: s.cfg.allowed(remote)}
+	c := &connection{s: s, ctx: ctx, nc: nc, remote: remote, key: key, relay: relay, outside: !relay, id: sessionID()}
+	c.guard = newGuardConn(nc, Timeouts{
+		Idle: s.cfg.IdleTimeout, Command: s.cfg.CommandTimeout, Data: s.cfg.DataTimeout, Handshake: s.cfg.HandshakeTimeout,
+	})
 	s.conns[c] = struct{}{}
+	if !relay {
+		s.perIP[key]++
+		s.outside++
+	}
 	s.mu.Unlock()
 	s.wg.Go(func() {
-		defer func() {
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-		}()
+		defer s.release(c)
 		c.serve()
 	})
+}
+
+// release forgets an ended connection.
+func (s *Server) release(c *connection) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	if !c.relay {
+		if s.perIP[c.key]--; s.perIP[c.key] <= 0 {
+			delete(s.perIP, c.key)
+		}
+	}
+	if c.outside {
+		c.outside = false
+		s.outside--
+	}
+}
+
+// authenticated moves a client outside Allow out of the unauthenticated
+// share once it has logged in.
+func (s *Server) authenticated(c *connection) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.outside {
+		c.outside = false
+		s.outside--
+	}
+}
+
+// clientKey is what per-address limits count by: the address, or for
+// IPv6 its /64, which one end site usually gets whole (RFC 6177), so that
+// one client cannot pass as many.
+func clientKey(a netip.Addr) netip.Prefix {
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p
+	}
+	return netip.PrefixFrom(a, a.BitLen())
+}
+
+// sessionID names a connection in the log: the replies never carry
+// internal detail, the log does, under this ID.
+func sessionID() string {
+	return fmt.Sprintf("%08x", rand.Uint32())
 }
 
 func remoteAddr(nc net.Conn) netip.Addr {
@@ -223,13 +318,19 @@ type connection struct {
 	s      *Server
 	ctx    context.Context
 	nc     net.Conn
+	guard  *guardConn // nc as go-smtp sees it
+	id     string     // session ID for the log
 	remote netip.Addr
-	relay  bool // the client's network may relay without AUTH
+	key    netip.Prefix // clientKey(remote)
+	relay  bool         // the client's network may relay without AUTH
 	tap    streamTap
 
-	mu   sync.Mutex
-	sc   *smtp.Conn // set at the first EHLO
-	inTx bool       // between MAIL and the end of the transaction
+	outside bool // counted in Server.outside; guarded by Server.mu
+
+	mu           sync.Mutex
+	sc           *smtp.Conn // set at the first EHLO
+	inTx         bool       // between MAIL and the end of the transaction
+	authFailures int
 }
 
 func (c *connection) serve() {
@@ -242,16 +343,18 @@ func (c *connection) serve() {
 	// Enforced in Rcpt with RFC 5321's own wording.
 	srv.MaxRecipients = 0
 	srv.AllowInsecureAuth = false // RFC 4954 §4: no passwords in clear
-	srv.ReadTimeout = cfg.ReadTimeout
+	// The guard keeps the read deadlines; go-smtp's ReadTimeout must be
+	// set only so that it says when it waits for a line (guard.go).
+	srv.ReadTimeout = cfg.IdleTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.EnableSMTPUTF8 = true
 	srv.Debug = &c.tap
-	srv.ErrorLog = errorLog{log: c.s.log, client: c.remote.String()}
+	srv.ErrorLog = errorLog{log: c.s.log, client: c.remote.String(), session: c.id}
 
-	log := c.s.log.With("client", c.remote.String())
+	log := c.s.log.With("session", c.id, "client", c.remote.String())
 	log.Debug("connection opened", "relay_allowed", c.relay)
 	start := time.Now()
-	srv.Serve(&oneConnListener{conn: c.nc})
+	srv.Serve(&oneConnListener{conn: c.guard})
 	// Serve returned after handing the connection to its goroutine;
 	// Shutdown waits for that goroutine, i.e. for the session to end.
 	srv.Shutdown(context.Background())
@@ -266,18 +369,18 @@ func (c *connection) closeIfIdle() {
 	if c.inTx {
 		return
 	}
-	c.say421()
+	c.hangUp(shuttingDownGreeting(c.s.cfg.Hostname))
 }
 
-// say421 sends the shutdown reply over the connection as it currently is
-// (after STARTTLS, through TLS) and closes it. c.mu is held.
-func (c *connection) say421() {
-	var w net.Conn = c.nc
+// hangUp sends a last reply over the connection as it currently is (after
+// STARTTLS, through TLS) and closes it. c.mu is held.
+func (c *connection) hangUp(reply string) {
+	var w net.Conn = c.guard
 	if c.sc != nil {
 		w = c.sc.Conn()
 	}
 	w.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	w.Write([]byte(shuttingDownGreeting(c.s.cfg.Hostname)))
+	w.Write([]byte(reply))
 	w.Close()
 }
 
@@ -303,14 +406,14 @@ func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
 // errorLog routes go-smtp's internal complaints (mostly clients that went
 // away) to debug logging.
 type errorLog struct {
-	log    *slog.Logger
-	client string
+	log             *slog.Logger
+	client, session string
 }
 
 func (e errorLog) Printf(format string, v ...any) {
-	e.log.Debug("smtp: "+fmt.Sprintf(format, v...), "client", e.client)
+	e.log.Debug("smtp: "+fmt.Sprintf(format, v...), "session", e.session, "client", e.client)
 }
 
 func (e errorLog) Println(v ...any) {
-	e.log.Debug("smtp: "+fmt.Sprint(v...), "client", e.client)
+	e.log.Debug("smtp: "+fmt.Sprint(v...), "session", e.session, "client", e.client)
 }

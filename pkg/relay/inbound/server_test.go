@@ -522,7 +522,7 @@ func TestMaxConnections(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	r := startRelay(t, Config{ReadTimeout: 50 * time.Millisecond})
+	r := startRelay(t, Config{IdleTimeout: 50 * time.Millisecond})
 	c := r.dial()
 	c.expect("", "220 ")
 	c.expect("", "421 4.4.2") // go-smtp: idle timeout

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -44,7 +43,7 @@ func (c *connection) newSession(sc *smtp.Conn) (smtp.Session, error) {
 }
 
 func (s *session) log() []any {
-	return []any{"client", s.c.remote.String(), "helo", s.sc.Hostname()}
+	return []any{"session", s.c.id, "client", s.c.remote.String(), "helo", s.sc.Hostname()}
 }
 
 // Mail starts a transaction (RFC 5321 §4.1.1.2).
@@ -118,12 +117,13 @@ func (s *session) Data(r io.Reader) error {
 	id := q.NewID()
 	log := s.c.s.log.With(append(s.log(), "id", id)...)
 
+	// The whole transfer runs under one deadline (guard.go).
+	s.c.guard.beginData()
+	defer s.c.guard.endData()
 	in := &dataStream{
-		r:       r,
-		conn:    s.sc.Conn(),
-		timeout: cfg.ReadTimeout,
-		check:   lineCheck{maxLine: cfg.MaxLineLength},
-		tap:     &s.c.tap,
+		r:     r,
+		check: lineCheck{maxLine: cfg.MaxLineLength},
+		tap:   &s.c.tap,
 	}
 	env := &spool.Envelope{
 		ID:         id,
@@ -184,9 +184,24 @@ func (s *session) Data(r io.Reader) error {
 	case errors.Is(in.err, smtp.ErrDataTooLarge):
 		reply = errTooBig
 	case in.err != nil:
-		// The client went away or timed out mid-DATA; go-smtp closes.
-		log.Info("message not queued: input failed", "err", in.err)
-		return in.err
+		// The client went away or ran out of time mid-DATA: the
+		// connection is of no further use. The reply is a fixed text;
+		// what went wrong is in the log.
+		if errors.Is(in.err, smtp.ErrDataReset) {
+			// BDAT ended by RSET or by a failed chunk: go-smtp has
+			// answered already and no reply to this one is sent.
+			log.Info("message not queued: transfer aborted", "err", in.err)
+			return errInputFailed
+		}
+		reply = errInputFailed
+		if isTimeout(in.err) {
+			reply = errDataTimeout
+		}
+		log.Info("message not queued: input failed", "reply", reply.Code, "status", enh(reply), "err", in.err)
+		s.c.mu.Lock()
+		s.c.hangUp(lastReply(reply))
+		s.c.mu.Unlock()
+		return reply
 	case errors.Is(err, spool.ErrNoSpace):
 		reply = errNoSpace
 	default:
@@ -225,12 +240,10 @@ func peekHeader(br *bufio.Reader, limit int) ([]byte, error) {
 // read with an error, so the spool never stores the message; go-smtp then
 // reads the rest of the DATA away and sends the reply Data returns.
 type dataStream struct {
-	r       io.Reader
-	conn    net.Conn
-	timeout time.Duration
-	check   lineCheck
-	tap     *streamTap
-	onEOF   func()
+	r     io.Reader
+	check lineCheck
+	tap   *streamTap
+	onEOF func()
 
 	fault Violation
 	err   error // the first error returned
@@ -246,10 +259,6 @@ func (d *dataStream) Read(p []byte) (int, error) {
 	if d.tail {
 		return 0, io.EOF
 	}
-	// go-smtp sets a deadline per command line only; refresh it so a
-	// large message may take as long as it needs while the client keeps
-	// sending (RFC 5321 §4.5.3.2.7).
-	d.conn.SetReadDeadline(time.Now().Add(d.timeout))
 	n, err := d.r.Read(p)
 	d.check.scan(p[:n])
 	if v := d.check.fault; v != OK || d.tap.Tainted() {
@@ -294,7 +303,7 @@ func (s *session) Reset() {
 	defer s.c.mu.Unlock()
 	s.c.inTx = false
 	if s.c.s.isClosing() {
-		s.c.say421()
+		s.c.hangUp(shuttingDownGreeting(s.c.s.cfg.Hostname))
 	}
 }
 
@@ -315,32 +324,73 @@ func (s *session) AuthMechanisms() []string {
 	return []string{sasl.Plain, sasl.Login}
 }
 
-// Auth starts a SASL exchange (RFC 4954).
+// Auth starts a SASL exchange (RFC 4954). An address with recent
+// failures waits before every answer (authThrottle); MaxAuthFailures
+// failures end the connection with 421 4.7.0.
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	check := s.c.s.cfg.Auth
 	if check == nil {
 		return nil, smtp.ErrAuthUnsupported
 	}
-	verify := func(user, pass string) error {
-		if !check(s.c.ctx, user, pass) {
-			s.c.s.log.Warn("authentication failed", append(s.log(), "user", user)...)
-			return errAuthFailed
+	verify := func(user, pass string, ok bool) error {
+		s.c.s.auth.pause(s.c.ctx, s.c.key)
+		if !ok || !check(s.c.ctx, user, pass) {
+			return s.authFailed(user)
 		}
 		s.user = user
+		s.c.s.authenticated(s.c)
 		s.c.s.log.Info("authenticated", append(s.log(), "user", user)...)
 		return nil
 	}
+	var srv sasl.Server
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, user, pass string) error {
+		srv = sasl.NewPlainServer(func(identity, user, pass string) error {
 			// RFC 4616 §2: acting as someone else is not offered.
-			if identity != "" && identity != user {
-				return errAuthFailed
-			}
-			return verify(user, pass)
-		}), nil
+			return verify(user, pass, identity == "" || identity == user)
+		})
 	case sasl.Login:
-		return &loginServer{verify: verify}, nil
+		srv = &loginServer{verify: func(user, pass string) error { return verify(user, pass, true) }}
+	default:
+		return nil, smtp.ErrAuthUnknownMechanism
 	}
-	return nil, smtp.ErrAuthUnknownMechanism
+	return saslReplies{srv, s}, nil
+}
+
+// authFailed counts a failed AUTH and answers it; at MaxAuthFailures on
+// this connection the answer is 421 and the connection closes.
+func (s *session) authFailed(user string) error {
+	c := s.c
+	c.s.stats.authFailures.Add(1)
+	c.s.auth.failed(c.key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.authFailures++
+	c.s.log.Warn("authentication failed", append(s.log(), "user", user, "failures", c.authFailures)...)
+	if c.authFailures < c.s.cfg.MaxAuthFailures {
+		return errAuthFailed
+	}
+	c.s.log.Warn("too many authentication failures; closing", s.log()...)
+	c.hangUp(lastReply(errAuthTooMany))
+	return errAuthTooMany
+}
+
+// saslReplies keeps a SASL mechanism's own error texts out of the reply:
+// a response it cannot parse is a failed AUTH like a wrong password.
+type saslReplies struct {
+	sasl.Server
+	s *session
+}
+
+func (r saslReplies) Next(response []byte) ([]byte, bool, error) {
+	challenge, done, err := r.Server.Next(response)
+	if err == nil {
+		return challenge, done, nil
+	}
+	var reply *smtp.SMTPError
+	if errors.As(err, &reply) {
+		return nil, true, reply
+	}
+	r.s.c.s.log.Info("malformed AUTH response", append(r.s.log(), "err", err)...)
+	return nil, true, r.s.authFailed("")
 }
