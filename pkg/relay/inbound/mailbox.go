@@ -13,7 +13,7 @@ import (
 //
 // go-smtp hands the backend the address with a quoted local part already
 // unquoted (`"a b"@x` arrives as `a b@x`), and cannot be asked for the
-// text it read (it is vendored unmodified). RFC 5321 §4.1.2 keeps "@" out
+// text it read (and the fork in third_party is not changed for this). RFC 5321 §4.1.2 keeps "@" out
 // of domains, so its last "@" still separates the two parts, and
 // address.ParseValue reads the value back; Mailbox.String quotes it again
 // for the wire. Everything go-smtp let through that no Quoted-string can
@@ -45,8 +45,10 @@ func sender(from string) (addr string, refused *smtp.SMTPError, why error) {
 // per domain, and a literal names none. Accepting user@[192.0.2.1] would
 // let a sender write a partner's MX address and route around the
 // partner's policy entry (only the catch-all could apply), with no host
-// name to verify a certificate against. Postfix defers such mail after
-// looking the literal up as a name; a compliance gateway says no at once.
+// name to verify a certificate against. An MTA like Postfix sends to the
+// literal's address; a compliance gateway says no at once, and clearly
+// (before this, the relay looked the literal up as an MX name and
+// deferred the mail until it expired).
 func recipient(to string) (addr string, refused *smtp.SMTPError, why error) {
 	m, err := address.ParseValue(to)
 	if err != nil {
