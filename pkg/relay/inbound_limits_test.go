@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"bufio"
+	"encoding/base64"
 	"net"
 	"net/netip"
 	"os"
@@ -10,12 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smgctl/smgctl/internal/testpeer"
 	"github.com/smgctl/smgctl/pkg/relay"
 )
 
-// ISSUE 10 #8, #11: the per-address limit reaches the running relay from
-// its configuration, and what it refuses is counted on /metrics, as are
-// AUTH failures.
+// ISSUE 10 #8, #9, #11: the per-address limit reaches the running relay
+// from its configuration, and what it refuses is counted on /metrics, as
+// are AUTH failures.
 func TestRelayInboundRefusalsCounted(t *testing.T) {
 	dir := t.TempDir()
 	cfg := relay.DefaultConfig()
@@ -24,6 +26,11 @@ func TestRelayInboundRefusalsCounted(t *testing.T) {
 	cfg.Allow = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")} // loopback is outside
 	cfg.MaxConnectionsPerIP = 2
 	os.WriteFile(cfg.Policy, nil, 0o644)
+	ca := testpeer.NewCA(t)
+	leaf := ca.Issue(t, "relay.corp.test")
+	cfg.TLSCert, cfg.TLSKey = leaf.CertFile, leaf.KeyFile
+	cfg.AuthFile = filepath.Join(dir, "users")
+	os.WriteFile(cfg.AuthFile, []byte(htpasswdLine(t, "u", "p")), 0o600)
 	l := runRelay(t, nil, cfg)
 
 	greet := func() string {
@@ -42,11 +49,18 @@ func TestRelayInboundRefusalsCounted(t *testing.T) {
 			t.Errorf("connection %d: %q, want %q", i+1, got, want)
 		}
 	}
+	c := dialSMTP(t, l.relay.Addr().String())
+	c.cmd(t, 250, "EHLO client.test")
+	c.cmd(t, 220, "STARTTLS")
+	c.startTLS(t, ca, "relay.corp.test")
+	c.cmd(t, 250, "EHLO client.test")
+	c.cmd(t, 535, "AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00u\x00wrong")))
+
 	m := l.metrics(t)
 	if v := scrape(t, m, `smgctl_relay_inbound_refused_total{limit="max_connections_per_ip"}`); v != 1 {
 		t.Errorf("refused per IP = %v, want 1", v)
 	}
-	if v := scrape(t, m, "smgctl_relay_auth_failures_total"); v != 0 {
-		t.Errorf("auth failures = %v, want 0", v)
+	if v := scrape(t, m, "smgctl_relay_auth_failures_total"); v != 1 {
+		t.Errorf("auth failures = %v, want 1", v)
 	}
 }

@@ -50,6 +50,9 @@ var (
 	errNeedSMTPUTF8 = reply(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII address requires SMTPUTF8")
 	// RFC 4954 §6: the credentials were wrong.
 	errAuthFailed = smtp.ErrAuthFailed
+	// RFC 5321 §4.2.3 451: anything that went wrong inside; the detail
+	// is in the log under the session ID (fixedReplies).
+	errInternal = reply(451, smtp.EnhancedCode{4, 3, 0}, "Local error in processing")
 	// RFC 5321 §3.8: the server is going down; the client retries later.
 	errShuttingDown = reply(421, smtp.EnhancedCode{4, 3, 2}, "Service shutting down")
 )

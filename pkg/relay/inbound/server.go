@@ -4,7 +4,10 @@
 //
 // It is built on github.com/emersion/go-smtp, one go-smtp Server per
 // connection so that each connection's decrypted input can be checked for
-// bare CR/LF (see streamTap).
+// bare CR/LF (see streamTap). go-smtp reads and writes through a
+// guardConn, which keeps the deadlines a slow client cannot stretch and
+// lets no clear text follow a STARTTLS go-ahead; admission (connection
+// limits) and AUTH throttling are the Server's.
 package inbound
 
 import (

@@ -39,7 +39,7 @@ func (c *connection) newSession(sc *smtp.Conn) (smtp.Session, error) {
 	c.mu.Lock()
 	c.sc = sc
 	c.mu.Unlock()
-	return &session{c: c, sc: sc}, nil
+	return fixedReplies{&session{c: c, sc: sc}}, nil
 }
 
 func (s *session) log() []any {
