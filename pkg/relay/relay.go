@@ -14,11 +14,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/mx"
 	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/relay/auditgate"
 	"github.com/smgctl/smgctl/pkg/relay/authfile"
 	"github.com/smgctl/smgctl/pkg/relay/delivery"
 	"github.com/smgctl/smgctl/pkg/relay/health"
@@ -33,8 +35,11 @@ type Relay struct {
 	cfg Config
 	log *slog.Logger
 
-	spool   *spool.Spool
-	audit   *audit.Log
+	spool *spool.Spool
+	audit *audit.Log
+	// gate keeps delivery and intake waiting while the audit log cannot
+	// be written; every record goes through it.
+	gate    *auditgate.Gate
 	watcher *policywatch.Watcher
 	auth    *authfile.Checker // nil: no AUTH
 	runner  *delivery.Runner
@@ -83,6 +88,12 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		return nil, err
 	}
 	closers = append(closers, r.audit.Close)
+	// The backlog lives in the spool: another filesystem than the log's,
+	// usually, and the relay's own durable state.
+	if r.gate, err = auditgate.Open(auditgate.Config{Log: r.audit, Dir: filepath.Join(cfg.Spool, "audit-backlog"),
+		Health: r.health, Logger: log.With("part", "audit")}); err != nil {
+		return nil, err
+	}
 
 	roots, err := smtpclient.RootPool(cfg.CAFile)
 	if err != nil {
@@ -107,7 +118,8 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		Spool:         r.spool,
 		Policy:        r.watcher.Policy,
 		Resolver:      resolver,
-		Audit:         r.metrics.observe(r.audit),
+		Audit:         r.metrics.observe(r.gate),
+		Hold:          r.gate.Held,
 		Log:           log.With("part", "delivery"),
 		Hostname:      cfg.Hostname,
 		RootCAs:       roots,
@@ -147,6 +159,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		MaxRecipients:   cfg.MaxRecipients,
 		Queue:           r.spool,
 		Notify:          r.runner.Notify,
+		Refuse:          r.gate.Held,
 		Logger:          log.With("part", "inbound"),
 	}); err != nil {
 		return nil, err
@@ -205,6 +218,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(background)
 	defer stopWatch()
 	wg.Go(func() { r.watcher.Run(watchCtx) })
+	wg.Go(func() { r.gate.Run(watchCtx) })
 
 	runCtx, stopRunner := context.WithCancel(background)
 	defer stopRunner()

@@ -32,6 +32,9 @@ func (l *Log) cutTornTail(frag int, now time.Time) error {
 	return nil
 }
 
+// failedWrite is the reason of the record of cuts after failed writes.
+const failedWrite = "writes failed part-way (e.g. no space left on device); what they wrote was cut off, and their batches are written again"
+
 // finishCut cuts the live file back to l.cutTo after a failed write, and
 // queues the record of the cut. Nothing is appended while a cut is
 // pending: a record glued to a torn fragment would break the chain for
@@ -53,8 +56,12 @@ func (l *Log) finishCut(now time.Time) error {
 			return fmt.Errorf("audit log: %w", err)
 		}
 		l.log.Warn("cut a failed batch off the audit log; the cut is recorded in the log", "path", l.path, "bytes", cut)
-		l.marks = append(l.marks, Mark{Time: now.UTC(), Event: hashchain.Repaired, CutBytes: cut,
-			Reason: "a write failed part-way (e.g. no space left on device); its batch was cut off and is written again"})
+		if n := len(l.marks); n > 0 && l.marks[n-1].Event == hashchain.Repaired && l.marks[n-1].Reason == failedWrite {
+			// Retries during one outage: one record of all they cut.
+			l.marks[n-1].CutBytes += cut
+		} else {
+			l.marks = append(l.marks, Mark{Time: now.UTC(), Event: hashchain.Repaired, CutBytes: cut, Reason: failedWrite})
+		}
 	}
 	l.cutTo = -1
 	return nil

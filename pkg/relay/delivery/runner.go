@@ -40,7 +40,12 @@ type Runner struct {
 	destSems map[string]chan struct{} // groups in flight per domain
 
 	stats counters
+	// held: Config.Hold said no at the last dispatch (logged once).
+	held bool
 }
+
+// HoldPoll is how often a held runner asks Config.Hold again.
+const HoldPoll = 500 * time.Millisecond
 
 type counters struct {
 	delivered, deferred, bounced, wouldBounce, dsns atomic.Uint64
@@ -225,6 +230,19 @@ func nextDue(env *spool.Envelope) time.Time {
 // finish wakes the loop).
 func (r *Runner) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Time {
 	now := r.cfg.Now()
+	if r.cfg.Hold != nil {
+		if err := r.cfg.Hold(); err != nil {
+			if !r.held {
+				r.cfg.Log.Error("delivery paused", "reason", err)
+			}
+			r.held = true
+			return now.Add(HoldPoll)
+		}
+		if r.held {
+			r.cfg.Log.Info("delivery resumes")
+			r.held = false
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	free := r.cfg.MaxMessages - len(r.active)
@@ -363,7 +381,9 @@ func (r *Runner) process(ctx context.Context, id string, force bool) {
 	m.finish()
 	// unstored implies no recipient was returned (those stay pending
 	// until finish queues their DSN), so the message is final here.
-	if !env.Pending() {
+	// A message whose records were not kept stays queued: its removal
+	// must never be the only trace of an attempt.
+	if !env.Pending() && !m.unaudited {
 		r.remove(env)
 	}
 }
@@ -454,6 +474,8 @@ type message struct {
 	// unstored: the final state is only in memory; the message must be
 	// removed (or, failing that, its envelope written).
 	unstored bool
+	// unaudited: the audit records of an attempt were not kept.
+	unaudited bool
 }
 
 func (m *message) rcpt(addr string) *spool.Recipient {
@@ -530,7 +552,8 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 	}
 	if r.cfg.Audit != nil {
 		if err := r.cfg.Audit.Write(recs...); err != nil {
-			r.cfg.Log.Error("writing the audit log", "id", env.ID, "err", err)
+			r.cfg.Log.Error("writing the audit log; the message stays queued", "id", env.ID, "err", err)
+			m.unaudited = true
 		}
 	}
 	for _, x := range res {
