@@ -52,7 +52,7 @@ func TestAuditVerifyCLI(t *testing.T) {
 
 	code, stdout, stderr := runSmgctl(t, "audit", "verify", log, journal)
 	if code != 0 || !strings.Contains(stdout, "ok audit log "+log+": 44 lines in") || !strings.Contains(stdout, "sealed") ||
-		!strings.Contains(stdout, "ok policy journal "+journal+": 3 lines") {
+		!strings.Contains(stdout, "ok policy journal "+journal+": 6 lines") {
 		t.Fatalf("clean: exit %d\n%s%s", code, stdout, stderr)
 	}
 

@@ -465,19 +465,69 @@ func TestJournal(t *testing.T) {
 	if Detect(j) != Journal {
 		t.Fatal("journal not detected")
 	}
+	// Each change is a record and its checkpoint: 8 lines.
 	rep, err := Path(context.Background(), j)
-	if err != nil || !rep.OK() || rep.Lines != 4 || rep.Kind != Journal {
+	if err != nil || !rep.OK() || rep.Lines != 8 || rep.Count != 8 || rep.Kind != Journal || rep.Legacy {
 		t.Fatalf("%+v %v %v", rep, rep.Break, err)
 	}
+	anchor, _ := ParseAnchor(rep.Head())
 	lines := fileLines(t, j)
-	writeLines(t, j, replaced(lines, 1, bytes.Replace(lines[1], []byte(`"tester"`), []byte(`"nobody"`), 1)))
-	rep, err = Path(context.Background(), j)
-	if err != nil || rep.OK() || rep.Break.Line != 2 || !strings.Contains(rep.Break.Msg, "altered") {
-		t.Fatalf("%+v %v %v", rep, rep.Break, err)
+	for _, tc := range []struct {
+		name   string
+		tamper []byte
+		anchor bool
+		line   int64
+		msg    string
+	}{
+		{"edited record", bytes.Join(replaced(lines, 2, bytes.Replace(lines[2], []byte(`"tester"`), []byte(`"nobody"`), 1)), nil), false, 3, "altered"},
+		{"deleted record", bytes.Join(without(lines, 2), nil), false, 2, "missing"},
+		// Issue 10: these passed before checkpoints.
+		{"last change edited", bytes.Join(replaced(lines, 6, bytes.Replace(lines[6], []byte(`"tester"`), []byte(`"nobody"`), 1)), nil), false, 7, "altered"},
+		{"last line cut", bytes.Join(lines[:7], nil), false, 7, "1 lines after the last checkpoint"},
+		{"emptied", nil, false, 1, "the journal is empty"},
+		{"last change cut, against an anchor", bytes.Join(lines[:6], nil), true, 6, "lines were cut"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(j, tc.tamper, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var opt Options
+			if tc.anchor {
+				opt.Anchor = &anchor
+			}
+			rep, err := PathWith(context.Background(), j, opt)
+			if err != nil || rep.OK() || rep.Break.Line != tc.line || !strings.Contains(rep.Break.Msg, tc.msg) {
+				t.Fatalf("break = %v (%v), want line %d %q", rep.Break, err, tc.line, tc.msg)
+			}
+		})
 	}
-	writeLines(t, j, without(lines, 2))
-	if rep, _ := Path(context.Background(), j); rep.OK() || rep.Break.Line != 2 {
-		t.Fatalf("deleted journal line: %v", rep.Break)
+}
+
+// TestLegacyJournal: a journal from before checkpoints verifies with a
+// note, and its next change covers it with a first checkpoint.
+func TestLegacyJournal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.conf")
+	j := path + ".journal"
+	var b []byte
+	prev := ""
+	for _, d := range []string{"a.example", "b.example"} {
+		line := fmt.Sprintf(`{"time":"2026-01-01T00:00:00Z","actor":"old","action":"add","target":%q,"before":null,"after":{},"prev":%q}`, d, prev)
+		b = append(b, line+"\n"...)
+		prev = hashOf([]byte(line))
+	}
+	os.WriteFile(j, b, 0o644)
+	rep, err := Path(context.Background(), j)
+	if err != nil || !rep.OK() || !rep.Legacy {
+		t.Fatalf("legacy journal: %+v %v %v", rep, rep.Break, err)
+	}
+	s := &store.Store{Path: path}
+	tg, _ := policy.ParseTarget("c.example")
+	if _, err := s.Add(context.Background(), "tester", tg, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Path(context.Background(), j)
+	if err != nil || !rep.OK() || rep.Legacy || rep.Count != 4 || len(rep.Notes) != 1 {
+		t.Fatalf("after a change: %+v %v %v", rep, rep.Break, err)
 	}
 }
 
