@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/relay/audit"
@@ -62,6 +63,10 @@ type Gate struct {
 	backlog []batch
 	lastErr error
 	seq     int
+	// held is Held's answer, kept current under mu and read without it:
+	// every MAIL FROM and every dispatch asks, and must not wait behind
+	// an audit fsync.
+	held atomic.Pointer[error]
 }
 
 // batch is one Write's records; file is where they are kept ("" when
@@ -133,7 +138,9 @@ func (g *Gate) Write(recs ...audit.Record) error {
 	if len(g.backlog) == 0 {
 		err := g.cfg.Log.Write(recs...)
 		if err == nil {
-			g.report()
+			if g.held.Load() != nil {
+				g.report() // the backlog was just written
+			}
 			return nil
 		}
 		g.lastErr = err
@@ -184,20 +191,22 @@ func (g *Gate) flush() error {
 // Held says why delivery must not start and new mail must be refused, or
 // nil when the log is current.
 func (g *Gate) Held() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.backlog) == 0 {
-		return nil
+	if p := g.held.Load(); p != nil {
+		return *p
 	}
-	return fmt.Errorf("the audit log cannot be written (%v); %d batches of records wait", g.lastErr, len(g.backlog))
+	return nil
 }
 
-// report puts the gate's state on the health board; g.mu held.
+// report puts the gate's state on the health board and in Held; g.mu
+// held.
 func (g *Gate) report() {
 	if len(g.backlog) == 0 {
+		g.held.Store(nil)
 		g.cfg.Health.Clear(Part)
 		return
 	}
+	err := fmt.Errorf("the audit log cannot be written (%v); %d batches of records wait", g.lastErr, len(g.backlog))
+	g.held.Store(&err)
 	g.cfg.Health.Set(Part, health.Failing, fmt.Sprintf(
 		"audit log cannot be written (%v): delivery paused, new mail refused (451), %d batches of records kept in %s",
 		g.lastErr, len(g.backlog), g.cfg.Dir))

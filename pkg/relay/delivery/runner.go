@@ -539,6 +539,15 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 		}
 		recs = append(recs, auditRecord(env, g.req, x, event, rc.Attempts, now))
 	}
+	// The records go first: once the envelope says delivered, nothing
+	// would try again, so a crash in between must cost at most a second
+	// delivery (recorded), never a delivery without its record.
+	if r.cfg.Audit != nil {
+		if err := r.cfg.Audit.Write(recs...); err != nil {
+			r.cfg.Log.Error("writing the audit log; the message stays queued", "id", env.ID, "err", err)
+			m.unaudited = true
+		}
+	}
 	if !env.Pending() {
 		// Every recipient is final and process removes the message next:
 		// the removal, durable once its directory fsync returns, is the
@@ -549,12 +558,6 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 		m.unstored = true
 	} else if err := r.cfg.Spool.Update(env); err != nil {
 		r.cfg.Log.Error("storing delivery state", "id", env.ID, "err", err)
-	}
-	if r.cfg.Audit != nil {
-		if err := r.cfg.Audit.Write(recs...); err != nil {
-			r.cfg.Log.Error("writing the audit log; the message stays queued", "id", env.ID, "err", err)
-			m.unaudited = true
-		}
 	}
 	for _, x := range res {
 		r.cfg.Log.Info("recipient", "id", env.ID, "rcpt", x.Rcpt, "outcome", x.Kind.String(), "mx", x.Hop.MX,
