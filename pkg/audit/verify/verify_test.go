@@ -610,3 +610,19 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// FuzzParseAnchor: never panics, and what it takes prints back the same.
+func FuzzParseAnchor(f *testing.F) {
+	f.Add("12:" + strings.Repeat("ab", 32))
+	f.Add("0:x")
+	f.Add(" 7:" + strings.Repeat("AB", 32) + "\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		a, err := ParseAnchor(s)
+		if err != nil {
+			return
+		}
+		if b, err := ParseAnchor(a.String()); err != nil || b != a || a.Count < 1 {
+			t.Fatalf("%q -> %v -> %v %v", s, a, b, err)
+		}
+	})
+}
