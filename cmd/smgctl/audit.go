@@ -29,7 +29,7 @@ var auditSubcommands []func(*globals) *cobra.Command
 func newAuditCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "audit",
-		Short: "Read the relay's audit log: reports, message traces, verification",
+		Short: "Read the relay's audit log: reports, message traces, verification, anchors",
 		Long: `Answer an auditor's questions from the relay's audit log (docs/audit.md):
 how mail to each domain left, and how one message left.
 

@@ -22,6 +22,7 @@ type verifyOutput struct {
 
 func newAuditVerifyCmd(g *globals) *cobra.Command {
 	var out *outputFlag
+	var anchorFlag string
 	c := &cobra.Command{
 		Use:   "verify [FILE...]",
 		Short: "Check the hash chain of the audit log or the policy journal",
@@ -39,14 +40,33 @@ With no FILE: the default audit log (SMGCTL_AUDIT_LOG, else
 ` + relay.DefaultAuditLog + `) and the policy journal (the policy file's name + .journal), each
 if it exists.
 
+Both end every write with a checkpoint line (the count of lines before
+it): a chain that ends with anything else lost its end or was appended
+to. A chain without any checkpoint (written by an older relay) verifies
+with a note. --anchor COUNT:HASH, as ` + "`smgctl audit head`" + ` printed it
+earlier, checks that line COUNT still hashes to HASH: kept off the host,
+it catches a chain cut back to a checkpoint or rewritten with its seal.
+
 The first line that cannot be trusted is reported as FILE:LINE. Exit 0:
 every chain is intact; 1: one is broken; 2: nothing to read.`,
 		Example: `  smgctl audit verify
   smgctl audit verify /var/log/smgctl/audit.log
+  smgctl audit verify --anchor 1234:9f2c… /var/log/smgctl/audit.log
   smgctl audit verify /etc/smgctl/policy.conf.journal --output json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := out.check(); err != nil {
 				return err
+			}
+			var opt verify.Options
+			if anchorFlag != "" {
+				a, err := verify.ParseAnchor(anchorFlag)
+				if err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+				if len(args) != 1 {
+					return &exitError{code: exitUsage, err: errors.New("--anchor needs exactly one FILE: the log or journal it was taken from")}
+				}
+				opt.Anchor = &a
 			}
 			paths := args
 			explicit := len(args) > 0
@@ -59,7 +79,7 @@ every chain is intact; 1: one is broken; 2: nothing to read.`,
 			}
 			res := verifyOutput{OK: true, Chains: []verify.Report{}}
 			for _, p := range paths {
-				rep, err := verify.Path(cmd.Context(), p)
+				rep, err := verify.PathWith(cmd.Context(), p, opt)
 				if errors.Is(err, verify.ErrNothing) && !explicit {
 					continue
 				}
@@ -98,10 +118,20 @@ every chain is intact; 1: one is broken; 2: nothing to read.`,
 					if r.MidChain {
 						detail += ", continues a chain whose start was removed"
 					}
-					if r.Last != "" {
+					if r.Anchored {
+						detail += ", holds the anchor " + opt.Anchor.String()
+					}
+					if h := r.Head(); h != "" {
+						detail += ", head " + h
+					} else if r.Last != "" {
 						detail += ", last " + r.Last
 					}
 					fmt.Fprintf(w, "%s %s %s: %s\n", p.good("ok"), what, r.Path, detail)
+				}
+				for _, r := range res.Chains {
+					for _, n := range r.Notes {
+						fmt.Fprintf(w, "%s %s\n", p.warn("note"), n)
+					}
 				}
 			}
 			if !res.OK {
@@ -111,5 +141,6 @@ every chain is intact; 1: one is broken; 2: nothing to read.`,
 		},
 	}
 	out = addOutputFlag(c, "table", "json")
+	c.Flags().StringVar(&anchorFlag, "anchor", "", "COUNT:HASH from `smgctl audit head`: the chain must still hold it")
 	return c
 }

@@ -51,8 +51,8 @@ func TestAuditVerifyCLI(t *testing.T) {
 	journal := policyPath + ".journal"
 
 	code, stdout, stderr := runSmgctl(t, "audit", "verify", log, journal)
-	if code != 0 || !strings.Contains(stdout, "ok audit log "+log+": 22 lines in") || !strings.Contains(stdout, "sealed") ||
-		!strings.Contains(stdout, "ok policy journal "+journal+": 3 lines") {
+	if code != 0 || !strings.Contains(stdout, "ok audit log "+log+": 44 lines in") || !strings.Contains(stdout, "sealed") ||
+		!strings.Contains(stdout, "ok policy journal "+journal+": 6 lines") {
 		t.Fatalf("clean: exit %d\n%s%s", code, stdout, stderr)
 	}
 
@@ -70,21 +70,23 @@ func TestAuditVerifyCLI(t *testing.T) {
 			} `json:"chains"`
 		}
 		if err := json.Unmarshal([]byte(stdout), &res); err != nil || !res.OK || len(res.Chains) != 2 ||
-			res.Chains[0].Kind != "audit-log" || res.Chains[0].Lines != 22 || res.Chains[1].Kind != "policy-journal" {
+			res.Chains[0].Kind != "audit-log" || res.Chains[0].Lines != 44 || res.Chains[1].Kind != "policy-journal" {
 			t.Fatalf("json: %v\n%s", err, stdout)
 		}
 	}
 
-	// Tampering: one field of the live file's second line.
+	// Tampering: one field of the live file's second record (line 3,
+	// after the first record's checkpoint).
 	live, _ := os.ReadFile(log)
 	lines := strings.SplitAfter(string(live), "\n")
 	if len(lines) < 4 {
 		t.Fatalf("live file too short for the test: %q", live)
 	}
-	lines[1] = strings.Replace(lines[1], `"delivered"`, `"bounced"`, 1)
-	os.WriteFile(log, []byte(strings.Join(lines, "")), 0o640)
+	edited := append([]string{}, lines...)
+	edited[2] = strings.Replace(edited[2], `"delivered"`, `"bounced"`, 1)
+	os.WriteFile(log, []byte(strings.Join(edited, "")), 0o640)
 	code, stdout, _ = runSmgctl(t, "audit", "verify")
-	if code != 1 || !strings.Contains(stdout, "BROKEN audit log "+log+": "+log+":2: altered") {
+	if code != 1 || !strings.Contains(stdout, "BROKEN audit log "+log+": "+log+":3: altered") {
 		t.Fatalf("edited line: exit %d\n%s", code, stdout)
 	}
 	os.WriteFile(log, live, 0o640)
@@ -149,5 +151,41 @@ func TestManPagesAndCompletion(t *testing.T) {
 	}
 	if code, _, _ := runSmgctl(t, "docs", "man"); code != 2 {
 		t.Errorf("docs man without DIR: exit %d", code)
+	}
+}
+
+// TestAuditHeadAnchor: `audit head` prints an anchor; `verify --anchor`
+// holds the log to it after more writes, and fails once the log is cut
+// back and re-sealed (which the files alone cannot show).
+func TestAuditHeadAnchor(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "audit.log")
+	writeAuditLog(t, log, audit.Options{}, 4)
+	code, stdout, stderr := runSmgctl(t, "audit", "head", log, "--output", "json")
+	var h struct {
+		File   string `json:"file"`
+		Count  int64  `json:"count"`
+		Anchor string `json:"anchor"`
+	}
+	if code != 0 || json.Unmarshal([]byte(stdout), &h) != nil || h.Count != 8 || h.File != log || !strings.HasPrefix(h.Anchor, "8:") {
+		t.Fatalf("audit head: exit %d %s %s", code, stdout, stderr)
+	}
+	writeAuditLog(t, log, audit.Options{}, 2)
+	if code, stdout, _ := runSmgctl(t, "audit", "verify", "--anchor", h.Anchor, log); code != 0 || !strings.Contains(stdout, "holds the anchor "+h.Anchor) {
+		t.Fatalf("verify --anchor on the grown log: exit %d\n%s", code, stdout)
+	}
+	b, _ := os.ReadFile(log)
+	lines := strings.SplitAfter(string(b), "\n")
+	os.WriteFile(log, []byte(strings.Join(lines[:6], "")), 0o640) // back to a checkpoint
+	os.Remove(audit.SealPath(log))
+	writeAuditLog(t, log, audit.Options{}, 0) // a relay start re-seals it
+	if code, stdout, _ := runSmgctl(t, "audit", "verify", log); code != 0 {
+		t.Fatalf("without an anchor the cut cannot show: exit %d\n%s", code, stdout)
+	}
+	if code, stdout, _ := runSmgctl(t, "audit", "verify", "--anchor", h.Anchor, log); code != 1 || !strings.Contains(stdout, "lines were cut") {
+		t.Fatalf("verify --anchor after a cut: exit %d\n%s", code, stdout)
+	}
+	if code, _, _ := runSmgctl(t, "audit", "verify", "--anchor", "12:nothex", log); code != 2 {
+		t.Errorf("a malformed anchor: exit %d", code)
 	}
 }

@@ -36,7 +36,7 @@ func (r *Relay) policyLoaded(l policywatch.Load) {
 	}
 	r.log.Warn("policy content did not come through `smgctl policy`; audited",
 		"path", l.Path, "sha256", got, "journal_sha256", want, "journal_err", err)
-	if err := r.audit.Write(rec); err != nil {
+	if err := r.gate.Write(rec); err != nil {
 		r.log.Error("writing the audit log", "err", err)
 	}
 }

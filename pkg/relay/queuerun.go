@@ -79,7 +79,7 @@ func (r *Relay) recordAdminActions() {
 			continue
 		}
 		recs := adminRecords(&p.AdminAction)
-		if err := r.audit.Write(recs...); err != nil {
+		if err := r.gate.Write(recs...); err != nil {
 			// Kept: the next pass tries again.
 			log.Error("auditing an admin action", "path", p.Path, "err", err)
 			return

@@ -14,11 +14,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/mx"
 	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/relay/auditgate"
 	"github.com/smgctl/smgctl/pkg/relay/authfile"
 	"github.com/smgctl/smgctl/pkg/relay/delivery"
 	"github.com/smgctl/smgctl/pkg/relay/health"
@@ -33,8 +35,11 @@ type Relay struct {
 	cfg Config
 	log *slog.Logger
 
-	spool   *spool.Spool
-	audit   *audit.Log
+	spool *spool.Spool
+	audit *audit.Log
+	// gate keeps delivery and intake waiting while the audit log cannot
+	// be written; every record goes through it.
+	gate    *auditgate.Gate
 	watcher *policywatch.Watcher
 	auth    *authfile.Checker // nil: no AUTH
 	runner  *delivery.Runner
@@ -74,12 +79,26 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 	}()
 
 	r.metrics = newMetrics(r)
-	// The audit log first: loading the policy may audit a change made
-	// outside `smgctl policy` (policyaudit.go).
+	// The audit log, the spool and the audit backlog in it first: loading
+	// the policy may audit a change made outside `smgctl policy`
+	// (policyaudit.go), and that record goes through the gate like any.
 	if r.audit, err = audit.OpenWith(cfg.AuditLog, audit.Options{MaxSize: cfg.AuditMaxSize, MaxAge: cfg.AuditMaxAge}, log.With("part", "audit")); err != nil {
 		return nil, err
 	}
 	closers = append(closers, r.audit.Close)
+	if r.spool, err = spool.OpenRelay(cfg.Spool, log.With("part", "spool")); err != nil {
+		return nil, err
+	}
+	closers = append(closers, r.spool.Close)
+	if err := r.checkJournalDamage(true); err != nil {
+		return nil, err
+	}
+	// The backlog lives in the spool: another filesystem than the log's,
+	// usually, and the relay's own durable state.
+	if r.gate, err = auditgate.Open(auditgate.Config{Log: r.audit, Dir: filepath.Join(cfg.Spool, "audit-backlog"),
+		Health: r.health, Logger: log.With("part", "audit")}); err != nil {
+		return nil, err
+	}
 	if r.watcher, err = policywatch.New(policywatch.Config{
 		Path:      cfg.Policy,
 		MissingOK: cfg.Policy == DefaultPolicy,
@@ -87,13 +106,6 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		Health:    r.health,
 		Loaded:    r.policyLoaded,
 	}); err != nil {
-		return nil, err
-	}
-	if r.spool, err = spool.OpenRelay(cfg.Spool, log.With("part", "spool")); err != nil {
-		return nil, err
-	}
-	closers = append(closers, r.spool.Close)
-	if err := r.checkJournalDamage(true); err != nil {
 		return nil, err
 	}
 
@@ -120,7 +132,8 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		Spool:         r.spool,
 		Policy:        r.watcher.Policy,
 		Resolver:      resolver,
-		Audit:         r.metrics.observe(r.audit),
+		Audit:         r.metrics.observe(r.gate),
+		Hold:          r.gate.Held,
 		Log:           log.With("part", "delivery"),
 		Hostname:      cfg.Hostname,
 		RootCAs:       roots,
@@ -165,6 +178,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		DataTimeout:           cfg.DataTimeout,
 		Queue:                 r.spool,
 		Notify:                r.runner.Notify,
+		Refuse:                r.gate.Held,
 		Logger:                log.With("part", "inbound"),
 	}); err != nil {
 		return nil, err
@@ -230,6 +244,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(background)
 	defer stopWatch()
 	wg.Go(func() { r.watcher.Run(watchCtx) })
+	wg.Go(func() { r.gate.Run(watchCtx) })
 
 	runCtx, stopRunner := context.WithCancel(background)
 	defer stopRunner()

@@ -266,6 +266,9 @@ func (p *partial) fold(b *batch) {
 			}
 			continue
 		}
+		if audit.IsMark(rec.Event) {
+			continue // the log's own checkpoints and repairs: no outcome
+		}
 		p.add(&rec)
 	}
 }

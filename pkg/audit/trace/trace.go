@@ -77,7 +77,7 @@ func Find(ctx context.Context, files []logset.File, id string) (*Trace, error) {
 			return nil
 		}
 		var rec audit.Record
-		if logset.Decode(line, &rec) != nil || !Matches(&rec, id) {
+		if logset.Decode(line, &rec) != nil || audit.IsMark(rec.Event) || !Matches(&rec, id) {
 			return nil
 		}
 		if !slices.Contains(t.QueueIDs, rec.QueueID) {

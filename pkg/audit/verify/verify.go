@@ -17,7 +17,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/smgctl/smgctl/pkg/hashchain"
 
@@ -67,8 +69,57 @@ type Report struct {
 	// MidChain: the oldest file does not start a chain (its first line
 	// chains to a file that is no longer there, e.g. removed by
 	// retention). Its first line cannot be checked.
-	MidChain bool   `json:"mid_chain"`
-	Break    *Break `json:"break"` // nil when the chain is intact
+	MidChain bool `json:"mid_chain"`
+	// Count is the number of lines in the whole chain, those of files
+	// removed by retention included, as its checkpoints count them; 0
+	// when no checkpoint says. Count and Last are the head an auditor
+	// keeps elsewhere (`smgctl audit head`) to check with an Anchor.
+	Count int64 `json:"count"`
+	// Legacy: the chain has lines but no checkpoint (written before
+	// checkpoints existed); lines cut from its end show only against a
+	// seal.
+	Legacy bool `json:"legacy"`
+	// Anchored: the Anchor given was found in the chain.
+	Anchored bool `json:"anchored"`
+	// Notes are things the writer recorded about the chain itself (cuts
+	// after failed writes, lines found after a checkpoint at start) and
+	// warnings that do not break it.
+	Notes []string `json:"notes,omitempty"`
+	Break *Break   `json:"break"` // nil when the chain is intact
+}
+
+// Head is the chain's head as an anchor: "COUNT:HASH".
+func (r Report) Head() string {
+	if r.Count == 0 {
+		return ""
+	}
+	return Anchor{Count: r.Count, Hash: r.Last}.String()
+}
+
+// Anchor is a head recorded earlier (`smgctl audit head`): line Count of
+// the chain (1-based, across rotated files) hashes to Hash. A chain that
+// still holds it was not cut or rewritten at or before that line since.
+type Anchor struct {
+	Count int64
+	Hash  string
+}
+
+func (a Anchor) String() string { return fmt.Sprintf("%d:%s", a.Count, a.Hash) }
+
+// ParseAnchor reads "COUNT:HASH" as `smgctl audit head` prints it.
+func ParseAnchor(s string) (Anchor, error) {
+	c, h, ok := strings.Cut(strings.TrimSpace(s), ":")
+	n, err := strconv.ParseInt(c, 10, 64)
+	if !ok || err != nil || n < 1 || len(h) != 64 || strings.Trim(strings.ToLower(h), "0123456789abcdef") != "" {
+		return Anchor{}, fmt.Errorf("anchor %q: want COUNT:HASH as `smgctl audit head` prints it (a line count and 64 hex digits)", s)
+	}
+	return Anchor{Count: n, Hash: strings.ToLower(h)}, nil
+}
+
+// Options tune a verification.
+type Options struct {
+	// Anchor, when set, must still be in the chain.
+	Anchor *Anchor
 }
 
 // OK says the chain verified.
@@ -101,10 +152,15 @@ func Detect(path string) Kind {
 
 // Path verifies the chain at path as Detect classifies it.
 func Path(ctx context.Context, path string) (Report, error) {
+	return PathWith(ctx, path, Options{})
+}
+
+// PathWith is Path with options.
+func PathWith(ctx context.Context, path string, opt Options) (Report, error) {
 	if Detect(path) == Journal {
-		return JournalFile(ctx, path)
+		return JournalWith(ctx, path, opt)
 	}
-	return Log(ctx, path)
+	return LogWith(ctx, path, opt)
 }
 
 // ErrNothing means there is no file to verify at the path given.
@@ -115,6 +171,36 @@ var ErrNothing = errors.New("no such log or journal")
 // as path is verified on its own. It returns an error only when the files
 // cannot be read; a broken chain is Report.Break.
 func Log(ctx context.Context, path string) (Report, error) {
+	return LogWith(ctx, path, Options{})
+}
+
+// LogWith is Log with options. A running relay appends while the log is
+// read; when the chain's end looks cut or unfinished and the live file
+// grew meanwhile, it is read again (a few times at most).
+func LogWith(ctx context.Context, path string, opt Options) (Report, error) {
+	for try := 0; ; try++ {
+		before := fileSize(path)
+		rep, err := logOnce(ctx, path, opt)
+		if err != nil || rep.OK() || try == 3 || fileSize(path) == before {
+			return rep, err
+		}
+		select {
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return -1
+	}
+	return st.Size()
+}
+
+func logOnce(ctx context.Context, path string, opt Options) (Report, error) {
 	rep := Report{Kind: AuditLog, Path: path}
 	seal, sealed, sealErr := audit.ReadSeal(path)
 	rot, err := audit.Rotated(path)
@@ -131,7 +217,7 @@ func Log(ctx context.Context, path string) (Report, error) {
 		return rep, fmt.Errorf("%s: %w", path, ErrNothing)
 	}
 	files := append(rot, path)
-	w := newWalker(&rep)
+	w := newWalker(&rep, opt)
 	// The first file starts the chain ("") unless it is a rotated file
 	// whose predecessors were removed, or the live file whose seal says
 	// what it follows.
@@ -163,18 +249,29 @@ func Log(ctx context.Context, path string) (Report, error) {
 		rep.Break = b
 		return rep, nil
 	}
+	if b := w.end(); b != nil {
+		rep.Break = b
+		return rep, nil
+	}
 	switch {
 	case sealErr != nil:
 		rep.Break = &Break{File: audit.SealPath(path), Msg: sealErr.Error()}
 	case sealed:
 		rep.Sealed = true
 		rep.Break = checkSeal(path, seal, w)
+	case w.checkpoints > 0 && !audit.IsRotated(path):
+		// The relay writes the seal when it opens the log, before any
+		// checkpoint: a log with checkpoints always had one.
+		rep.Break = &Break{File: audit.SealPath(path), Msg: "missing: the log has checkpoints, so the relay kept a seal beside it; it was deleted (with lines cut from the end, perhaps)"}
 	}
 	if rep.Break == nil && len(evidence) > 0 {
 		b, _ := os.ReadFile(evidence[0])
 		rep.Break = &Break{File: evidence[0], Msg: fmt.Sprintf(
 			"the relay found the log did not match this seal when it started (lines removed or changed while it was down): %s",
 			strings.TrimSpace(string(b)))}
+	}
+	if rep.Break == nil {
+		rep.Break = w.anchorMissing()
 	}
 	return rep, nil
 }
@@ -201,21 +298,39 @@ func checkSeal(path string, s audit.Seal, w *walker) *Break {
 	return nil
 }
 
-// JournalFile verifies a policy change journal. It has no rotation and no
-// seal: lines removed from its end are not detectable here.
+// JournalFile verifies a policy change journal: its chain, its
+// checkpoints (pkg/policy/store ends every change with one) and, with
+// JournalWith, an anchor. It has no rotation and no seal: a cut exactly
+// at a checkpoint shows only against an anchor kept elsewhere.
 func JournalFile(ctx context.Context, path string) (Report, error) {
+	return JournalWith(ctx, path, Options{})
+}
+
+// JournalWith is JournalFile with options.
+func JournalWith(ctx context.Context, path string, opt Options) (Report, error) {
 	rep := Report{Kind: Journal, Path: path}
-	if _, err := os.Stat(path); err != nil {
+	st, err := os.Stat(path)
+	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return rep, fmt.Errorf("%s: %w", path, ErrNothing)
 		}
 		return rep, err
 	}
-	w := newWalker(&rep)
+	if st.Size() == 0 {
+		// The store creates the journal with its first change.
+		rep.Break = &Break{File: path, Line: 1, Msg: "missing: the journal is empty, but it is created with its first change: it was emptied"}
+		return rep, nil
+	}
+	w := newWalker(&rep, opt)
 	if done, err := w.file(path); err != nil || done {
 		return rep, err
 	}
-	rep.Break = w.finish()
+	if rep.Break = w.finish(); rep.Break == nil {
+		rep.Break = w.end()
+	}
+	if rep.Break == nil {
+		rep.Break = w.anchorMissing()
+	}
 	return rep, nil
 }
 
@@ -243,6 +358,16 @@ type walker struct {
 	sealFor         string // the live file, whose line sealLine is hashed
 	sealLine        int64
 	sealHash        string
+
+	// Checkpoints: abs counts the good lines read; offset is how many
+	// lines the chain had before the first one read (files removed by
+	// retention), known once the chain starts at "" or a checkpoint says.
+	abs, offset  int64
+	offsetKnown  bool
+	checkpoints  int
+	afterCP      int64 // good lines after the last checkpoint
+	firstAfterCP Break // where they start
+	anchor       *Anchor
 }
 
 type pendingBreak struct {
@@ -256,7 +381,7 @@ type pendingBreak struct {
 	first      bool // the break is at the very first line of the chain
 }
 
-func newWalker(rep *Report) *walker { return &walker{rep: rep} }
+func newWalker(rep *Report, opt Options) *walker { return &walker{rep: rep, anchor: opt.Anchor} }
 
 func hashLine(b []byte) string { return hashchain.Hash(b) }
 
@@ -336,7 +461,82 @@ func (w *walker) file(path string) (done bool, err error) {
 		w.lastFile, w.lastLine, w.lastHash = path, n, h
 		w.expect = h
 		w.rep.Last = h
+		if b := w.count(path, n, line, *rec.Prev, h); b != nil {
+			w.rep.Break = b
+			return true, nil
+		}
 	}
+}
+
+// count follows the checkpoints through a good line and checks the
+// anchor against it.
+func (w *walker) count(path string, n int64, line []byte, prev, h string) *Break {
+	w.abs++
+	if w.abs == 1 && prev == "" {
+		w.offsetKnown = true // the chain's very first line
+	}
+	m, isMark := hashchain.ParseMark(line)
+	switch {
+	case !isMark:
+		if w.afterCP == 0 {
+			w.firstAfterCP = Break{File: path, Line: n}
+		}
+		w.afterCP++
+	case m.Event == hashchain.Repaired:
+		w.rep.Notes = append(w.rep.Notes, fmt.Sprintf("%s:%d: the writer cut %d bytes off the end: %s", path, n, m.CutBytes, m.Reason))
+	case m.Event == hashchain.Checkpoint:
+		if !w.offsetKnown {
+			w.offset, w.offsetKnown = m.Seq-(w.abs-1), true
+		} else if m.Seq != w.abs-1+w.offset {
+			return &Break{File: path, Line: n, Msg: fmt.Sprintf(
+				"checkpoint counts %d lines before it, the chain has %d: lines were removed or inserted, and the chain rewritten", m.Seq, w.abs-1+w.offset)}
+		}
+		if m.Uncovered > 0 {
+			w.rep.Notes = append(w.rep.Notes, fmt.Sprintf("%s:%d: %s (%d lines)", path, n, m.Reason, m.Uncovered))
+		}
+		w.checkpoints++
+		w.afterCP = 0
+	}
+	if w.offsetKnown {
+		w.rep.Count = w.abs + w.offset
+	}
+	if a := w.anchor; a != nil && w.offsetKnown && w.abs+w.offset == a.Count && !w.rep.Anchored {
+		if h != a.Hash {
+			return &Break{File: path, Line: n, Msg: fmt.Sprintf(
+				"does not match the anchor %s: line %d of the chain hashes to %s, so it and what follows were rewritten", a, a.Count, h)}
+		}
+		w.rep.Anchored = true
+	}
+	return nil
+}
+
+// end checks how the chain ends: with a checkpoint, since every write
+// ends with one. A chain without any is a legacy one.
+func (w *walker) end() *Break {
+	switch {
+	case w.checkpoints == 0 && w.abs > 0:
+		w.rep.Legacy = true
+		w.rep.Notes = append(w.rep.Notes, "no checkpoint: a legacy chain, written before checkpoints; lines cut from its end show only against a seal or an anchor")
+	case w.afterCP > 0:
+		b := w.firstAfterCP
+		b.Msg = fmt.Sprintf("%d lines after the last checkpoint, which every write ends with: added by someone else, or the end of the chain was cut, or its writer crashed mid-write and has not run since (at start it covers them and says so)", w.afterCP)
+		return &b
+	}
+	return nil
+}
+
+// anchorMissing reports an anchor the walk did not meet.
+func (w *walker) anchorMissing() *Break {
+	a := w.anchor
+	if a == nil || w.rep.Anchored {
+		return nil
+	}
+	if w.offsetKnown && a.Count > w.abs+w.offset {
+		return &Break{File: w.lastFile, Line: w.lastLine, Msg: fmt.Sprintf(
+			"the chain has %d lines, the anchor %s names line %d: lines were cut from its end", w.abs+w.offset, a, a.Count)}
+	}
+	return &Break{File: w.rep.Path, Msg: fmt.Sprintf(
+		"the anchor %s cannot be checked: its line is not in the files kept (removed by retention, or before the first checkpoint of a chain whose start is gone)", a)}
 }
 
 // classify decides a pending break at line q (prev does not match line

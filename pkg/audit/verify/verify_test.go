@@ -77,53 +77,68 @@ func replaced(lines [][]byte, i int, l []byte) [][]byte {
 
 func hashOf(l []byte) string { return hashLine(bytes.TrimSuffix(l, []byte("\n"))) }
 
+// TestAuditLogTampering: each record is followed by its batch's
+// checkpoint, so record k is line 2k-1 and its checkpoint line 2k.
 func TestAuditLogTampering(t *testing.T) {
 	const n = 10
 	for _, tc := range []struct {
 		name   string
 		tamper func(lines [][]byte) [][]byte
+		noSeal bool   // the seal is deleted too
+		file   string // "seal": the break names the seal; "": the log
 		line   int64
 		msg    string
 	}{
-		{"clean", func(l [][]byte) [][]byte { return l }, 0, ""},
+		{"clean", func(l [][]byte) [][]byte { return l }, false, "", 0, ""},
 		{"edited field", func(l [][]byte) [][]byte {
-			return replaced(l, 4, bytes.Replace(l[4], []byte(`"Q005"`), []byte(`"Q00X"`), 1))
-		}, 5, "altered"},
+			return replaced(l, 8, bytes.Replace(l[8], []byte(`"Q005"`), []byte(`"Q00X"`), 1))
+		}, false, "", 9, "altered"},
 		{"edited prev", func(l [][]byte) [][]byte {
-			return replaced(l, 4, bytes.Replace(l[4], []byte(`"prev":"`), []byte(`"prev":"0`), 1))
-		}, 5, "altered"},
+			return replaced(l, 8, bytes.Replace(l[8], []byte(`"prev":"`), []byte(`"prev":"0`), 1))
+		}, false, "", 9, "altered"},
 		{"edited first line", func(l [][]byte) [][]byte {
 			return replaced(l, 0, bytes.Replace(l[0], []byte(`"Q001"`), []byte(`"Q00X"`), 1))
-		}, 1, "altered"},
+		}, false, "", 1, "altered"},
+		{"edited last record", func(l [][]byte) [][]byte {
+			return replaced(l, 18, bytes.Replace(l[18], []byte(`"Q010"`), []byte(`"Q01X"`), 1))
+		}, false, "", 19, "altered"},
 		{"edited last line", func(l [][]byte) [][]byte {
-			return replaced(l, 9, bytes.Replace(l[9], []byte(`"Q010"`), []byte(`"Q01X"`), 1))
-		}, 10, "altered after it was sealed"},
-		{"deleted line", func(l [][]byte) [][]byte { return without(l, 4) }, 4, "lines are missing after it"},
-		{"deleted first line", func(l [][]byte) [][]byte { return without(l, 0) }, 1, "does not start the chain"},
-		{"inserted forged line", func(l [][]byte) [][]byte { return with(l, 5, chained(t, l[4])) }, 6, "inserted"},
-		{"inserted stray line", func(l [][]byte) [][]byte { return with(l, 5, l[2]) }, 6, "inserted"},
-		{"inserted first line", func(l [][]byte) [][]byte { return with(l, 0, chainedTo(t, "")) }, 1, "inserted"},
+			return replaced(l, 19, bytes.Replace(l[19], []byte(`"time":"2`), []byte(`"time":"1`), 1))
+		}, false, "", 20, "altered after it was sealed"},
+		{"deleted line", func(l [][]byte) [][]byte { return without(l, 8) }, false, "", 8, "lines are missing after it"},
+		{"deleted first line", func(l [][]byte) [][]byte { return without(l, 0) }, false, "", 1, "does not start the chain"},
+		{"inserted forged line", func(l [][]byte) [][]byte { return with(l, 9, chained(t, l[8])) }, false, "", 10, "inserted"},
+		{"inserted stray line", func(l [][]byte) [][]byte { return with(l, 9, l[4]) }, false, "", 10, "inserted"},
+		{"inserted first line", func(l [][]byte) [][]byte { return with(l, 0, chainedTo(t, "")) }, false, "", 1, "inserted"},
 		{"swapped lines", func(l [][]byte) [][]byte {
 			out := append([][]byte{}, l...)
 			out[3], out[4] = out[4], out[3]
 			return out
-		}, 4, ""},
+		}, false, "", 4, ""},
 		{"truncated mid-line", func(l [][]byte) [][]byte {
-			return replaced(l, 9, l[9][:len(l[9])/2])
-		}, 10, "incomplete line"},
-		{"truncated by whole lines", func(l [][]byte) [][]byte { return l[:7] }, 8, "missing: the seal records 10 lines"},
-		{"garbage line", func(l [][]byte) [][]byte { return replaced(l, 2, []byte("{oops\n")) }, 3, "not a JSON record"},
+			return replaced(l, 19, l[19][:len(l[19])/2])
+		}, false, "", 20, "incomplete line"},
+		{"truncated by whole lines", func(l [][]byte) [][]byte { return l[:14] }, false, "", 15, "missing: the seal records 20 lines"},
+		{"garbage line", func(l [][]byte) [][]byte { return replaced(l, 2, []byte("{oops\n")) }, false, "", 3, "not a JSON record"},
+		// Issue 10: these passed before checkpoints.
+		{"forged last line with a correct prev", func(l [][]byte) [][]byte { return append(l, chained(t, l[19])) }, false, "", 21, "1 lines after the last checkpoint"},
+		{"seal deleted", func(l [][]byte) [][]byte { return l }, true, "seal", 0, "missing: the log has checkpoints"},
+		{"seal deleted and 5 lines cut", func(l [][]byte) [][]byte { return l[:15] }, true, "", 15, "1 lines after the last checkpoint"},
+		{"seal deleted and cut at a checkpoint", func(l [][]byte) [][]byte { return l[:14] }, true, "seal", 0, "missing"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "audit.log")
 			writeLog(t, path, audit.Options{}, n)
 			writeLines(t, path, tc.tamper(fileLines(t, path)))
+			if tc.noSeal {
+				os.Remove(audit.SealPath(path))
+			}
 			rep, err := Log(context.Background(), path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tc.line == 0 {
-				if !rep.OK() || rep.Lines != n || !rep.Sealed || rep.MidChain {
+			if tc.line == 0 && tc.file == "" {
+				if !rep.OK() || rep.Lines != 2*n || rep.Count != 2*n || !rep.Sealed || rep.MidChain || rep.Legacy {
 					t.Fatalf("clean log: %+v %v", rep, rep.Break)
 				}
 				return
@@ -131,10 +146,96 @@ func TestAuditLogTampering(t *testing.T) {
 			if rep.OK() {
 				t.Fatalf("tampering not detected: %+v", rep)
 			}
-			if rep.Break.Line != tc.line || rep.Break.File != path || !strings.Contains(rep.Break.Msg, tc.msg) {
-				t.Errorf("break = %v, want %s:%d %q", rep.Break, path, tc.line, tc.msg)
+			file := path
+			if tc.file == "seal" {
+				file = audit.SealPath(path)
+			}
+			if rep.Break.Line != tc.line || rep.Break.File != file || !strings.Contains(rep.Break.Msg, tc.msg) {
+				t.Errorf("break = %v, want %s:%d %q", rep.Break, file, tc.line, tc.msg)
 			}
 		})
+	}
+}
+
+// TestAnchor: a head kept elsewhere catches what the files alone cannot:
+// a log cut back to a checkpoint and given a new seal, and a chain
+// rewritten from the anchored line on.
+func TestAnchor(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	writeLog(t, path, audit.Options{}, 5)
+	rep, err := Log(context.Background(), path)
+	if err != nil || !rep.OK() || rep.Head() == "" {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	anchor, err := ParseAnchor(rep.Head())
+	if err != nil || anchor.Count != 10 {
+		t.Fatalf("head %q: %+v %v", rep.Head(), anchor, err)
+	}
+	writeLog(t, path, audit.Options{}, 3) // the relay writes on
+	opt := Options{Anchor: &anchor}
+	if rep, err := LogWith(context.Background(), path, opt); err != nil || !rep.OK() || !rep.Anchored || rep.Count != 16 {
+		t.Fatalf("anchor in a grown log: %+v %v %v", rep, rep.Break, err)
+	}
+
+	t.Run("cut to a checkpoint, new seal", func(t *testing.T) {
+		backup := snapshot(t, dir)
+		defer restore(t, dir, backup)
+		writeLines(t, path, fileLines(t, path)[:8])
+		os.Remove(audit.SealPath(path))
+		writeLog(t, path, audit.Options{}, 0) // a relay start seals what is there
+		if rep, _ := Log(context.Background(), path); !rep.OK() {
+			t.Fatalf("without the anchor this cannot show: %v", rep.Break)
+		}
+		rep, _ := LogWith(context.Background(), path, opt)
+		if rep.OK() || !strings.Contains(rep.Break.Msg, "lines were cut") {
+			t.Fatalf("break = %v, want the cut found", rep.Break)
+		}
+	})
+	t.Run("rewritten", func(t *testing.T) {
+		backup := snapshot(t, dir)
+		defer restore(t, dir, backup)
+		for _, f := range []string{path, audit.SealPath(path)} {
+			os.Remove(f)
+		}
+		l, _ := audit.Open(path, nil)
+		for i := range 8 {
+			r := rec(i)
+			r.Recipient = "someone-else@partner.example"
+			l.Write(r)
+		}
+		l.Close()
+		rep, _ := LogWith(context.Background(), path, opt)
+		if rep.OK() || rep.Break.Line != 10 || !strings.Contains(rep.Break.Msg, "does not match the anchor") {
+			t.Fatalf("break = %v, want line 10 against the anchor", rep.Break)
+		}
+	})
+	if _, err := ParseAnchor("10:xyz"); err == nil {
+		t.Error("a malformed anchor was accepted")
+	}
+}
+
+// TestLegacyLog: a log written before checkpoints still verifies, with a
+// note; the relay's first start on it adds a checkpoint over all of it.
+func TestLegacyLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	prev := ""
+	var lines [][]byte
+	for i := range 3 {
+		l := chainedTo(t, prev)
+		l = bytes.Replace(l, []byte(`"Q001"`), []byte(fmt.Sprintf(`"L%03d"`, i)), 1)
+		lines = append(lines, l)
+		prev = hashOf(l)
+	}
+	writeLines(t, path, lines)
+	rep, err := Log(context.Background(), path)
+	if err != nil || !rep.OK() || !rep.Legacy || len(rep.Notes) == 0 {
+		t.Fatalf("legacy log: %+v %v %v", rep, rep.Break, err)
+	}
+	writeLog(t, path, audit.Options{}, 1)
+	rep, err = Log(context.Background(), path)
+	if err != nil || !rep.OK() || rep.Legacy || rep.Count != 6 {
+		t.Fatalf("after the relay's start: %+v %v %v", rep, rep.Break, err)
 	}
 }
 
@@ -179,17 +280,17 @@ func TestRotationKeepsChain(t *testing.T) {
 			}
 		}
 	}
-	if total != 30 {
-		t.Errorf("%d lines in all files, want 30", total)
+	if total != 60 { // each record and its checkpoint
+		t.Errorf("%d lines in all files, want 60", total)
 	}
 	rep, err := Log(context.Background(), path)
-	if err != nil || !rep.OK() || rep.Lines != 30 || len(rep.Files) != len(files) || rep.MidChain {
+	if err != nil || !rep.OK() || rep.Lines != 60 || len(rep.Files) != len(files) || rep.MidChain {
 		t.Fatalf("rotated log: %+v, %v, %v", rep, rep.Break, err)
 	}
 
 	// Reopening continues the chain and the rotation.
 	writeLog(t, path, opt, 5)
-	if rep, _ := Log(context.Background(), path); !rep.OK() || rep.Lines != 35 {
+	if rep, _ := Log(context.Background(), path); !rep.OK() || rep.Lines != 70 {
 		t.Fatalf("after reopen: %+v %v", rep, rep.Break)
 	}
 
@@ -274,7 +375,7 @@ func TestRotationByAge(t *testing.T) {
 	if want := path + ".20260102T041905.000Z"; files[0] != want {
 		t.Errorf("first rotated name %s, want %s", files[0], want)
 	}
-	if rep, _ := Log(context.Background(), path); !rep.OK() || rep.Lines != 10 {
+	if rep, _ := Log(context.Background(), path); !rep.OK() || rep.Lines != 20 {
 		t.Fatalf("%+v %v", rep, rep.Break)
 	}
 }
@@ -301,7 +402,7 @@ func TestConcurrentWritersWithRotation(t *testing.T) {
 	l.Close()
 	files, _ := audit.Files(path)
 	rep, err := Log(context.Background(), path)
-	if err != nil || !rep.OK() || rep.Lines != 480 || len(files) < 10 {
+	if err != nil || !rep.OK() || rep.Lines != 720 || len(files) < 10 {
 		t.Fatalf("%d files: %+v %v %v", len(files), rep, rep.Break, err)
 	}
 }
@@ -312,20 +413,20 @@ func TestConcurrentWritersWithRotation(t *testing.T) {
 func TestSealMismatchKeptAsEvidence(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	writeLog(t, path, audit.Options{}, 6)
-	writeLines(t, path, fileLines(t, path)[:4])
-	writeLog(t, path, audit.Options{}, 2) // the relay restarts and writes on
+	writeLines(t, path, fileLines(t, path)[:4]) // two records, two checkpoints
+	writeLog(t, path, audit.Options{}, 2)       // the relay restarts and writes on
 	kept, _ := filepath.Glob(audit.MismatchPrefix(path) + "*")
 	if len(kept) != 1 {
 		t.Fatalf("kept seals: %v", kept)
 	}
 	rep, err := Log(context.Background(), path)
-	if err != nil || rep.OK() || rep.Break.File != kept[0] || !strings.Contains(rep.Break.Msg, `"lines":6`) {
+	if err != nil || rep.OK() || rep.Break.File != kept[0] || !strings.Contains(rep.Break.Msg, `"lines":12`) {
 		t.Fatalf("%+v %v %v", rep, rep.Break, err)
 	}
 	// The chain itself is intact from the writer's view: only the
 	// evidence fails it.
 	os.Remove(kept[0])
-	if rep, _ := Log(context.Background(), path); !rep.OK() || rep.Lines != 6 {
+	if rep, _ := Log(context.Background(), path); !rep.OK() || rep.Lines != 8 {
 		t.Fatalf("%+v %v", rep, rep.Break)
 	}
 }
@@ -343,7 +444,7 @@ func TestInterruptedRotation(t *testing.T) {
 	if kept, _ := filepath.Glob(audit.MismatchPrefix(path) + "*"); len(kept) != 0 {
 		t.Fatalf("an interrupted rotation was taken for tampering: %v", kept)
 	}
-	if rep, _ := Log(context.Background(), path); !rep.OK() || rep.Lines != 5 {
+	if rep, _ := Log(context.Background(), path); !rep.OK() || rep.Lines != 10 {
 		t.Fatalf("%+v %v", rep, rep.Break)
 	}
 }
@@ -364,19 +465,69 @@ func TestJournal(t *testing.T) {
 	if Detect(j) != Journal {
 		t.Fatal("journal not detected")
 	}
+	// Each change is a record and its checkpoint: 8 lines.
 	rep, err := Path(context.Background(), j)
-	if err != nil || !rep.OK() || rep.Lines != 4 || rep.Kind != Journal {
+	if err != nil || !rep.OK() || rep.Lines != 8 || rep.Count != 8 || rep.Kind != Journal || rep.Legacy {
 		t.Fatalf("%+v %v %v", rep, rep.Break, err)
 	}
+	anchor, _ := ParseAnchor(rep.Head())
 	lines := fileLines(t, j)
-	writeLines(t, j, replaced(lines, 1, bytes.Replace(lines[1], []byte(`"tester"`), []byte(`"nobody"`), 1)))
-	rep, err = Path(context.Background(), j)
-	if err != nil || rep.OK() || rep.Break.Line != 2 || !strings.Contains(rep.Break.Msg, "altered") {
-		t.Fatalf("%+v %v %v", rep, rep.Break, err)
+	for _, tc := range []struct {
+		name   string
+		tamper []byte
+		anchor bool
+		line   int64
+		msg    string
+	}{
+		{"edited record", bytes.Join(replaced(lines, 2, bytes.Replace(lines[2], []byte(`"tester"`), []byte(`"nobody"`), 1)), nil), false, 3, "altered"},
+		{"deleted record", bytes.Join(without(lines, 2), nil), false, 2, "missing"},
+		// Issue 10: these passed before checkpoints.
+		{"last change edited", bytes.Join(replaced(lines, 6, bytes.Replace(lines[6], []byte(`"tester"`), []byte(`"nobody"`), 1)), nil), false, 7, "altered"},
+		{"last line cut", bytes.Join(lines[:7], nil), false, 7, "1 lines after the last checkpoint"},
+		{"emptied", nil, false, 1, "the journal is empty"},
+		{"last change cut, against an anchor", bytes.Join(lines[:6], nil), true, 6, "lines were cut"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(j, tc.tamper, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var opt Options
+			if tc.anchor {
+				opt.Anchor = &anchor
+			}
+			rep, err := PathWith(context.Background(), j, opt)
+			if err != nil || rep.OK() || rep.Break.Line != tc.line || !strings.Contains(rep.Break.Msg, tc.msg) {
+				t.Fatalf("break = %v (%v), want line %d %q", rep.Break, err, tc.line, tc.msg)
+			}
+		})
 	}
-	writeLines(t, j, without(lines, 2))
-	if rep, _ := Path(context.Background(), j); rep.OK() || rep.Break.Line != 2 {
-		t.Fatalf("deleted journal line: %v", rep.Break)
+}
+
+// TestLegacyJournal: a journal from before checkpoints verifies with a
+// note, and its next change covers it with a first checkpoint.
+func TestLegacyJournal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.conf")
+	j := path + ".journal"
+	var b []byte
+	prev := ""
+	for _, d := range []string{"a.example", "b.example"} {
+		line := fmt.Sprintf(`{"time":"2026-01-01T00:00:00Z","actor":"old","action":"add","target":%q,"before":null,"after":{},"prev":%q}`, d, prev)
+		b = append(b, line+"\n"...)
+		prev = hashOf([]byte(line))
+	}
+	os.WriteFile(j, b, 0o644)
+	rep, err := Path(context.Background(), j)
+	if err != nil || !rep.OK() || !rep.Legacy {
+		t.Fatalf("legacy journal: %+v %v %v", rep, rep.Break, err)
+	}
+	s := &store.Store{Path: path}
+	tg, _ := policy.ParseTarget("c.example")
+	if _, err := s.Add(context.Background(), "tester", tg, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Path(context.Background(), j)
+	if err != nil || !rep.OK() || rep.Legacy || rep.Count != 4 || len(rep.Notes) != 1 {
+		t.Fatalf("after a change: %+v %v %v", rep, rep.Break, err)
 	}
 }
 
@@ -458,4 +609,20 @@ func BenchmarkVerify(b *testing.B) {
 			b.Fatal(rep.Break, err)
 		}
 	}
+}
+
+// FuzzParseAnchor: never panics, and what it takes prints back the same.
+func FuzzParseAnchor(f *testing.F) {
+	f.Add("12:" + strings.Repeat("ab", 32))
+	f.Add("0:x")
+	f.Add(" 7:" + strings.Repeat("AB", 32) + "\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		a, err := ParseAnchor(s)
+		if err != nil {
+			return
+		}
+		if b, err := ParseAnchor(a.String()); err != nil || b != a || a.Count < 1 {
+			t.Fatalf("%q -> %v -> %v %v", s, a, b, err)
+		}
+	})
 }

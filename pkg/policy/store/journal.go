@@ -97,6 +97,10 @@ func appendJournal(path string, recs []Record) error {
 	if last != nil {
 		prev = LineHash(last)
 	}
+	cp, err := nextCheckpoint(f, last, size)
+	if err != nil {
+		return fmt.Errorf("journal %s: %w", path, err)
+	}
 	var buf bytes.Buffer
 	for i := range recs {
 		recs[i].Prev = prev
@@ -108,6 +112,15 @@ func appendJournal(path string, recs []Record) error {
 		buf.WriteByte('\n')
 		prev = LineHash(line)
 	}
+	// The checkpoint ends the change, in the same write: a journal that
+	// ends with anything else was cut or appended to (docs/audit.md).
+	cp.Time, cp.Seq, cp.Prev = recs[len(recs)-1].Time, cp.Seq+int64(len(recs)), prev
+	line, err := json.Marshal(cp)
+	if err != nil {
+		return err
+	}
+	buf.Write(line)
+	buf.WriteByte('\n')
 	if _, err := f.Write(buf.Bytes()); err != nil {
 		f.Truncate(size)
 		return fmt.Errorf("write journal: %w", err)
@@ -119,6 +132,52 @@ func appendJournal(path string, recs []Record) error {
 		return syncDir(filepath.Dir(path))
 	}
 	return nil
+}
+
+// nextCheckpoint starts the checkpoint that will end the next change: Seq
+// is the number of lines already in the journal (the caller adds the
+// change's records). The last line is normally a checkpoint, which says;
+// otherwise (a journal from before checkpoints, or lines after the last
+// one) the journal is counted once, and the checkpoint names the lines
+// it covers that no checkpoint did.
+func nextCheckpoint(f *os.File, last []byte, size int64) (hashchain.Mark, error) {
+	cp := hashchain.Mark{Event: hashchain.Checkpoint}
+	if last == nil {
+		return cp, nil
+	}
+	if m, ok := hashchain.ParseMark(last); ok && m.Event == hashchain.Checkpoint {
+		cp.Seq = m.Seq + 1
+		return cp, nil
+	}
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 64<<10)
+	var lines, afterCP int64
+	seen := false
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			lines++
+			afterCP++
+			if m, ok := hashchain.ParseMark(line); ok && m.Event == hashchain.Checkpoint {
+				afterCP, seen = 0, true
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return cp, err
+		}
+		if err == bufio.ErrBufferFull {
+			lines-- // the rest of a long line follows
+			afterCP--
+		}
+	}
+	cp.Seq, cp.Uncovered = lines, afterCP
+	cp.Reason = "first checkpoint of a journal written before checkpoints"
+	if seen {
+		cp.Reason = "lines after the last checkpoint: a crash mid-write, or added by someone else"
+	}
+	return cp, nil
 }
 
 // lastLine returns the journal's last line (nil when empty) and its size,
@@ -147,7 +206,8 @@ type ChainError = hashchain.Break
 // good lines and, at the first break, a *ChainError.
 func VerifyChain(r io.Reader) (int, error) { return hashchain.Verify(r) }
 
-// ReadJournal returns every record of the journal at path, oldest first.
+// ReadJournal returns every record of the journal at path, oldest first,
+// without the journal's checkpoints.
 // A missing journal has no records.
 func ReadJournal(path string) ([]Record, error) {
 	f, err := os.Open(path)
@@ -162,7 +222,9 @@ func ReadJournal(path string) ([]Record, error) {
 	br := bufio.NewReader(f)
 	for n := 1; ; n++ {
 		line, err := br.ReadBytes('\n')
-		if len(bytes.TrimSpace(line)) > 0 {
+		if _, mark := hashchain.ParseMark(line); mark {
+			// The journal's own checkpoints: no change.
+		} else if len(bytes.TrimSpace(line)) > 0 {
 			var rec Record
 			if jerr := json.Unmarshal(line, &rec); jerr != nil {
 				return recs, fmt.Errorf("%s:%d: not a journal record: %v", path, n, jerr)

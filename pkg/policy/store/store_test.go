@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/hashchain"
 	"github.com/smgctl/smgctl/pkg/policy"
 )
 
@@ -50,11 +51,15 @@ func journal(t testing.TB, s *Store) []Record {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(s.JournalPath())
+	b, err := os.ReadFile(s.JournalPath())
 	if err == nil {
-		defer f.Close()
-		if n, err := VerifyChain(f); err != nil || n != len(recs) {
-			t.Fatalf("chain: %d lines, %v; want %d lines intact", n, err, len(recs))
+		lines := bytes.Count(b, []byte("\n"))
+		if n, err := VerifyChain(bytes.NewReader(b)); err != nil || n != lines {
+			t.Fatalf("chain: %d lines, %v; want %d lines intact", n, err, lines)
+		}
+		last := b[bytes.LastIndexByte(b[:len(b)-1], '\n')+1:]
+		if m, ok := hashchain.ParseMark(last); !ok || m.Event != hashchain.Checkpoint || m.Seq != int64(lines-1) {
+			t.Fatalf("the journal ends with %s, want a checkpoint of %d lines", last, lines-1)
 		}
 	}
 	return recs
@@ -486,7 +491,13 @@ func FuzzVerifyChain(f *testing.F) {
 			t.Fatal(err)
 		}
 		recs, err := ReadJournal(path)
-		if err == nil && len(recs) != n {
+		marks := 0
+		for _, l := range bytes.SplitAfter(data, []byte("\n")) {
+			if _, ok := hashchain.ParseMark(l); ok {
+				marks++
+			}
+		}
+		if err == nil && len(recs)+marks != n {
 			t.Fatalf("chain accepted %d lines, ReadJournal: %d records, %v", n, len(recs), err)
 		}
 	})

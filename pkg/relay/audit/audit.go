@@ -112,6 +112,15 @@ type Log struct {
 	opt      Options
 	state    FileState
 	sealFile *os.File
+	// seq is the number of lines in the whole chain (checkpoint.go).
+	seq int64
+	// marks wait to go out at the head of the next batch: the record of
+	// a cut, or the checkpoint that covers lines found at open.
+	marks []Mark
+	// cutTo, when >= 0, is the size the live file must be cut back to
+	// before anything else is appended: a failed write left bytes after
+	// it that could not be removed yet.
+	cutTo int64
 }
 
 // maxLine bounds one audit line, as the chain verifier does.
@@ -142,21 +151,23 @@ func OpenWith(path string, opt Options, log *slog.Logger) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	l := &Log{log: log, f: f, path: path, opt: opt}
+	l := &Log{log: log, f: f, path: path, opt: opt, cutTo: -1}
 	last, torn, err := lastLine(path)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("audit log %s: %w", path, err)
 	}
 	if torn {
-		// A crash mid-write left a line without its newline. It stays
-		// (an audit log is never rewritten); it is ended so the next
-		// record starts on its own line, and the chain covers it, so
-		// verify reports exactly that line as unreadable.
-		log.Warn("audit log ends in an incomplete line; keeping it and continuing the chain", "path", path, "bytes", len(last))
-		if _, err := f.Write([]byte("\n")); err != nil {
+		// A crash mid-write left a line without its newline: it was
+		// never acknowledged, so it is cut off, and the cut is recorded
+		// in the chain (the next batch starts with a log-repaired line).
+		if err := l.cutTornTail(len(last), opt.Now()); err != nil {
 			f.Close()
-			return nil, fmt.Errorf("audit log: %w", err)
+			return nil, err
+		}
+		if last, _, err = lastLine(path); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("audit log %s: %w", path, err)
 		}
 	}
 	if last != nil {
@@ -170,6 +181,17 @@ func OpenWith(path string, opt Options, log *slog.Logger) (*Log, error) {
 	if err := l.reconcileSeal(opt.Now()); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("audit log seal %s: %w", SealPath(path), err)
+	}
+	if err := l.startCount(opt.Now()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("audit log %s: %w", path, err)
+	}
+	if len(l.marks) > 0 {
+		// Best effort: a full disk at start must not stop the relay; the
+		// marks then lead the first batch that can be written.
+		if err := l.writeBatch(nil, opt.Now()); err != nil {
+			log.Error("writing the audit log's checkpoint at start; it will lead the next batch", "path", path, "err", err)
+		}
 	}
 	return l, nil
 }
@@ -191,9 +213,13 @@ func lastLine(path string) ([]byte, bool, error) {
 
 func hashLine(b []byte) string { return hashchain.Hash(b) }
 
-// Write appends records as one line each, in order, then makes them
-// durable with one fsync for the whole batch. Each line is one write(2)
-// so a concurrent reader never sees half a record.
+// Write appends records as one line each, in order, followed by a
+// checkpoint, and makes them durable with one fsync for the whole batch.
+// The batch is one write(2). When the write or the fsync fails (disk
+// full), the file is cut back to where the batch began, so no torn
+// fragment stays for the next record to be glued to, and the error is
+// returned: none of the batch is in the log. The cut is recorded at the
+// head of the next batch that succeeds.
 func (l *Log) Write(recs ...Record) error {
 	if len(recs) == 0 {
 		return nil
@@ -203,13 +229,36 @@ func (l *Log) Write(recs ...Record) error {
 	if l.f == nil {
 		return errors.New("audit log is closed")
 	}
-	now := l.opt.Now()
+	return l.writeBatch(recs, l.opt.Now())
+}
+
+// writeBatch writes the waiting marks, recs and a checkpoint; called with
+// l.mu held (or before l is shared).
+func (l *Log) writeBatch(recs []Record, now time.Time) error {
+	if err := l.finishCut(now); err != nil {
+		return err
+	}
 	// Marshal first: the chain does not depend on the file, and the
 	// batch's size decides whether to rotate before it.
-	lines := make([][]byte, len(recs))
-	hashes := make([]string, len(recs))
-	var size int64
-	prev := l.prev
+	var buf []byte
+	var hashes []string
+	var starts []time.Time
+	prev, seq := l.prev, l.seq
+	add := func(line []byte, t time.Time) {
+		prev = hashLine(line)
+		hashes = append(hashes, prev)
+		starts = append(starts, t)
+		buf = append(append(buf, line...), '\n')
+		seq++
+	}
+	for _, m := range l.marks {
+		m.Seq, m.Prev = seq, prev
+		line, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		add(line, m.Time)
+	}
 	for i := range recs {
 		r := recs[i]
 		if r.Time.IsZero() {
@@ -221,37 +270,46 @@ func (l *Log) Write(recs ...Record) error {
 		if err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
-		prev = hashLine(line)
-		hashes[i] = prev
-		lines[i] = append(line, '\n')
-		size += int64(len(lines[i]))
+		add(line, r.Time)
 	}
-	if l.rotationDue(size, now) {
+	if len(recs) > 0 || len(l.marks) == 0 || l.marks[len(l.marks)-1].Event != hashchain.Checkpoint {
+		line, err := json.Marshal(Mark{Time: now.UTC(), Event: hashchain.Checkpoint, Seq: seq, Prev: prev})
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		add(line, now.UTC())
+	}
+	if l.rotationDue(int64(len(buf)), now) {
 		if err := l.rotate(now); err != nil {
 			// Mail flow matters more than file size: keep appending.
 			l.log.Error("rotating the audit log", "path", l.path, "err", err)
 		}
 	}
-	for i, line := range lines {
-		if _, err := l.f.Write(line); err != nil {
-			return fmt.Errorf("audit log: %w", err)
-		}
-		if l.state.Lines == 0 {
-			l.state.Start = recs[i].Time
-			if l.state.Start.IsZero() {
-				l.state.Start = now
-			}
-		}
-		l.state.Lines++
-		l.state.Size += int64(len(line))
-		l.state.Last = hashes[i]
-		l.prev = l.state.Last
+	start := l.state.Size
+	_, err := l.f.Write(buf)
+	if err == nil {
+		err = l.f.Sync()
 	}
-	if err := l.f.Sync(); err != nil {
+	if err != nil {
+		l.cutTo = start
+		if cerr := l.finishCut(now); cerr != nil {
+			l.log.Error("cutting a failed batch off the audit log; retried before the next write", "path", l.path, "err", cerr)
+		}
 		return fmt.Errorf("audit log: %w", err)
 	}
+	for i, h := range hashes {
+		if l.state.Lines == 0 {
+			l.state.Start = starts[i]
+		}
+		l.state.Lines++
+		l.state.Last = h
+	}
+	l.state.Size += int64(len(buf))
+	l.prev, l.seq, l.marks = prev, seq, nil
 	if err := l.seal(now); err != nil {
-		return fmt.Errorf("audit log seal: %w", err)
+		// The batch is durable and chained, with its checkpoint; a seal
+		// that lags is what a crash leaves too, and verify accepts it.
+		l.log.Error("updating the audit log seal; it lags behind the log", "path", l.path, "err", err)
 	}
 	return nil
 }
@@ -321,7 +379,8 @@ func (lr *lineReader) next() ([]byte, error) {
 	}
 }
 
-// Scan calls fn for each record of an audit log, in order. Lines that are
+// Scan calls fn for each record of an audit log, in order, skipping the
+// log's own lines (checkpoints, repairs). Lines that are
 // not records stop the scan with an error naming the line.
 func Scan(r io.Reader, fn func(Record) error) error {
 	lr := newLineReader(r)
@@ -336,6 +395,9 @@ func Scan(r io.Reader, fn func(Record) error) error {
 		var rec Record
 		if err := json.Unmarshal(line, &rec); err != nil {
 			return &ChainError{Line: n, Msg: "not a JSON record: " + err.Error()}
+		}
+		if IsMark(rec.Event) {
+			continue
 		}
 		if err := fn(rec); err != nil {
 			return err

@@ -52,22 +52,28 @@ func TestChainAcrossReopen(t *testing.T) {
 	}
 	l.Close()
 
+	// rec 1, rec 2, checkpoint; rec 3, checkpoint.
 	lines := readLines(t, path)
-	if len(lines) != 3 {
+	if len(lines) != 5 {
 		t.Fatalf("%d lines", len(lines))
 	}
 	var first, third Record
 	json.Unmarshal(lines[0], &first)
-	json.Unmarshal(lines[2], &third)
+	json.Unmarshal(lines[3], &third)
 	if first.Prev != "" {
 		t.Errorf("first line prev = %q, want empty", first.Prev)
 	}
-	if third.Prev != hashLine(lines[1]) {
+	if third.Prev != hashLine(lines[2]) || third.QueueID != "Q3" {
 		t.Errorf("chain not continued after reopen")
+	}
+	for i, want := range map[int]int64{2: 2, 4: 4} {
+		if m, ok := ParseMark(lines[i]); !ok || Event(m.Event) != Checkpoint || m.Seq != want || m.Prev != hashLine(lines[i-1]) {
+			t.Errorf("line %d = %s, want a checkpoint with seq %d", i+1, lines[i], want)
+		}
 	}
 	f, _ := os.Open(path)
 	defer f.Close()
-	if n, err := Verify(f); err != nil || n != 3 {
+	if n, err := Verify(f); err != nil || n != 5 {
 		t.Fatalf("Verify = %d, %v", n, err)
 	}
 }
@@ -98,9 +104,7 @@ func TestRecordFields(t *testing.T) {
 func TestVerifyDetectsTampering(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	l, _ := Open(path, nil)
-	for i := range 5 {
-		l.Write(rec(i))
-	}
+	l.Write(rec(0), rec(1), rec(2), rec(3), rec(4))
 	l.Close()
 	lines := readLines(t, path)
 	for name, tc := range map[string]struct {
@@ -120,6 +124,8 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	}
 }
 
+// TestTornLastLine: the incomplete line a crash left is cut off at the
+// next start, the cut is recorded, and the chain runs on intact.
 func TestTornLastLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	l, _ := Open(path, nil)
@@ -135,20 +141,18 @@ func TestTornLastLine(t *testing.T) {
 	}
 	l.Write(rec(2))
 	l.Close()
+	// rec 1, checkpoint, the cut, checkpoint, rec 2, checkpoint.
 	lines := readLines(t, path)
-	if len(lines) != 3 || string(lines[1]) != `{"time":"2025-` {
+	if len(lines) != 6 {
 		t.Fatalf("lines = %q", lines)
 	}
-	var r Record
-	json.Unmarshal(lines[2], &r)
-	if r.Prev != hashLine(lines[1]) {
-		t.Errorf("record after a torn line does not chain to it")
+	if m, ok := ParseMark(lines[2]); !ok || Event(m.Event) != Repaired || m.CutBytes != 14 {
+		t.Errorf("line 3 = %s, want the record of a 14-byte cut", lines[2])
 	}
 	f, _ = os.Open(path)
 	defer f.Close()
-	var ce *ChainError
-	if _, err := Verify(f); !errors.As(err, &ce) || ce.Line != 2 {
-		t.Errorf("Verify = %v, want the torn line 2 reported", err)
+	if n, err := Verify(f); err != nil || n != 6 {
+		t.Errorf("Verify = %d, %v; want the whole chain intact", n, err)
 	}
 }
 
@@ -169,7 +173,7 @@ func TestConcurrentWritersKeepChain(t *testing.T) {
 	l.Close()
 	f, _ := os.Open(path)
 	defer f.Close()
-	if n, err := Verify(f); err != nil || n != 800 {
+	if n, err := Verify(f); err != nil || n != 1200 { // 400 batches of 2 and a checkpoint
 		t.Fatalf("Verify = %d, %v", n, err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/hashchain"
 )
 
 // Seal anchors the end of the hash chain. The chain alone proves that no
@@ -114,6 +116,10 @@ type FileState struct {
 	// At is the hash of line AtLine when the caller asked for it.
 	AtLine int64
 	At     string
+	// CheckpointLine is the line of the file's last checkpoint (0: none)
+	// and CheckpointSeq its seq.
+	CheckpointLine int64
+	CheckpointSeq  int64
 }
 
 // ScanFile reads the log at path once, hashing every line, and records
@@ -151,6 +157,9 @@ func ScanFile(path string, atLine int64) (FileState, error) {
 		}
 		if st.Lines == atLine {
 			st.At = h
+		}
+		if m, ok := ParseMark(line); ok && m.Event == hashchain.Checkpoint {
+			st.CheckpointLine, st.CheckpointSeq = st.Lines, m.Seq
 		}
 		st.Last = h
 	}

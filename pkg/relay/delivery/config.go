@@ -47,7 +47,11 @@ type Config struct {
 	Policy   func() *policy.Policy
 	Resolver Resolver
 	Audit    Recorder
-	Log      *slog.Logger
+	// Hold, when set and returning an error, keeps new attempts from
+	// starting (the audit log cannot be written: no delivery without its
+	// record); the runner looks again every HoldPoll.
+	Hold func() error
+	Log  *slog.Logger
 
 	// Hostname is the EHLO name and the DSNs' Reporting-MTA.
 	Hostname string

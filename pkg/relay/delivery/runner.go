@@ -41,7 +41,12 @@ type Runner struct {
 	destSems map[string]chan struct{} // groups in flight per domain
 
 	stats counters
+	// held: Config.Hold said no at the last dispatch (logged once).
+	held bool
 }
+
+// HoldPoll is how often a held runner asks Config.Hold again.
+const HoldPoll = 500 * time.Millisecond
 
 type counters struct {
 	delivered, deferred, bounced, wouldBounce, dsns atomic.Uint64
@@ -226,6 +231,19 @@ func nextDue(env *spool.Envelope) time.Time {
 // finish wakes the loop).
 func (r *Runner) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Time {
 	now := r.cfg.Now()
+	if r.cfg.Hold != nil {
+		if err := r.cfg.Hold(); err != nil {
+			if !r.held {
+				r.cfg.Log.Error("delivery paused", "reason", err)
+			}
+			r.held = true
+			return now.Add(HoldPoll)
+		}
+		if r.held {
+			r.cfg.Log.Info("delivery resumes")
+			r.held = false
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	free := r.cfg.MaxMessages - len(r.active)
@@ -364,7 +382,9 @@ func (r *Runner) process(ctx context.Context, id string, force bool) {
 	m.finish()
 	// unstored implies no recipient was returned (those stay pending
 	// until finish queues their DSN), so the message is final here.
-	if !env.Pending() {
+	// A message whose records were not kept stays queued: its removal
+	// must never be the only trace of an attempt.
+	if !env.Pending() && !m.unaudited {
 		r.remove(env)
 	}
 }
@@ -468,6 +488,8 @@ type message struct {
 	// unstored: the final state is only in memory; the message must be
 	// removed (or, failing that, its envelope written).
 	unstored bool
+	// unaudited: the audit records of an attempt were not kept.
+	unaudited bool
 }
 
 func (m *message) rcpt(addr string) *spool.Recipient {
@@ -531,6 +553,15 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 		}
 		recs = append(recs, auditRecord(env, g.req, x, event, rc.Attempts, now))
 	}
+	// The records go first: once the envelope says delivered, nothing
+	// would try again, so a crash in between must cost at most a second
+	// delivery (recorded), never a delivery without its record.
+	if r.cfg.Audit != nil {
+		if err := r.cfg.Audit.Write(recs...); err != nil {
+			r.cfg.Log.Error("writing the audit log; the message stays queued", "id", env.ID, "err", err)
+			m.unaudited = true
+		}
+	}
 	if !env.Pending() {
 		// Every recipient is final and process removes the message next:
 		// the removal, durable once its directory fsync returns, is the
@@ -541,11 +572,6 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 		m.unstored = true
 	} else if err := r.cfg.Spool.Update(env); err != nil {
 		r.cfg.Log.Error("storing delivery state", "id", env.ID, "err", err)
-	}
-	if r.cfg.Audit != nil {
-		if err := r.cfg.Audit.Write(recs...); err != nil {
-			r.cfg.Log.Error("writing the audit log", "id", env.ID, "err", err)
-		}
 	}
 	for _, x := range res {
 		r.cfg.Log.Info("recipient", "id", env.ID, "rcpt", x.Rcpt, "outcome", x.Kind.String(), "mx", x.Hop.MX,

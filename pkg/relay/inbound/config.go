@@ -114,6 +114,11 @@ type Config struct {
 	// Notify, if set, is called with the queue ID of each accepted message
 	// after its 250 is decided, to wake delivery. It must not block.
 	Notify func(id string)
+	// Refuse, if set and returning an error, refuses new transactions at
+	// MAIL FROM with 451 4.3.0 (the reason is logged, not sent): the
+	// relay cannot take responsibility for mail now (its audit log cannot
+	// be written). It must not block.
+	Refuse func() error
 	Logger *slog.Logger
 }
 

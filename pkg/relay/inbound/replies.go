@@ -53,6 +53,10 @@ var (
 	// RFC 5321 §4.2.3 451: anything that went wrong inside; the detail
 	// is in the log under the session ID (fixedReplies).
 	errInternal = reply(451, smtp.EnhancedCode{4, 3, 0}, "Local error in processing")
+	// RFC 5321 §4.2.3 451 and RFC 3463 X.3.0: the relay cannot take
+	// responsibility for mail now (its audit log cannot be written);
+	// temporary, the client keeps the message.
+	errRefused = reply(451, smtp.EnhancedCode{4, 3, 0}, "Mail not accepted now: the gateway cannot record deliveries; try again later")
 	// RFC 5321 §3.8: the server is going down; the client retries later.
 	errShuttingDown = reply(421, smtp.EnhancedCode{4, 3, 2}, "Service shutting down")
 )

@@ -54,6 +54,12 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if !opts.UTF8 && !isASCII(from) {
 		return errNeedSMTPUTF8
 	}
+	if refuse := s.c.s.cfg.Refuse; refuse != nil {
+		if err := refuse(); err != nil {
+			s.c.s.log.Warn("mail refused", append(s.log(), "from", from, "reason", err)...)
+			return errRefused
+		}
+	}
 	from, refused, why := sender(from)
 	if refused != nil {
 		s.c.s.log.Warn("sender refused", append(s.log(), "reply", enh(refused), "reason", why)...)
