@@ -44,6 +44,9 @@ const (
 	writingReport = 5 * time.Second
 )
 
+// useInotify is false in the tests of the polling fallback.
+var useInotify = true
+
 // HealthPart is the name the watcher reports under on the health board.
 const HealthPart = "policy"
 
@@ -91,6 +94,10 @@ type Config struct {
 type Watcher struct {
 	cfg Config
 	log *slog.Logger
+	// src reports the kernel's file events; nil without inotify, then
+	// srcErr says why. Run consumes and closes it.
+	src    source
+	srcErr error
 
 	cur atomic.Pointer[policy.Policy]
 
@@ -122,7 +129,17 @@ func New(cfg Config) (*Watcher, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &Watcher{cfg: cfg, log: log}
+	// Watch before the first read, so a write in place that starts
+	// between New and Run is known to be one when Run begins.
+	if useInotify {
+		w.src, w.srcErr = newSource(cfg.Path)
+	} else {
+		w.srcErr = errors.New("inotify not used")
+	}
 	if err := w.Reload(); err != nil {
+		if w.src != nil {
+			w.src.Close()
+		}
 		return nil, err
 	}
 	return w, nil
@@ -246,8 +263,8 @@ func (w *Watcher) read() ([]byte, fileStamp, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		defer w.reading.Store(false)
 		data, st, err := readRegular(w.cfg.Path, MaxSize)
+		w.reading.Store(false) // before the result: the next load may start at once
 		done <- result{data, st, err}
 	}()
 	t := time.NewTimer(readTimeout)
@@ -302,7 +319,7 @@ type source interface {
 	Close() error
 }
 
-// Run keeps the policy current until ctx is done.
+// Run keeps the policy current until ctx is done. Call it once.
 //
 // With inotify: a write in place marks the file as being written; only
 // when a writer closes it and nothing writes for quiet is it read, so
@@ -311,10 +328,10 @@ type source interface {
 // Without inotify (or if it lost events) a changed file is read once two
 // polls in a row found it unchanged.
 func (w *Watcher) Run(ctx context.Context) error {
-	src, err := newSource(w.cfg.Path)
+	src := w.src
 	var changes <-chan change
-	if err != nil {
-		w.log.Warn("cannot watch the policy file; polling instead", "err", err)
+	if src == nil {
+		w.log.Warn("cannot watch the policy file; polling instead", "err", w.srcErr)
 	} else {
 		defer src.Close()
 		changes = src.Changes()
