@@ -39,10 +39,12 @@ const (
 	// way to see a change: a changed file is read once two polls in a row
 	// found it the same, so a finished edit is in force within 3 polls.
 	poll = 250 * time.Millisecond
-	// writingReport: a write in place not finished after this long is
-	// shown on the health board (the writer may have stalled).
-	writingReport = 5 * time.Second
 )
+
+// writingReport: a write in place not finished after this long is shown
+// on the health board (the writer may have stalled). A variable for the
+// test.
+var writingReport = 5 * time.Second
 
 // useInotify is false in the tests of the polling fallback.
 var useInotify = true
