@@ -138,13 +138,27 @@ func New(cfg Config) (*Watcher, error) {
 	} else {
 		w.srcErr = errors.New("inotify not used")
 	}
-	if err := w.Reload(); err != nil {
+	fail := func(err error) (*Watcher, error) {
 		if w.src != nil {
 			w.src.Close()
 		}
 		return nil, err
 	}
-	return w, nil
+	// A file that changes while it is read is read again: there is no
+	// previous policy to keep meanwhile.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if err := w.Reload(); err != nil {
+			return fail(err)
+		}
+		if w.cur.Load() != nil {
+			return w, nil
+		}
+		if time.Now().After(deadline) {
+			return fail(fmt.Errorf("policy %s: the file kept changing while it was read", cfg.Path))
+		}
+		time.Sleep(quiet)
+	}
 }
 
 // Policy returns the policy in force. It never blocks and never returns nil.
