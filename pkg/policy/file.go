@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/smgctl/smgctl/pkg/regularfile"
 )
 
 // Entry is one target with its options, as read from a policy file.
@@ -115,10 +117,18 @@ func Parse(name string, data []byte) (*File, error) {
 	return f, nil
 }
 
+// MaxFileSize bounds a policy file. A policy of 100,000 entries is a few
+// MB; the bound keeps a path pointed at a runaway file from exhausting
+// the relay's memory, and edits never write a file the relay would
+// refuse.
+const MaxFileSize = 32 << 20
+
 // ReadFile parses the policy file at path. A missing file is an empty
-// policy: a fresh install runs with nothing enforced.
+// policy: a fresh install runs with nothing enforced. Only a regular file
+// of at most MaxFileSize bytes is read; a FIFO or device at path is an
+// error, not a read that never ends.
 func ReadFile(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	data, err := regularfile.ReadFile(path, MaxFileSize)
 	if os.IsNotExist(err) {
 		return &File{Name: path}, nil
 	}

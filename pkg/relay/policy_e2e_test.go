@@ -50,6 +50,13 @@ func TestPolicyRewrittenInPlaceNeverInClear(t *testing.T) {
 		wrote <- time.Now()
 	}()
 
+	// The writer waits a second after the truncate: the write shows.
+	for deadline := time.Now().Add(time.Second); !strings.Contains(l.metrics(t), "\nsmgctl_policy_write_in_progress 1\n"); {
+		if time.Now().After(deadline) {
+			t.Fatal("metrics do not show the write in progress")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	var rcpts []string
 	var closed time.Time
 	for i := 0; closed.IsZero(); i++ {

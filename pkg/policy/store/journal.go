@@ -11,10 +11,10 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/hashchain"
+	"github.com/smgctl/smgctl/pkg/regularfile"
 )
 
 // Action names what a journal record did to its target.
@@ -250,7 +250,7 @@ func ReadJournal(path string) ([]Record, error) {
 // file: the relay calls this at each policy load, and a FIFO or device
 // put in its place must not stall it.
 func LastSHA256(path string) (string, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, fi, err := regularfile.Open(path)
 	if os.IsNotExist(err) {
 		return "", nil
 	}
@@ -258,13 +258,6 @@ func LastSHA256(path string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("%s is not a regular file (%s)", path, fi.Mode().Type())
-	}
 	for size := fi.Size(); size > 0; {
 		line, torn, err := hashchain.LastLine(f, size)
 		if err != nil {

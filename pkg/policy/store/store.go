@@ -248,6 +248,9 @@ func (s *Store) edit(ctx context.Context, actor string, dryRun bool, apply func(
 	}
 	data := f.Bytes()
 	// Fail closed: never put in place a file the relay would refuse.
+	if len(data) > policy.MaxFileSize {
+		return nil, fmt.Errorf("edit would make the file %d bytes, over the %d MiB the relay reads, not written", len(data), policy.MaxFileSize>>20)
+	}
 	if _, err := policy.Parse(s.Path, data); err != nil {
 		return nil, fmt.Errorf("edit would make the file invalid, not written: %w", err)
 	}

@@ -16,11 +16,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync/atomic"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/smgctl/smgctl/pkg/regularfile"
 )
 
 // maxPassword is the longest password bcrypt looks at; it silently
@@ -161,9 +162,13 @@ func Open(path string, log *slog.Logger) (*Checker, error) {
 	return c, nil
 }
 
-// Load reads and parses the file at path.
+// maxFileSize bounds the auth file; a million users' hashes fit.
+const maxFileSize = 64 << 20
+
+// Load reads and parses the file at path. Only a regular file is read,
+// so a FIFO or device at path cannot hang or exhaust the relay's reload.
 func Load(path string) (*Credentials, error) {
-	data, err := os.ReadFile(path)
+	data, err := regularfile.ReadFile(path, maxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("auth-file: %w", err)
 	}

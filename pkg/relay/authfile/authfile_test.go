@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -169,6 +171,29 @@ func TestCheckerReload(t *testing.T) {
 	}
 	if !c.Check(t.Context(), "bob", "b") {
 		t.Error("a missing file dropped the users in force")
+	}
+
+	// A FIFO (which blocked the reload, and SIGHUP with it, for ever)
+	// and /dev/zero (which grew memory without bound) are refused at once.
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skip("mkfifo:", err)
+	}
+	for _, want := range []string{"a FIFO", "a character device"} {
+		done := make(chan error, 1)
+		go func() { done <- c.Reload() }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file ("+want+")") {
+				t.Errorf("Reload of %s: %v", want, err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("Reload of %s blocked", want)
+		}
+		os.Remove(path)
+		os.Symlink("/dev/zero", path)
+	}
+	if !c.Check(t.Context(), "bob", "b") {
+		t.Error("a FIFO or device dropped the users in force")
 	}
 }
 

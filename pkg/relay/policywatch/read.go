@@ -2,16 +2,15 @@ package policywatch
 
 import (
 	"errors"
-	"fmt"
-	"io"
 	"os"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/policy"
+	"github.com/smgctl/smgctl/pkg/regularfile"
 )
 
-// MaxSize bounds the policy file the relay reads. A real policy of
-// 100,000 entries is a few MB; the bound keeps a path pointed at a
-// device or a runaway file from growing the relay's memory.
-const MaxSize = 32 << 20
+// MaxSize bounds the policy file the relay reads (policy.MaxFileSize).
+const MaxSize = policy.MaxFileSize
 
 // readTimeout bounds one read of the policy file. A local file reads in
 // microseconds; this only fires on a hung network or FUSE file system.
@@ -29,29 +28,18 @@ var errChanging = errors.New("the file changed while it was read")
 // The stamp is the file's identity when it was read; a file whose stamp
 // differs before and after the read is errChanging.
 func readRegular(path string, limit int64) ([]byte, fileStamp, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|nonblock, 0)
+	f, fi, err := regularfile.Open(path)
 	if err != nil {
+		if fi != nil {
+			return nil, stampFrom(fi), err
+		}
 		return nil, fileStamp{}, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fileStamp{}, err
-	}
 	before := stampFrom(fi)
-	if !fi.Mode().IsRegular() {
-		return nil, before, fmt.Errorf("not a regular file (%s): only a regular file is read as a policy", typeName(fi.Mode()))
-	}
-	if fi.Size() > limit {
-		return nil, before, fmt.Errorf("%d bytes, larger than the %d MiB a policy file may have", fi.Size(), limit>>20)
-	}
-	// The limit holds even if the file grows while it is read.
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	data, err := regularfile.ReadAll(f, fi, limit)
 	if err != nil {
 		return nil, before, err
-	}
-	if int64(len(data)) > limit {
-		return nil, before, fmt.Errorf("larger than the %d MiB a policy file may have", limit>>20)
 	}
 	fi, err = f.Stat()
 	if err != nil {
@@ -61,22 +49,6 @@ func readRegular(path string, limit int64) ([]byte, fileStamp, error) {
 		return nil, after, errChanging
 	}
 	return data, before, nil
-}
-
-func typeName(m os.FileMode) string {
-	switch {
-	case m&os.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&os.ModeCharDevice != 0:
-		return "a character device"
-	case m&os.ModeDevice != 0:
-		return "a block device"
-	case m&os.ModeSocket != 0:
-		return "a socket"
-	case m.IsDir():
-		return "a directory"
-	}
-	return m.Type().String()
 }
 
 // fileStamp identifies a version of the file cheaply: a rename brings

@@ -39,10 +39,15 @@ const (
 	// way to see a change: a changed file is read once two polls in a row
 	// found it the same, so a finished edit is in force within 3 polls.
 	poll = 250 * time.Millisecond
-	// writingReport: a write in place not finished after this long is
-	// shown on the health board (the writer may have stalled).
-	writingReport = 5 * time.Second
 )
+
+// writingReport: a write in place not finished after this long is shown
+// on the health board (the writer may have stalled). A variable for the
+// test.
+var writingReport = 5 * time.Second
+
+// useInotify is false in the tests of the polling fallback.
+var useInotify = true
 
 // HealthPart is the name the watcher reports under on the health board.
 const HealthPart = "policy"
@@ -91,6 +96,10 @@ type Config struct {
 type Watcher struct {
 	cfg Config
 	log *slog.Logger
+	// src reports the kernel's file events; nil without inotify, then
+	// srcErr says why. Run consumes and closes it.
+	src    source
+	srcErr error
 
 	cur atomic.Pointer[policy.Policy]
 
@@ -122,10 +131,34 @@ func New(cfg Config) (*Watcher, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &Watcher{cfg: cfg, log: log}
-	if err := w.Reload(); err != nil {
+	// Watch before the first read, so a write in place that starts
+	// between New and Run is known to be one when Run begins.
+	if useInotify {
+		w.src, w.srcErr = newSource(cfg.Path)
+	} else {
+		w.srcErr = errors.New("inotify not used")
+	}
+	fail := func(err error) (*Watcher, error) {
+		if w.src != nil {
+			w.src.Close()
+		}
 		return nil, err
 	}
-	return w, nil
+	// A file that changes while it is read is read again: there is no
+	// previous policy to keep meanwhile.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if err := w.Reload(); err != nil {
+			return fail(err)
+		}
+		if w.cur.Load() != nil {
+			return w, nil
+		}
+		if time.Now().After(deadline) {
+			return fail(fmt.Errorf("policy %s: the file kept changing while it was read", cfg.Path))
+		}
+		time.Sleep(quiet)
+	}
 }
 
 // Policy returns the policy in force. It never blocks and never returns nil.
@@ -246,8 +279,8 @@ func (w *Watcher) read() ([]byte, fileStamp, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		defer w.reading.Store(false)
 		data, st, err := readRegular(w.cfg.Path, MaxSize)
+		w.reading.Store(false) // before the result: the next load may start at once
 		done <- result{data, st, err}
 	}()
 	t := time.NewTimer(readTimeout)
@@ -302,7 +335,7 @@ type source interface {
 	Close() error
 }
 
-// Run keeps the policy current until ctx is done.
+// Run keeps the policy current until ctx is done. Call it once.
 //
 // With inotify: a write in place marks the file as being written; only
 // when a writer closes it and nothing writes for quiet is it read, so
@@ -311,10 +344,10 @@ type source interface {
 // Without inotify (or if it lost events) a changed file is read once two
 // polls in a row found it unchanged.
 func (w *Watcher) Run(ctx context.Context) error {
-	src, err := newSource(w.cfg.Path)
+	src := w.src
 	var changes <-chan change
-	if err != nil {
-		w.log.Warn("cannot watch the policy file; polling instead", "err", err)
+	if src == nil {
+		w.log.Warn("cannot watch the policy file; polling instead", "err", w.srcErr)
 	} else {
 		defer src.Close()
 		changes = src.Changes()

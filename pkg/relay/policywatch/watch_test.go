@@ -367,3 +367,46 @@ func TestReloadWaitsForTheWriter(t *testing.T) {
 	f.Close()
 	waitFor(t, w, "x@c.example", "c.example")
 }
+
+// A write in place that is not finished for a while shows on the health
+// board, and its end clears it.
+func TestStalledWriteOnHealth(t *testing.T) {
+	writingReport = 300 * time.Millisecond
+	t.Cleanup(func() { writingReport = 5 * time.Second })
+	path := filepath.Join(t.TempDir(), "policy.conf")
+	os.WriteFile(path, []byte("a.example\n"), 0o644)
+	board := &health.Board{}
+	w, err := New(Config{Path: path, Health: board})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("a.example\nb.ex")
+	deadline := time.Now().Add(2 * time.Second)
+	for board.Level(HealthPart) != health.Degraded {
+		if time.Now().After(deadline) {
+			t.Fatal("a stalled write is not on the health board")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, conds := board.Snapshot(); !strings.Contains(conds[0].Reason, "being written in place since") {
+		t.Errorf("reason: %q", conds[0].Reason)
+	}
+	if w.Policy().Len() != 1 {
+		t.Errorf("%d entries in force during the write", w.Policy().Len())
+	}
+	f.WriteString("ample\n")
+	f.Close()
+	waitFor(t, w, "x@b.example", "b.example")
+	if board.Level(HealthPart) != health.OK {
+		t.Error("the finished write did not clear the board")
+	}
+}

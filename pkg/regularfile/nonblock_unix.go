@@ -1,6 +1,6 @@
 //go:build unix
 
-package policywatch
+package regularfile
 
 import "syscall"
 

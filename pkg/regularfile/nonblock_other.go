@@ -1,5 +1,5 @@
 //go:build !unix
 
-package policywatch
+package regularfile
 
 const nonblock = 0
