@@ -80,8 +80,22 @@ func TestQueueCommandsOnLiveRelay(t *testing.T) {
 	q := openQueue(t, l)
 
 	// list/show on the live relay: three deferred messages, each with its
-	// attempt, the reason and a next attempt a backoff step away.
+	// attempt, the reason and a next attempt a backoff step away. The
+	// audit record is written before the envelope is updated (no
+	// delivery without its record), so wait for the envelopes.
 	byRcpt := queued(t, q)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); byRcpt = queued(t, q) {
+		done := 0
+		for _, to := range []string{"a@retry.test", "a@delete.test", "a@bounce.test"} {
+			if m, ok := byRcpt[to]; ok && m.Recipients[0].Attempts > 0 {
+				done++
+			}
+		}
+		if done == 3 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for _, to := range []string{"a@retry.test", "a@delete.test", "a@bounce.test"} {
 		m, ok := byRcpt[to]
 		if !ok {

@@ -228,17 +228,18 @@ func (w *Watcher) load() error {
 	if err != nil {
 		return w.refuse(err)
 	}
-	if !first && len(data) == 0 {
-		return w.refuse(errors.New("the file is empty: taken for a write in progress (truncated, not yet written), " +
-			"so the previous policy stays in force; to clear the policy, leave only a comment line in the file"))
-	}
 	sum := sha256.Sum256(data)
 	if !first && sum == w.sum {
 		// Same content (a touch, the journal beside it changed, the
-		// same file written again): whatever was refused before is
-		// no longer what is on disk.
+		// same file written again, or still the empty file the relay
+		// started with): whatever was refused before is no longer
+		// what is on disk.
 		w.good()
 		return nil
+	}
+	if !first && len(data) == 0 {
+		return w.refuse(errors.New("the file is empty: taken for a write in progress (truncated, not yet written), " +
+			"so the previous policy stays in force; to clear the policy, leave only a comment line in the file"))
 	}
 	f, err := policy.Parse(w.cfg.Path, data)
 	if err != nil {

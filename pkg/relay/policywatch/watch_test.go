@@ -410,3 +410,25 @@ func TestStalledWriteOnHealth(t *testing.T) {
 		t.Error("the finished write did not clear the board")
 	}
 }
+
+// An empty file is refused only as a change: a relay that started with
+// an empty (or missing) policy reloads the same empty file without error.
+func TestEmptyFileInForceReloads(t *testing.T) {
+	dir := t.TempDir()
+	for name, create := range map[string]bool{"empty": true, "missing": false} {
+		path := filepath.Join(dir, name+".conf")
+		if create {
+			os.WriteFile(path, nil, 0o644)
+		}
+		w, err := New(Config{Path: path, MissingOK: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !create {
+			os.WriteFile(path, nil, 0o644)
+		}
+		if err := w.Reload(); err != nil || w.Stats().LastError != "" {
+			t.Errorf("%s: reloading the empty file in force: %v %+v", name, err, w.Stats())
+		}
+	}
+}
