@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
 // What a body reader returns to Session.Data when the client's input is
@@ -425,4 +428,40 @@ func (c *lineCheck) finish() (needCRLF bool) {
 		c.fail(errBareCR)
 	}
 	return c.lineLen > 0
+}
+
+func newWire(nc net.Conn, writeTimeout time.Duration) *wire {
+	return &wire{nc: nc, br: bufio.NewReaderSize(nc, bufferSize), bw: bufio.NewWriterSize(nc, 4096), writeTimeout: writeTimeout}
+}
+
+// reply buffers one reply (RFC 5321 §4.2.1): "xyz-" on every line but
+// the last, the enhanced code (RFC 2034 §4) on every line. CR, LF and
+// other controls in a text become spaces: a reply must never turn into
+// two.
+func (w *wire) reply(r smtpreply.Reply) {
+	lines := r.Lines
+	if len(lines) == 0 {
+		lines = []string{""}
+	}
+	code := strconv.Itoa(r.Code)
+	for i, l := range lines {
+		w.bw.WriteString(code)
+		if i < len(lines)-1 {
+			w.bw.WriteByte('-')
+		} else {
+			w.bw.WriteByte(' ')
+		}
+		if r.Enhanced != "" {
+			w.bw.WriteString(r.Enhanced)
+			w.bw.WriteByte(' ')
+		}
+		for j := 0; j < len(l); j++ {
+			c := l[j]
+			if c < ' ' || c == 0x7f {
+				c = ' '
+			}
+			w.bw.WriteByte(c)
+		}
+		w.bw.WriteString("\r\n")
+	}
 }
