@@ -86,7 +86,7 @@ func (c *conn) bdat(arg string) error {
 		if errors.Is(cr.check.fault, ErrBareNewline) {
 			c.log.Info("smtp bare newline in BDAT", "err", cr.check.fault)
 		}
-		c.w.reply(faultReply(cr.check.fault))
+		c.w.reply(c.faultReply(cr.check.fault))
 		return nil
 	}
 	if r == nil {

@@ -102,11 +102,15 @@ var (
 	replyBareNewline = reply(550, "5.5.2", "Error: bare <CR> or <LF> received; lines must end in <CR><LF>")
 	// RFC 5321 §4.1.1.4 "text"; RFC 3463 X.6.0 "other media error".
 	replyBodyNUL = reply(550, "5.6.0", "Error: message contains a NUL octet")
-	// RFC 5321 §4.5.3.1.10: the body was read to its end, then refused.
-	replyLineTooLong = reply(500, "5.5.2", "Error: line too long: a text line is at most 1000 octets including <CR><LF> (RFC 5321 4.5.3.1.6)")
 	// RFC 5321 §4.5.3.1.10; RFC 3463 X.5.3 "too many recipients".
 	replyTooManyRcpts = reply(452, "4.5.3", "Error: too many recipients")
 )
+
+// replyLineTooLong is RFC 5321 §4.5.3.1.10's "500 Line too long", sent
+// after the body was read to its end.
+func replyLineTooLong(max int) smtpreply.Reply {
+	return reply(500, "5.5.2", "Error: line too long: a text line is at most "+strconv.Itoa(max)+" octets including <CR><LF> (RFC 5321 4.5.3.1.6)")
+}
 
 // STARTTLS (RFC 3207) and AUTH (RFC 4954).
 var (

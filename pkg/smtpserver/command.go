@@ -95,10 +95,9 @@ type RcptParams struct {
 // parameter gets 555).
 type offer struct {
 	esmtp      bool // EHLO, not HELO: no parameters at all after HELO
-	tls        bool
-	auth       bool
+	auth       bool // AUTH offered: over TLS, to an Authenticator
 	maxSize    int64
-	requireTLS bool
+	requireTLS bool // offered only over TLS (RFC 8689 §4)
 }
 
 // DSN length limits (RFC 3461 §4.4 and §4.2).
@@ -179,11 +178,9 @@ func parseMailParams(fields []string, o offer) (MailParams, *smtpreply.Reply) {
 			}
 			mp.SMTPUTF8 = true
 		case "REQUIRETLS":
+			// In clear text it was not offered, so it is unknown (555).
 			if !o.requireTLS {
 				return mp, ptr(replyUnknownParam(key))
-			}
-			if !o.tls {
-				return mp, ptr(replyNeedTLS) // RFC 8689 §4.1: TLS only
 			}
 			if hasValue {
 				return mp, bad

@@ -283,7 +283,7 @@ func validHeloArg(s string) bool {
 
 func (c *conn) offer() offer {
 	return offer{
-		esmtp: c.esmtp, tls: c.state.TLS != nil, auth: c.authOffered(),
+		esmtp: c.esmtp, auth: c.authOffered(),
 		maxSize: c.cfg.MaxMessageBytes, requireTLS: c.state.TLS != nil,
 	}
 }
@@ -406,7 +406,7 @@ func (c *conn) data(arg string) error {
 		}
 		return errQuit
 	case d.fault != nil:
-		c.w.reply(faultReply(d.fault))
+		c.w.reply(c.faultReply(d.fault))
 		return nil
 	}
 	if r == nil {
@@ -417,12 +417,12 @@ func (c *conn) data(arg string) error {
 }
 
 // faultReply is the reply to a body refused for its content.
-func faultReply(err error) smtpreply.Reply {
+func (c *conn) faultReply(err error) smtpreply.Reply {
 	switch {
 	case errors.Is(err, ErrTooBig):
 		return replyTooBig
 	case errors.Is(err, ErrLineTooLong):
-		return replyLineTooLong
+		return replyLineTooLong(c.cfg.MaxLineLength)
 	case errors.Is(err, ErrNUL):
 		return replyBodyNUL
 	}

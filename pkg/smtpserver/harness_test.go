@@ -281,3 +281,15 @@ func readReply(t *testing.T, nc net.Conn) smtpreply.Reply {
 	}
 	return r
 }
+
+func dialAddr(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
+func newReader(nc net.Conn) *bufio.Reader { return bufio.NewReader(nc) }
