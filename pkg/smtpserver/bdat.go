@@ -51,6 +51,12 @@ func (c *conn) bdat(arg string) error {
 		if err := c.discard(size); err != nil {
 			return c.readFailed(err)
 		}
+		if c.esmtp {
+			// Not counted as an error: a client that pipelined its
+			// chunks meets this for each one after a refused chunk.
+			c.w.reply(refuse)
+			return nil
+		}
 		return c.fail(refuse)
 	}
 	defer c.reset()
