@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
 // scriptConn is a net.Conn that reads a fixed script and records what the
@@ -108,4 +110,25 @@ func FuzzSession(f *testing.F) {
 	f.Fuzz(func(t *testing.T, script string) {
 		runScript(t, Config{MaxMessageBytes: 1 << 10, MaxBadCommands: 1000}, script)
 	})
+}
+
+// discardBackend reads every body to its end and keeps nothing.
+type discardBackend struct{}
+
+func (discardBackend) NewSession(context.Context, ConnState) (Session, *smtpreply.Reply) {
+	return discardSession{}, nil
+}
+
+type discardSession struct{}
+
+func (discardSession) Hello(Hello) *smtpreply.Reply           { return nil }
+func (discardSession) Mail(Path, MailParams) *smtpreply.Reply { return nil }
+func (discardSession) Rcpt(Path, RcptParams) *smtpreply.Reply { return nil }
+func (discardSession) Reset()                                 {}
+func (discardSession) Logout()                                {}
+func (discardSession) Data(r io.Reader) *smtpreply.Reply {
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return ptr(reply(451, "4.3.0", "read failed"))
+	}
+	return nil
 }

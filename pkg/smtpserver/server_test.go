@@ -499,3 +499,42 @@ func TestShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHandshakeFailure: when the TLS handshake fails nothing more is
+// written in clear; the connection is just closed.
+func TestHandshakeFailure(t *testing.T) {
+	ts := startServer(t, Config{}, nil)
+	c := ts.dial(t)
+	c.ehlo()
+	c.send("STARTTLS\r\n")
+	c.expect("220 2.0.0")
+	c.send("EHLO not-a-tls-record\r\nMAIL FROM:<a@b>\r\n")
+	c.closed()
+}
+
+// BenchmarkSession runs one whole session with one 100 KB message
+// through the state machine, to show the per-message cost beside the
+// reader's.
+func BenchmarkSession(b *testing.B) {
+	var msg strings.Builder
+	msg.WriteString("EHLO bench.test\r\nMAIL FROM:<a@example.com> SIZE=102400\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+	for msg.Len() < 100_000 {
+		msg.WriteString(strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo", 3)[:76] + "\r\n")
+	}
+	msg.WriteString(".\r\nQUIT\r\n")
+	script := msg.String()
+	srv, err := New(Config{Hostname: "mx.test"}, discardBackend{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(script)))
+	b.ReportAllocs()
+	for b.Loop() {
+		sc := &scriptConn{in: strings.NewReader(script)}
+		c := newConn(srv, sc, addrPort(sc.RemoteAddr()))
+		c.serve(b.Context())
+		if !strings.HasSuffix(sc.out.String(), "250 2.0.0 Ok\r\n221 2.0.0 Bye\r\n") {
+			b.Fatal(sc.out.String())
+		}
+	}
+}
