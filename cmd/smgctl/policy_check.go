@@ -67,7 +67,10 @@ parent domain, then the catch-all *. No entry means opportunistic TLS.`,
 			w := c.OutOrStdout()
 			results := make([]checkJSON, 0, len(args))
 			for _, a := range args {
-				m := p.Lookup(a)
+				// The canonical form, as the relay looks recipients up:
+				// "CEO"@Partner.COM. and ceo@partner.com meet one entry.
+				t, _ := policy.ParseTarget(a)
+				m := p.Lookup(t.Key())
 				req := m.Requirement()
 				r := checkJSON{Recipient: a, Judged: req.Judged(), Enforced: req.Enforced(), Summary: requirementSummary(m)}
 				if m.Entry != nil {
@@ -86,7 +89,8 @@ parent domain, then the catch-all *. No entry means opportunistic TLS.`,
 			for _, r := range results {
 				entry, line, summary := "-", "-", r.Summary
 				if r.Entry != nil {
-					m := p.Lookup(r.Recipient)
+					t, _ := policy.ParseTarget(r.Recipient)
+					m := p.Lookup(t.Key())
 					entry, line = m.Entry.Target.Display(), strconv.Itoa(r.Entry.Line)
 				}
 				switch {

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/smgctl/smgctl/pkg/address"
 )
 
 // DefaultTimeout bounds one DNS query (one server, one attempt).
@@ -147,11 +149,16 @@ type Result struct {
 // addresses could not be found is kept, with Host.Err set, so callers can
 // report it and move on to the next one.
 func (r *Resolver) LookupMX(ctx context.Context, domain string) (Result, error) {
-	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
-	res := Result{Domain: domain, Name: domain}
-	if domain == "" {
-		return res, &Error{Step: "MX", Name: ".", Rcode: -1, Err: errors.New("empty domain")}
+	// The relay's one form of a domain (issue 10: "plain.test.." once
+	// found no policy entry here but plain.test's MX there). A name that
+	// is not a host name is never looked up: the answer would be for
+	// another name.
+	d, err := address.CanonicalDomain(domain)
+	if err != nil {
+		return Result{Domain: domain, Name: domain}, &Error{Step: "MX", Name: domain, Rcode: -1, Err: err}
 	}
+	domain = d
+	res := Result{Domain: domain, Name: domain}
 	ans, err := r.lookup(ctx, "MX", domain, dns.TypeMX)
 	if err != nil {
 		return res, err

@@ -292,3 +292,36 @@ func BenchmarkLookupMX(b *testing.B) {
 		}
 	}
 }
+
+// Issue 10 point 3: the MX lookup takes the relay's one canonical form of
+// a domain, the form policy lookups use. A name that is not a host name
+// ("plain.test..", which used to resolve as plain.test) is refused
+// permanently without a query; U-labels and fullwidth forms are looked up
+// by their A-labels.
+func TestLookupMXCanonicalDomain(t *testing.T) {
+	d, r := newTest(t)
+	d.AddMX("plain.test", 10, "mx.plain.test")
+	d.AddA("mx.plain.test", "127.64.9.1")
+	d.AddMX("xn--bcher-kva.test", 10, "mx.plain.test")
+	for _, bad := range []string{"plain.test..", ".plain.test", "plain..test", "-plain.test", "plain_x.test", "[127.0.0.1]"} {
+		_, err := r.LookupMX(context.Background(), bad)
+		if err == nil || IsTemporary(err) {
+			t.Errorf("LookupMX(%q) = %v, want a permanent error", bad, err)
+		}
+	}
+	if q := d.Queries(); len(q) != 0 {
+		t.Errorf("bad names were looked up: %v", q)
+	}
+	for in, want := range map[string]string{
+		"PLAIN.Test.":        "plain.test",
+		"ｐｌａｉｎ.test":         "plain.test",
+		"ＰＬＡＩＮ．ｔｅｓｔ":         "plain.test",
+		"bücher.test":        "xn--bcher-kva.test",
+		"XN--BCHER-KVA.test": "xn--bcher-kva.test",
+	} {
+		res, err := r.LookupMX(context.Background(), in)
+		if err != nil || res.Domain != want || len(res.Hosts) != 1 || res.Hosts[0].Name != "mx.plain.test" {
+			t.Errorf("LookupMX(%q) = %+v, %v; want %s's MX", in, res, err, want)
+		}
+	}
+}

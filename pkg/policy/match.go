@@ -3,6 +3,8 @@ package policy
 import (
 	"strings"
 	"unicode/utf8"
+
+	"github.com/smgctl/smgctl/pkg/address"
 )
 
 // Policy is a compiled, read-only policy: safe for concurrent lookups.
@@ -93,6 +95,17 @@ func (p *Policy) Lookup(recipient string) Match {
 		return Match{p.catchAll}
 	}
 	return Match{}
+}
+
+// LookupMailbox finds the entry for a recipient as the relay holds it
+// (package address): its canonical domain, its local part as written on
+// the wire. An address literal names no domain, so only the catch-all can
+// apply to it.
+func (p *Policy) LookupMailbox(m address.Mailbox) Match {
+	if m.IsLiteral() {
+		return Match{p.catchAll}
+	}
+	return p.Lookup(address.QuoteLocal(m.Local) + "@" + m.Domain)
 }
 
 // normalizeSlow lower-cases an address or domain with non-ASCII parts and

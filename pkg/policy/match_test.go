@@ -3,6 +3,8 @@ package policy
 import (
 	"strings"
 	"testing"
+
+	"github.com/smgctl/smgctl/pkg/address"
 )
 
 func mustParse(t testing.TB, src string) *Policy {
@@ -108,6 +110,39 @@ func TestLookupAllocs(t *testing.T) {
 		n := testing.AllocsPerRun(100, func() { p.Lookup(rcpt) })
 		if n != 0 {
 			t.Errorf("Lookup(%q) allocates %.0f times, want 0", rcpt, n)
+		}
+	}
+}
+
+// Every spelling of a listed domain the relay accepts at RCPT meets the
+// entry: the relay looks up the address package's canonical form (issue
+// 10: "user@plain.test.." found no entry but plain.test's MX).
+func TestLookupMailboxEverySpelling(t *testing.T) {
+	p := mustParse(t, `
+plain.test    bits=256
+"ceo"@good.test bits=128
+bücher.example
+`)
+	for _, tc := range []struct{ rcpt, want string }{
+		{"user@plain.test", "plain.test"},
+		{"user@PLAIN.Test.", "plain.test"},
+		{"user@ｐｌａｉｎ.test", "plain.test"},
+		{"user@sub.ＰＬＡＩＮ．ｔｅｓｔ", "plain.test"},
+		{`"ceo"@good.test`, "ceo@good.test"},
+		{`CEO@Good.Test.`, "ceo@good.test"},
+		{"u@BÜCHER.example.", "xn--bcher-kva.example"},
+		{"u@[127.0.0.12]", ""},
+	} {
+		m, err := address.Parse(tc.rcpt)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.rcpt, err)
+		}
+		got := ""
+		if e := p.LookupMailbox(m).Entry; e != nil {
+			got = e.Target.Key()
+		}
+		if got != tc.want {
+			t.Errorf("LookupMailbox(%s) = %q, want %q", tc.rcpt, got, tc.want)
 		}
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"golang.org/x/net/idna"
+	"github.com/smgctl/smgctl/pkg/address"
 )
 
 // TargetKind tells the three kinds of entry apart.
@@ -81,7 +81,14 @@ func ParseTarget(s string) (Target, error) {
 	if err != nil {
 		return Target{}, err
 	}
-	return Target{Kind: KindAddress, Local: strings.ToLower(local), Domain: d}, nil
+	// The local part is keyed as the relay writes it on the wire
+	// (address.QuoteLocal: minimum quoting), so `"ceo"@x` and ceo@x are
+	// one target, as they are one mailbox (RFC 5321 §4.1.2).
+	m, err := address.Parse(local + "@" + d)
+	if err != nil {
+		return Target{}, fmt.Errorf("local part %q: %v", local, err)
+	}
+	return Target{Kind: KindAddress, Local: strings.ToLower(address.QuoteLocal(m.Local)), Domain: d}, nil
 }
 
 // checkLocal accepts an RFC 5321 local part, including UTF-8 (RFC 6531),
@@ -105,92 +112,18 @@ func checkLocal(local string) error {
 	return nil
 }
 
-var idnaProfile = idna.New(
-	idna.MapForLookup(),
-	idna.BidiRule(),
-	idna.ValidateLabels(true),
-	idna.StrictDomainName(true),
-	idna.VerifyDNSLength(true),
-)
-
 // NormalizeDomain returns the lower-case A-label form of a domain name,
-// without a trailing dot, or says what is wrong with it.
+// without a trailing dot, or says what is wrong with it. It is
+// address.CanonicalDomain, the form the relay computes for every recipient
+// at RCPT, so a policy entry and a recipient can only ever meet in one
+// spelling.
 func NormalizeDomain(s string) (string, error) {
-	if s == "" {
-		return "", errors.New("empty domain")
-	}
-	if !utf8.ValidString(s) {
-		return "", errors.New("domain is not valid UTF-8")
-	}
-	s = strings.TrimSuffix(s, ".")
-	if s == "" {
-		return "", errors.New("domain is only a dot")
-	}
 	if strings.HasPrefix(s, "[") {
 		return "", errors.New("address literals are not policy targets; use the domain")
 	}
-	ascii := true
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			ascii = false
-			break
-		}
-	}
-	if !ascii {
-		a, err := idnaProfile.ToASCII(s)
-		if err != nil {
-			return "", fmt.Errorf("bad internationalised domain %q: %v", s, err)
-		}
-		s = a
-	}
-	s = strings.ToLower(s)
-	if err := checkLDH(s); err != nil {
-		return "", err
-	}
-	return s, nil
-}
-
-// checkLDH enforces RFC 1035 §2.3.1 / RFC 5890 host name syntax on an
-// ASCII name, and that any A-label decodes.
-func checkLDH(s string) error {
-	// Labels first: an over-long label is the more specific complaint.
-	for label := range strings.SplitSeq(s, ".") {
-		if label == "" {
-			return fmt.Errorf("empty label in %q", s)
-		}
-		if len(label) > 63 {
-			return fmt.Errorf("label of %d octets in domain, more than 63", len(label))
-		}
-		if label[0] == '-' || label[len(label)-1] == '-' {
-			return fmt.Errorf("label %q starts or ends with a hyphen", label)
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return fmt.Errorf("character %q not allowed in domain %q", c, s)
-			}
-		}
-		if strings.HasPrefix(label, "xn--") {
-			if _, err := idnaProfile.ToUnicode(label); err != nil {
-				return fmt.Errorf("bad A-label %q: %v", label, err)
-			}
-		}
-	}
-	if len(s) > 253 {
-		return fmt.Errorf("domain is %d octets, more than 253", len(s))
-	}
-	return nil
+	return address.CanonicalDomain(s)
 }
 
 // UnicodeDomain returns the U-label form of an A-label domain for display;
 // the input itself when it has none or does not decode.
-func UnicodeDomain(d string) string {
-	if !strings.Contains(d, "xn--") {
-		return d
-	}
-	u, err := idna.Display.ToUnicode(d)
-	if err != nil {
-		return d
-	}
-	return u
-}
+func UnicodeDomain(d string) string { return address.UnicodeDomain(d) }

@@ -47,7 +47,7 @@ type world struct {
 }
 
 var domainsOf = map[string][]string{
-	"modern": {"modern.test", "selfok.test", "backup.test", "down.test", "mitm-strip.test", "mitm-454.test", "mitm-inject.test"},
+	"modern": {"modern.test", "selfok.test", "xn--bcher-kva.test", "backup.test", "down.test", "mitm-strip.test", "mitm-454.test", "mitm-inject.test"},
 	"none":   {"none.test", "clear.test", "testing.test", "defer.test", "edit.test", "catchall.test", "exempt.test", "later.test", "later2.test"},
 	"null":   {"null.test"},
 	"aes128": {"aes128.test", "multi.test", "sub.multi.test"},

@@ -558,3 +558,48 @@ func TestPipelinedDataWithoutRecipients(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Issue 10 point 5: addresses are parsed and written again, never copied.
+// A quoted local part goes out quoted, as one address with no parameter
+// after it; only the quoting needed is used; a string that is not a
+// Mailbox never reaches the wire.
+func TestEnvelopeAddressesSerialised(t *testing.T) {
+	want := []string{
+		`MAIL FROM:<"a b"@sender.test>`,
+		`RCPT TO:<"inj1@good.test> NOTIFY=SUCCESS ORCPT=rfc822;x"@good.test>`,
+		`RCPT TO:<plain@good.test>`,
+		`RCPT TO:<User@plain.test>`,
+		`RCPT TO:<"a\\b\"c"@good.test>`,
+		`DATA`,
+	}
+	addr := serve(t, func(p *peer) {
+		p.send("220 mx.test")
+		p.ehlo("PIPELINING")
+		for _, w := range want {
+			if got := p.expect(w); got != w {
+				t.Errorf("server got %q, want %q", got, w)
+			}
+		}
+		p.send("250 ok", "250 ok", "250 ok", "250 ok", "250 ok", "554 5.5.1 no")
+		p.expect("QUIT")
+		p.send("221 bye")
+	})
+	ctx := context.Background()
+	s, err := Dial(ctx, addr, quickOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Hello(ctx)
+	for _, bad := range []string{"inj1@good.test> NOTIFY=SUCCESS ORCPT=rfc822;x@good.test", "a b@good.test", "u@plain.test..", ""} {
+		if _, _, err := s.Envelope(ctx, "a@b.test", MailOptions{}, []string{bad}); err == nil || IsTemporary(err) {
+			t.Errorf("Envelope to %q: err = %v, want a permanent error", bad, err)
+		}
+	}
+	_, rcpts, err := s.Envelope(ctx, `"a\ b"@sender.test`, MailOptions{}, []string{
+		`"inj1@good.test> NOTIFY=SUCCESS ORCPT=rfc822;x"@good.test`, `"plain"@good.test`, "User@PLAIN.Test.", `"a\\b\"c"@good.test`,
+	})
+	if err != nil || len(rcpts) != 4 {
+		t.Fatalf("%v %v", rcpts, err)
+	}
+	s.Quit(ctx)
+}

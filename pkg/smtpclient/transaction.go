@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/address"
 	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
@@ -25,10 +26,28 @@ type MailOptions struct {
 	Body8BIT bool
 }
 
+// path is an address as it goes between a command's angle brackets:
+// parsed to an RFC 5321 Mailbox and written again with the quoting it
+// needs (address.Mailbox.String), never copied. A string that is not a
+// Mailbox, say `x@d> NOTIFY=SUCCESS`, cannot reach the command line; a
+// local part that needs quoting is sent quoted, as one address (§4.1.2).
+// "" is the null reverse-path (§4.1.1.2), for MAIL only.
+func path(step, addr string) (string, error) {
+	if addr == "" && step == "MAIL" {
+		return "", nil
+	}
+	m, err := address.Parse(addr)
+	if err != nil {
+		return "", &Error{Step: step, Err: fmt.Errorf("address %q: %w", addr, err), permanent: true}
+	}
+	return m.String(), nil
+}
+
 // mailCommand builds "MAIL FROM:<from> ..." for what the server offers.
 func (s *Session) mailCommand(from string, o MailOptions) (string, error) {
-	if err := checkLine(from); err != nil {
-		return "", &Error{Step: "MAIL", Err: err, permanent: true}
+	from, err := path("MAIL", from)
+	if err != nil {
+		return "", err
 	}
 	if o.SMTPUTF8 && !s.Supports("SMTPUTF8") {
 		return "", &Error{Step: "MAIL", Err: ErrSMTPUTF8, permanent: true}
@@ -66,8 +85,9 @@ func (s *Session) Mail(ctx context.Context, from string, o MailOptions) (smtprep
 // negative reply is not an error (it concerns one recipient); err is set
 // for transport failures and a 421, which end the session.
 func (s *Session) Rcpt(ctx context.Context, to string) (smtpreply.Reply, error) {
-	if err := checkLine(to); err != nil {
-		return smtpreply.Reply{}, &Error{Step: "RCPT", Err: err, permanent: true}
+	to, err := path("RCPT", to)
+	if err != nil {
+		return smtpreply.Reply{}, err
 	}
 	rep, err := s.exchange(ctx, "RCPT", "RCPT TO:<"+to+">", s.opts.Timeouts.Command)
 	if err != nil {
@@ -129,8 +149,9 @@ func (s *Session) Envelope(ctx context.Context, from string, o MailOptions, rcpt
 	}
 	cmds, steps = append(cmds, cmd), append(steps, "MAIL")
 	for _, to := range rcpts {
-		if err := checkLine(to); err != nil {
-			return mail, nil, &Error{Step: "RCPT", Err: err, permanent: true}
+		to, err := path("RCPT", to)
+		if err != nil {
+			return mail, nil, err
 		}
 		cmds, steps = append(cmds, "RCPT TO:<"+to+">"), append(steps, "RCPT")
 	}

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/address"
 	"github.com/smgctl/smgctl/pkg/audit/logset"
 	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/relay/audit"
@@ -270,11 +271,19 @@ func (p *partial) fold(b *batch) {
 }
 
 // RecipientDomain is the domain a record is grouped under: the
-// recipient's domain, lower case, without a trailing dot.
+// recipient's domain in the relay's canonical form (address.
+// CanonicalDomain), which records written since the relay parses
+// addresses at RCPT already hold; older records may spell one domain
+// several ways (case, trailing dot, U-labels, fullwidth forms). A domain
+// that is not a host name is grouped as written, lower case, without a
+// trailing dot.
 func RecipientDomain(rcpt string) string {
 	at := strings.LastIndexByte(rcpt, '@')
 	if at < 0 {
 		return "(no domain)"
+	}
+	if d, err := address.CanonicalDomain(rcpt[at+1:]); err == nil {
+		return d
 	}
 	return strings.TrimSuffix(strings.ToLower(rcpt[at+1:]), ".")
 }

@@ -240,3 +240,20 @@ func TestRemovedByAdmin(t *testing.T) {
 		}
 	}
 }
+
+// Records written before the relay kept one canonical form may spell a
+// domain several ways; the report groups them as the one domain they are.
+func TestRecipientDomainCanonical(t *testing.T) {
+	for in, want := range map[string]string{
+		"u@PLAIN.Test.":    "plain.test",
+		"u@ｐｌａｉｎ.test":     "plain.test",
+		"u@Bücher.example": "xn--bcher-kva.example",
+		`"a@b"@plain.test`: "plain.test",
+		"u@plain.test..":   "plain.test.",
+		"no-domain":        "(no domain)",
+	} {
+		if got := RecipientDomain(in); got != want {
+			t.Errorf("RecipientDomain(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

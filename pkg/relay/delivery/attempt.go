@@ -25,6 +25,12 @@ const (
 	diagDNSTemp = "451 4.4.3 Host or domain name lookup failed: %v"
 	// RFC 3463 4.4.4: unable to route; no MX host has an address.
 	diagNoHosts = "451 4.4.4 no MX host of %s could be reached"
+	// RFC 5321 §4.1.2 / RFC 3463 5.1.3: a stored address that is not a
+	// Mailbox (queued before the relay checked at RCPT); never looked up.
+	diagBadAddress = "501 5.1.3 Bad recipient address syntax: %v"
+	// RFC 3463 5.1.2: an address literal names no domain, so no TLS
+	// policy; the relay refuses them at RCPT and never sends to one.
+	diagLiteral = "550 5.1.2 Recipient address rejected: address literals are not relayed; use the domain name"
 	// RFC 6531 §3.2 / RFC 3463 5.6.7: the message needs SMTPUTF8.
 	diagSMTPUTF8 = "550 5.6.7 %s"
 )
@@ -33,9 +39,12 @@ const (
 // domain, one requirement (SPEC §4: recipients of one message to one
 // domain with the same requirement share a transaction).
 type group struct {
-	domain string
+	domain string // canonical (address.CanonicalDomain)
 	req    policy.Requirement
-	rcpts  []string
+	rcpts  []string // as stored in the envelope
+	wire   []string // the same, as written on the RCPT line
+	// refused: the recipients are returned with this text, unsent.
+	refused string
 }
 
 // Kind is a recipient's outcome of one attempt.
@@ -167,6 +176,9 @@ func unmap(a netip.Addr) netip.Addr { return a.Unmap() }
 // transaction; a target that cannot meet the group's requirement gets no
 // MAIL FROM.
 func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g group) []Result {
+	if g.refused != "" {
+		return r.failAll(g, &failure{text: g.refused})
+	}
 	ts, f := r.targets(ctx, g.domain)
 	if f != nil {
 		return r.failAll(g, f)
@@ -365,7 +377,11 @@ func (r *Runner) transact(ctx context.Context, cn *conn, env *spool.Envelope, g 
 		return res
 	}
 	opts := smtpclient.MailOptions{Size: env.Size, SMTPUTF8: env.SMTPUTF8, Body8BIT: env.Body8Bit}
-	mailRep, replies, err := s.Envelope(ctx, env.From, opts, g.rcpts)
+	from := env.From
+	if m, err := storedMailbox(from); err == nil {
+		from = m.String()
+	} // else "" (the null sender) or unreadable: Envelope refuses it
+	mailRep, replies, err := s.Envelope(ctx, from, opts, g.wire)
 	if e := (*smtpclient.Error)(nil); errors.As(err, &e) && e.Step == "RSET" {
 		return nil, &failure{hop: hop, text: sessionText(t, err), temporary: true, stale: true}
 	}

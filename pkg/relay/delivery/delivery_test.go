@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -807,5 +808,42 @@ func BenchmarkGroupRecipients(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		groupRecipients(env, pol, now, false)
+	}
+}
+
+// Issue 10 points 3 and 5 for mail already queued: envelopes spooled
+// before the relay parsed addresses at RCPT hold go-smtp's text (quoted
+// local parts unquoted, domains as the client spelt them). They are read
+// by value, grouped by canonical domain under that domain's policy, and
+// written quoted on the RCPT line; a domain that is not a host name and an
+// address literal are returned without any lookup or connection.
+func TestStoredAddressesFromOldEnvelopes(t *testing.T) {
+	h := newHarness(t, "partner.test verify=cert\n", nil)
+	f := startFake(t, "127.0.0.1:0", func(f *fakeMX) { f.TLS = h.tlsConfig(nil) })
+	route(h, "partner.test", f)
+	sink := startFake(t, "127.0.0.1:0", nil)
+	route(h, "corp.test", sink)
+	h.start()
+	id := h.queue("alice@corp.test", "u@PARTNER.test.", "inj1@good.test> NOTIFY=SUCCESS ORCPT=rfc822;x@partner.test",
+		"user@partner.test..", "v@[127.0.0.1]")
+	h.waitGone(id)
+
+	want := []string{`RCPT TO:<u@partner.test>`, `RCPT TO:<"inj1@good.test> NOTIFY=SUCCESS ORCPT=rfc822;x"@partner.test>`}
+	if got := f.RcptLines(); !slices.Equal(got, want) {
+		t.Errorf("RCPT lines at the MX:\n%q\nwant\n%q", got, want)
+	}
+	if msgs := f.Messages(); len(msgs) != 1 || msgs[0].TLS == nil {
+		t.Errorf("messages at the MX: %+v", msgs)
+	}
+	for rcpt, reply := range map[string]string{
+		"u@PARTNER.test.": "250 ",
+		"inj1@good.test> NOTIFY=SUCCESS ORCPT=rfc822;x@partner.test": "250 ",
+		"user@partner.test..": "501 5.1.3 Bad recipient address syntax",
+		"v@[127.0.0.1]":       "550 5.1.2 ",
+	} {
+		rec := h.recordFor(rcpt)
+		if !strings.HasPrefix(rec.Reply, reply) || (reply == "250 " && rec.PolicyTarget != "partner.test") {
+			t.Errorf("audit for %s: %+v, want reply %q", rcpt, rec, reply)
+		}
 	}
 }

@@ -40,6 +40,7 @@ type fakeMX struct {
 	rsets int           // RSET commands seen
 	conns int           // connections accepted
 	msgs  []fakeMessage // messages accepted after DATA
+	rcpts []string      // RCPT command lines as received
 }
 
 type fakeMessage struct {
@@ -93,6 +94,13 @@ func (f *fakeMX) Conns() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.conns
+}
+
+// RcptLines are the RCPT commands received, as sent.
+func (f *fakeMX) RcptLines() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.rcpts...)
 }
 
 func (f *fakeMX) Messages() []fakeMessage {
@@ -165,6 +173,9 @@ func (f *fakeMX) serve(c net.Conn) {
 			}
 			say("250 2.1.0 Ok")
 		case strings.HasPrefix(verb, "RCPT TO:"):
+			f.mu.Lock()
+			f.rcpts = append(f.rcpts, line)
+			f.mu.Unlock()
 			a := addrArg(line)
 			rep := "250 2.1.5 Ok"
 			if f.Rcpt != nil {

@@ -4,13 +4,14 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/address"
 	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/relay/audit"
 	"github.com/smgctl/smgctl/pkg/relay/dsn"
@@ -369,11 +370,14 @@ func (r *Runner) process(ctx context.Context, id string, force bool) {
 }
 
 // groupRecipients splits the recipients due by now (all pending ones when
-// force is set) by (domain, requirement).
+// force is set) by (domain, requirement). The domain is the canonical one
+// the policy lookup used, so the MX lookup cannot find another (issue 10:
+// "plain.test.." matched no entry but reached plain.test's MX).
 func groupRecipients(env *spool.Envelope, pol *policy.Policy, now time.Time, force bool) []group {
 	type key struct {
-		domain string
-		req    policy.Requirement
+		domain  string
+		req     policy.Requirement
+		refused string
 	}
 	idx := map[key]int{}
 	var gs []group
@@ -381,31 +385,41 @@ func groupRecipients(env *spool.Envelope, pol *policy.Policy, now time.Time, for
 		if rc.State != spool.Pending || (!force && rc.NextAttempt.After(now)) {
 			continue
 		}
-		k := key{domain: domainOf(rc.Address), req: pol.Lookup(rc.Address).Requirement()}
+		m, err := storedMailbox(rc.Address)
+		var k key
+		switch {
+		case err != nil:
+			k.refused = fmt.Sprintf(diagBadAddress, err)
+		case m.IsLiteral():
+			k.domain, k.refused = m.Domain, diagLiteral
+		default:
+			k.domain, k.req = m.Domain, pol.LookupMailbox(m).Requirement()
+		}
 		i, ok := idx[k]
 		if !ok {
 			i = len(gs)
 			idx[k] = i
-			gs = append(gs, group{domain: k.domain, req: k.req})
+			gs = append(gs, group{domain: k.domain, req: k.req, refused: k.refused})
 		}
 		gs[i].rcpts = append(gs[i].rcpts, rc.Address)
+		gs[i].wire = append(gs[i].wire, m.String())
 	}
 	return gs
 }
 
-// domainOf is the lower-case domain of an address, for grouping and MX
-// lookup; policy lookups do their own normalisation.
-func domainOf(addr string) string {
-	_, d, _ := cutLast(addr, "@")
-	return strings.ToLower(strings.TrimSuffix(d, "."))
-}
-
-func cutLast(s, sep string) (string, string, bool) {
-	i := strings.LastIndex(s, sep)
-	if i < 0 {
-		return s, "", false
+// storedMailbox reads an address from an envelope. The relay stores
+// address.Mailbox.String() since it parses addresses at MAIL and RCPT;
+// envelopes spooled before that hold go-smtp's text, quoted local parts
+// unquoted ("a b@x" for "a b"@x), which address.ParseValue reads. Either
+// way the address goes out written by Mailbox.String, never as stored.
+func storedMailbox(s string) (address.Mailbox, error) {
+	m, err := address.Parse(s)
+	if err != nil {
+		if v, verr := address.ParseValue(s); verr == nil {
+			return v, nil
+		}
 	}
-	return s[:i], s[i+len(sep):], true
+	return m, err
 }
 
 // acquire takes one of the domain's slots for a group in flight; the

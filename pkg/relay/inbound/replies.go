@@ -30,6 +30,14 @@ var (
 	// X.3.1, "mail system full" covers the spool being unable to take the
 	// message); temporary, the client keeps the message.
 	errSpool = reply(452, smtp.EnhancedCode{4, 3, 1}, "Local error in processing: message not queued")
+	// RFC 5321 §4.1.2, RFC 3463 X.1.3 and X.1.7, Postfix's words: the
+	// address is not a Mailbox (mailbox.go).
+	errBadRecipient = reply(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax")
+	errBadSender    = reply(501, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax")
+	// RFC 3463 X.1.2 / X.1.8: the address is well formed, but the system
+	// it names (an address literal) is not one the relay sends to.
+	errRecipientLiteral = reply(550, smtp.EnhancedCode{5, 1, 2}, "Recipient address rejected: address literals are not relayed; use the domain name")
+	errSenderLiteral    = reply(550, smtp.EnhancedCode{5, 1, 8}, "Sender address rejected: address literals are not accepted; use the domain name")
 	// RFC 6531 §3.2: a UTF-8 address needs MAIL FROM ... SMTPUTF8.
 	errNeedSMTPUTF8 = reply(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII address requires SMTPUTF8")
 	// RFC 4954 §6: the credentials were wrong.

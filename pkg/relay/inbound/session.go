@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -54,6 +55,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if !opts.UTF8 && !isASCII(from) {
 		return errNeedSMTPUTF8
 	}
+	from, refused, why := sender(from)
+	if refused != nil {
+		s.c.s.log.Warn("sender refused", append(s.log(), "reply", enh(refused), "reason", why)...)
+		return refused
+	}
 	s.c.mu.Lock()
 	s.c.inTx = true
 	s.c.mu.Unlock()
@@ -72,27 +78,24 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		s.c.s.log.Warn("relay denied", append(s.log(), "from", s.from, "rcpt", to)...)
 		return errRelayDenied
 	}
-	// go-smtp has already insisted on local@domain, both non-empty.
 	if !s.opts.UTF8 && !isASCII(to) {
 		return errNeedSMTPUTF8
 	}
-	for _, r := range s.rcpts {
-		if sameMailbox(r, to) {
-			return nil // RFC 5321 §3.3: accept it again, deliver once
-		}
+	to, refused, why := recipient(to)
+	if refused != nil {
+		s.c.s.log.Warn("recipient refused", append(s.log(), "from", s.from, "reply", enh(refused), "reason", why)...)
+		return refused
+	}
+	// Canonical forms: equal strings are the same mailbox (RFC 5321 §2.4:
+	// only the local part may be case-sensitive).
+	if slices.Contains(s.rcpts, to) {
+		return nil // RFC 5321 §3.3: accept it again, deliver once
 	}
 	if len(s.rcpts) >= s.c.s.cfg.MaxRecipients {
 		return errTooManyRcpts
 	}
 	s.rcpts = append(s.rcpts, to)
 	return nil
-}
-
-// sameMailbox compares addresses with the domain case-insensitively (RFC
-// 5321 §2.4: only the local part may be case-sensitive).
-func sameMailbox(a, b string) bool {
-	ia, ib := strings.LastIndexByte(a, '@'), strings.LastIndexByte(b, '@')
-	return ia == ib && a[:ia] == b[:ib] && strings.EqualFold(a[ia:], b[ib:])
 }
 
 func isASCII(s string) bool {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/smgctl/smgctl/pkg/address"
 	"github.com/smgctl/smgctl/pkg/relay/audit"
 )
 
@@ -51,6 +52,20 @@ var queuedAs = regexp.MustCompile(`queued as ([0-9A-Za-z]+)`)
 func Submit(ctx context.Context, m Message) (Submission, error) {
 	if m.Helo == "" {
 		m.Helo = "localhost"
+	}
+	// The relay keeps and records addresses in their canonical form
+	// (package address): send that form, so the audit record is found.
+	to, err := address.Parse(m.To)
+	if err != nil {
+		return Submission{}, fmt.Errorf("recipient %q: %w", m.To, err)
+	}
+	m.To = to.String()
+	if m.From != "" {
+		from, err := address.Parse(m.From)
+		if err != nil {
+			return Submission{}, fmt.Errorf("sender %q: %w", m.From, err)
+		}
+		m.From = from.String()
 	}
 	var token [8]byte
 	rand.Read(token[:])

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,4 +102,23 @@ func FuzzScanFrom(f *testing.F) {
 			t.Errorf("offset %d past the end %d", off, len(data))
 		}
 	})
+}
+
+// The relay records a recipient in its canonical form (issue 10 point 3),
+// so the test message goes to that form and its record is looked for
+// under it; an address the relay would refuse is refused here first.
+func TestSubmitCanonicalAddresses(t *testing.T) {
+	ctx := context.Background()
+	sub, err := Submit(ctx, Message{Via: "127.0.0.1:1", From: `"Ad Min"@Corp.Test.`, To: "User@ＰＬＡＩＮ.Test."})
+	if err == nil {
+		t.Fatal("Submit to a closed port succeeded")
+	}
+	if sub.To != "User@plain.test" || sub.From != `"Ad Min"@corp.test` {
+		t.Errorf("submission %+v, want the canonical addresses", sub)
+	}
+	for _, bad := range []string{"user@plain.test..", "a b@plain.test", "user@[127.0.0.1"} {
+		if _, err := Submit(ctx, Message{Via: "127.0.0.1:1", From: "a@corp.test", To: bad}); err == nil || !strings.Contains(err.Error(), "recipient") {
+			t.Errorf("Submit to %q: %v, want a recipient error", bad, err)
+		}
+	}
 }
