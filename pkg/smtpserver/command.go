@@ -5,6 +5,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/smgctl/smgctl/pkg/address"
 	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
@@ -30,7 +31,7 @@ func parsePathArg(arg, keyword string) (Path, []string, error) {
 	var err error
 	if keyword == "TO:" && len(arg) == len("<postmaster>") && strings.EqualFold(arg, "<postmaster>") {
 		// RFC 5321 §4.1.1.3: <Postmaster> without a domain.
-		p, rest = Path{Local: arg[1 : len(arg)-1]}, ""
+		p, rest = Path{Mailbox: address.Mailbox{Local: arg[1 : len(arg)-1]}}, ""
 	} else if p, rest, err = parsePath(arg); err != nil {
 		return Path{}, nil, err
 	}

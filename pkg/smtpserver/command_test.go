@@ -25,7 +25,9 @@ func TestParsePathArg(t *testing.T) {
 		{"TO:<@relay1.example,@relay2.example:user@example.com>", "TO:", "user", "example.com", "", true},
 		{"TO:<user@[192.0.2.1]>", "TO:", "user", "[192.0.2.1]", "", true},
 		{"TO:<user@[IPv6:2001:db8::1]>", "TO:", "user", "[IPv6:2001:db8::1]", "", true},
-		{"TO:<δοκιμή@παράδειγμα.δοκιμή>", "TO:", "δοκιμή", "παράδειγμα.δοκιμή", "", true},
+		{"TO:<δοκιμή@παράδειγμα.δοκιμή>", "TO:", "δοκιμή", "xn--hxajbheg2az3al.xn--jxalpdlp", "", true}, // the canonical domain
+		{"TO:<A@Example.COM.>", "TO:", "A", "example.com", "", true},
+		{"TO:<a@[IPv6:2001:DB8:0::1]>", "TO:", "a", "[IPv6:2001:db8::1]", "", true},
 		{"TO:<first.last@sub.example.com>", "TO:", "first.last", "sub.example.com", "", true},
 		{"TO:<a@b>x", "TO:", "", "", "", false},
 		{"TO:a@b", "TO:", "", "", "", false},

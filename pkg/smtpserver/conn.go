@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
@@ -278,7 +279,7 @@ func validHeloArg(s string) bool {
 			return false
 		}
 	}
-	return isASCII(s) || validDomain(s)
+	return utf8.ValidString(s)
 }
 
 func (c *conn) offer() offer {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/internal/testpeer"
+	"github.com/smgctl/smgctl/pkg/address"
 	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
@@ -293,3 +294,7 @@ func dialAddr(t *testing.T, addr string) net.Conn {
 }
 
 func newReader(nc net.Conn) *bufio.Reader { return bufio.NewReader(nc) }
+
+func mbox(local, domain string) Path {
+	return Path{Mailbox: address.Mailbox{Local: local, Domain: domain}}
+}

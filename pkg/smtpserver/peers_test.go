@@ -79,7 +79,7 @@ func TestPostfixUpstream(t *testing.T) {
 	m := waitMessages(t, ts.backend, 1, 30*time.Second)[0]
 	got := fmt.Sprintf("tls=%v ret=%s envid=%s rcpts=%v params=%v", m.tls, m.mail.Ret, m.mail.EnvID, m.rcpts, m.rps)
 	want := fmt.Sprintf("tls=true ret=HDRS envid=env+id-1 rcpts=%v params=%v",
-		[]Path{{"partner", "partner.example"}, {"quiet", "partner.example"}},
+		[]Path{mbox("partner", "partner.example"), mbox("quiet", "partner.example")},
 		[]RcptParams{{Notify: NotifySuccess | NotifyFailure, ORcpt: ORcpt{"rfc822", "Partner+x@partner.example"}}, {Notify: NotifyNever, ORcpt: ORcpt{"rfc822", "quiet@partner.example"}}})
 	// Postfix adds an ORCPT where the client gave none (RFC 3461 §4.2).
 	if got != want {

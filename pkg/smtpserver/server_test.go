@@ -47,9 +47,9 @@ func TestDialogue(t *testing.T) {
 	}
 	want := message{
 		hello: Hello{Name: "client.test", ESMTP: true},
-		from:  Path{Local: "a", Domain: "example.com"},
+		from:  mbox("a", "example.com"),
 		mail:  MailParams{Body: Body8BitMIME, Ret: "HDRS", EnvID: "QQ+1"},
-		rcpts: []Path{{"b", "example.org"}, {"c d", "[192.0.2.1]"}},
+		rcpts: []Path{mbox("b", "example.org"), mbox("c d", "[192.0.2.1]")},
 		rps:   []RcptParams{{Notify: NotifySuccess | NotifyFailure, ORcpt: ORcpt{"rfc822", "b+x@example.org"}}, {Notify: NotifyNever}},
 	}
 	if fmt.Sprint(m.hello, m.from, m.mail, m.rcpts, m.rps) != fmt.Sprint(want.hello, want.from, want.mail, want.rcpts, want.rps) {
