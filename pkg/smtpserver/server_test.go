@@ -142,6 +142,8 @@ func TestBareNewlineData(t *testing.T) {
 	if n := len(ts.backend.messages()); n != 0 {
 		t.Fatalf("%d messages stored", n)
 	}
+	ts.backend.mu.Lock()
+	defer ts.backend.mu.Unlock()
 	for _, err := range ts.backend.dataErrs {
 		if !errors.Is(err, ErrBareNewline) {
 			t.Errorf("Data saw %v", err)
@@ -536,5 +538,38 @@ func BenchmarkSession(b *testing.B) {
 		if !strings.HasSuffix(sc.out.String(), "250 2.0.0 Ok\r\n221 2.0.0 Bye\r\n") {
 			b.Fatal(sc.out.String())
 		}
+	}
+}
+
+// TestBDATBetweenChunks: NOOP is answered between chunks, DATA is not
+// allowed, RSET abandons the transaction (RFC 3030 §3, §4).
+func TestBDATBetweenChunks(t *testing.T) {
+	ts := startServer(t, Config{}, nil)
+	c := ts.dial(t)
+	c.ehlo()
+	c.send("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nBDAT 3\r\nab\r")
+	c.expect("250")
+	c.expect("250")
+	c.send("NOOP\r\nDATA\r\nBDAT 1\r\n\n")
+	c.expect("250 2.0.0 Ok: 3 octets received")
+	c.expect("250 2.0.0 Ok")
+	c.expect("503 5.5.1 Error: only BDAT")
+	c.send("RSET\r\n")
+	c.expect("250 2.0.0 Ok: 1 octets received")
+	c.expect("250 2.0.0 Ok")
+	c.send("BDAT 0 LAST\r\n")
+	c.expect("503 5.5.1 Error: need MAIL command")
+	c.send("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nBDAT 0 LAST\r\n")
+	c.expect("250")
+	c.expect("250")
+	c.expect("250 2.0.0 Ok: queued as 1")
+	m := ts.backend.messages()
+	if len(m) != 1 || len(m[0].body) != 0 {
+		t.Fatalf("messages %+v", m)
+	}
+	ts.backend.mu.Lock()
+	defer ts.backend.mu.Unlock()
+	if len(ts.backend.dataErrs) != 1 || !errors.Is(ts.backend.dataErrs[0], ErrAborted) {
+		t.Fatalf("Data saw %v, want ErrAborted", ts.backend.dataErrs)
 	}
 }
