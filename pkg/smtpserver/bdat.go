@@ -217,6 +217,11 @@ func (r *chunkReader) next() error {
 			continue
 		}
 		c.commands++
+		if c.commands > c.cfg.MaxCommands {
+			c.w.reply(replyTooManyCommands(c.cfg.Hostname))
+			r.quit = true
+			return ErrAborted
+		}
 		verb, arg := splitCommand(string(line))
 		switch verb {
 		case "BDAT":

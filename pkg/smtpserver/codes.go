@@ -50,6 +50,10 @@ func replyChunkOK(n int64) smtpreply.Reply {
 	return reply(250, "2.0.0", "Ok: "+strconv.FormatInt(n, 10)+" octets received")
 }
 
+// replyInternal stands in for a reply a Session made without a valid
+// code (RFC 5321 §4.2: 2yz-5yz); temporary, so no mail is lost.
+var replyInternal = reply(451, "4.3.0", "Error: internal server error")
+
 // Command syntax and sequence (RFC 5321 §4.2.2, §4.2.4, §4.3.2).
 var (
 	replyNotRecognized  = reply(500, "5.5.2", "Error: command not recognized")

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -255,6 +256,8 @@ func (c *conn) hello(esmtp bool, arg string) error {
 	}
 	// RFC 5321 §4.1.1.1: one argument, a domain or address literal. Its
 	// syntax is not checked further: it is recorded, never trusted.
+	// Trailing spaces, which some clients send, are dropped.
+	arg = strings.TrimRight(arg, " ")
 	if arg == "" || !validHeloArg(arg) {
 		return c.fail(replySyntax(verb + " hostname"))
 	}

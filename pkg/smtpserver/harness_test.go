@@ -79,8 +79,11 @@ func (s *testSession) Mail(from Path, p MailParams) *smtpreply.Reply {
 }
 
 func (s *testSession) Rcpt(to Path, p RcptParams) *smtpreply.Reply {
-	if to.Local == "denied" {
+	switch to.Local {
+	case "denied":
 		return ptr(reply(554, "5.7.1", "Relay access denied"))
+	case "broken":
+		return ptr(reply(0, "", "a reply\r\n250 injected"))
 	}
 	s.cur.rcpts = append(s.cur.rcpts, to)
 	s.cur.rps = append(s.cur.rps, p)

@@ -439,6 +439,9 @@ func newWire(nc net.Conn, writeTimeout time.Duration) *wire {
 // other controls in a text become spaces: a reply must never turn into
 // two.
 func (w *wire) reply(r smtpreply.Reply) {
+	if r.Code < 200 || r.Code > 599 {
+		r = replyInternal // a Session's bug must not break the framing
+	}
 	lines := r.Lines
 	if len(lines) == 0 {
 		lines = []string{""}

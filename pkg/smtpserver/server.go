@@ -179,9 +179,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			// EMFILE and the like: back off rather than spin.
+			// EMFILE and the like: back off rather than spin or stop.
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			var tmp interface{ Temporary() bool }
+			if errors.As(err, &ne) && ne.Timeout() || errors.As(err, &tmp) && tmp.Temporary() {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				s.log.Warn("smtp accept failed; retrying", "err", err, "delay", delay)
 				select {
