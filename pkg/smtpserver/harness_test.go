@@ -82,6 +82,8 @@ func (s *testSession) Rcpt(to Path, p RcptParams) *smtpreply.Reply {
 	switch to.Local {
 	case "denied":
 		return ptr(reply(554, "5.7.1", "Relay access denied"))
+	case "inject":
+		return ptr(reply(550, "5.1.1", "no\r\n250 2.1.5 Ok"))
 	case "broken":
 		return ptr(reply(0, "", "a reply\r\n250 injected"))
 	}

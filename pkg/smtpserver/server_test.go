@@ -85,6 +85,7 @@ func TestReplies(t *testing.T) {
 		{"RCPT TO:<b@example.org> NOTIFY=NEVER,DELAY", "501 5.5.4 Bad NOTIFY parameter syntax"},
 		{"RCPT TO:<denied@example.org>", "554 5.7.1 Relay access denied"},
 		{"RCPT TO:<broken@example.org>", "451 4.3.0 Error: internal server error"},
+		{"RCPT TO:<inject@example.org>", "550 5.1.1 no  250 2.1.5 Ok"}, // one line, not two replies
 		{"RCPT TO:<Postmaster>", "250 2.1.5 Ok"},
 		{"RCPT TO:<b@example.org>", "250 2.1.5 Ok"},
 		{"RCPT TO:<c@example.org>", "452 4.5.3 Error: too many recipients"},
