@@ -27,6 +27,9 @@ func (c *conn) auth(arg string) error {
 		return c.fail(replyAuthInTx)
 	}
 	mech, initial, hasInitial := strings.Cut(arg, " ")
+	if mech == "" {
+		return c.fail(replySyntax("AUTH mechanism [initial-response]"))
+	}
 	cred := Credentials{Mechanism: strings.ToUpper(mech)}
 	switch cred.Mechanism {
 	case "PLAIN":

@@ -418,8 +418,22 @@ func TestAuth(t *testing.T) {
 	c2.ehlo()
 	c2.startTLS(ts.client)
 	c2.ehlo()
+	c2.send("AUTH\r\n")
+	c2.expect("501 5.5.4 Syntax: AUTH")
+	c2.send("AUTH PLAIN " + plain("other", "user", "secret") + "\r\n")
+	c2.expect("535 5.7.8")
 	c2.send("AUTH PLAIN " + plain("user", "user", "secret") + "\r\n")
 	c2.expect("235 2.7.0")
+
+	// LOGIN with the user name as initial response (RFC 4954 §4).
+	c3 := ts.dial(t)
+	c3.ehlo()
+	c3.startTLS(ts.client)
+	c3.ehlo()
+	c3.send("AUTH LOGIN " + base64.StdEncoding.EncodeToString([]byte("user")) + "\r\n")
+	c3.expect("334 UGFzc3dvcmQ6")
+	c3.send(base64.StdEncoding.EncodeToString([]byte("secret")) + "\r\n")
+	c3.expect("235 2.7.0")
 }
 
 func TestTooManyErrors(t *testing.T) {
