@@ -114,6 +114,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		Resolver:      resolver,
 		Audit:         r.metrics.observe(r.audit),
 		Log:           log.With("part", "delivery"),
+		Health:        r.health,
 		Hostname:      cfg.Hostname,
 		RootCAs:       roots,
 		Routes:        cfg.Routes,

@@ -24,6 +24,7 @@ import (
 	"github.com/smgctl/smgctl/pkg/mx"
 	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/relay/health"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
 	"github.com/smgctl/smgctl/pkg/smtpclient"
 )
@@ -48,6 +49,9 @@ type Config struct {
 	Resolver Resolver
 	Audit    Recorder
 	Log      *slog.Logger
+	// Health is where the runner reports spool writes failing ("spool");
+	// nil is fine.
+	Health *health.Board
 
 	// Hostname is the EHLO name and the DSNs' Reporting-MTA.
 	Hostname string

@@ -40,6 +40,8 @@ type Runner struct {
 	destSems map[string]chan struct{} // groups in flight per domain
 
 	stats counters
+	// store: failing spool writes and their back-off (storefail.go).
+	store storeTrouble
 }
 
 type counters struct {
@@ -315,6 +317,11 @@ func (r *Runner) finish(id string) {
 		r.due[id] = time.Time{}
 	case err == nil:
 		r.due[id] = nextDue(env)
+		if hold, ok := r.storeHold(id); ok && hold.After(r.due[id]) {
+			// Its outcome was not stored: the envelope still says
+			// "due now".
+			r.due[id] = hold
+		}
 	case !errors.Is(err, fs.ErrNotExist):
 		// Unreadable right now: look again at the next scan.
 	}
@@ -434,10 +441,13 @@ func (r *Runner) remove(env *spool.Envelope) {
 		// Keep the outcome durable at least, so a restart does not
 		// deliver the message again.
 		if uerr := r.cfg.Spool.Update(env); uerr != nil {
-			r.cfg.Log.Error("storing delivery state", "id", env.ID, "err", uerr)
+			r.storeFailed(env.ID, uerr)
+		} else {
+			r.storeWorked(env.ID)
 		}
 		return
 	}
+	r.storeWorked(env.ID)
 	r.cfg.Log.Info("message done", "id", env.ID)
 }
 
@@ -526,7 +536,9 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 		// then (remove).
 		m.unstored = true
 	} else if err := r.cfg.Spool.Update(env); err != nil {
-		r.cfg.Log.Error("storing delivery state", "id", env.ID, "err", err)
+		r.storeFailed(env.ID, err)
+	} else {
+		r.storeWorked(env.ID)
 	}
 	if r.cfg.Audit != nil {
 		if err := r.cfg.Audit.Write(recs...); err != nil {
@@ -591,7 +603,9 @@ func (m *message) finish() {
 	}
 	if changed {
 		if err := r.cfg.Spool.Update(env); err != nil {
-			r.cfg.Log.Error("storing delivery state", "id", env.ID, "err", err)
+			r.storeFailed(env.ID, err)
+		} else {
+			r.storeWorked(env.ID)
 		}
 	}
 }
