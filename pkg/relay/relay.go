@@ -151,7 +151,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		MaxMessageBytes: cfg.MaxSize,
 		MaxConnections:  cfg.MaxConnections,
 		MaxRecipients:   cfg.MaxRecipients,
-		Queue:           r.spool,
+		Queue:           reportingQueue{r.spool, r.health},
 		Notify:          r.runner.Notify,
 		Logger:          log.With("part", "inbound"),
 	}); err != nil {
