@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"slices"
 	"strings"
@@ -437,14 +438,14 @@ func (r *Runner) acquire(ctx context.Context, dest string) (func(), bool) {
 
 func (r *Runner) remove(env *spool.Envelope) {
 	if err := r.cfg.Spool.Remove(env.ID); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		r.cfg.Log.Error("removing a finished message", "id", env.ID, "err", err)
 		// Keep the outcome durable at least, so a restart does not
-		// deliver the message again.
+		// deliver the message again. Either way the removal is tried
+		// again after the back-off, not at once.
+		err = fmt.Errorf("removing a finished message: %w", err)
 		if uerr := r.cfg.Spool.Update(env); uerr != nil {
-			r.storeFailed(env.ID, uerr)
-		} else {
-			r.storeWorked(env.ID)
+			err = fmt.Errorf("%w; storing the outcome: %w", err, uerr)
 		}
+		r.storeFailed(env.ID, err)
 		return
 	}
 	r.storeWorked(env.ID)
