@@ -613,7 +613,8 @@ type segmentScan struct {
 	// acked is the header's acknowledged length; -1 when unknown (a
 	// segment from before the header, or a damaged header).
 	acked int64
-	// badHeader: the file has intact records but no readable header.
+	// badHeader: the file is longer than a header but has no readable
+	// one, so what it held cannot be accounted for.
 	badHeader bool
 	// records and live count the intact records.
 	records, live int
@@ -676,6 +677,7 @@ func scanSegment(path string, fn func(journalRecord) error) (sc segmentScan, err
 		}
 	}
 	var buf []byte
+	var covered int64 // bytes in intact records
 	for off := start; off < size; {
 		r, end, ok, err := readRecord(f, off, size, &buf)
 		if err != nil {
@@ -703,10 +705,15 @@ func scanSegment(path string, fn func(journalRecord) error) (sc segmentScan, err
 		if r.live {
 			sc.live++
 		}
+		covered += end - off
 		off, sc.end = end, end
 	}
 	gap(max(size, sc.acked), true)
-	sc.badHeader = !headerOK && sc.records > 0
+	if sc.badHeader = !headerOK; sc.badHeader {
+		// Nothing says where acknowledged bytes end: all but the
+		// intact records are unaccounted for.
+		sc.unaccounted = size - covered
+	}
 	return sc, nil
 }
 
@@ -902,7 +909,8 @@ type JournalDamage struct {
 	// messages are back in the queue).
 	RecordsRecovered int `json:"records_recovered"`
 	// BytesUnaccounted counts acknowledged bytes that are not part of an
-	// intact record; 0 when the header itself is damaged (unknown).
+	// intact record; when the header itself is damaged, every byte that
+	// is not.
 	BytesUnaccounted int64 `json:"bytes_unaccounted"`
 }
 
