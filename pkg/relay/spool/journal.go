@@ -49,15 +49,16 @@ import (
 //	16 CRC-32C of bytes 4..15
 //	20 twelve zero bytes; the first record follows at 32
 //
-// The acknowledged length is the segment's length when its last completed
+// The acknowledged length is the segment's length when a completed
 // fdatasync began: every byte below it was acknowledged to someone. It is
-// rewritten in place after each sync round (no sync of its own: the next
-// round makes it durable, and a kill -9 does not lose it from the page
-// cache), so recovery can tell a torn tail (bytes past it: never
-// acknowledged, dropped quietly) from a segment cut or damaged below it
-// (acknowledged mail lost: kept in corrupt/ and reported). Segments
-// written before the header existed start with a record and are read as
-// before.
+// rewritten in place after sync rounds, at most every ackNoteInterval
+// (no sync of its own: the next round makes it durable, and a kill -9
+// does not lose it from the page cache), so recovery can tell a torn tail
+// (bytes past it: never acknowledged, dropped quietly) from a segment cut
+// or damaged below it (acknowledged mail lost: kept in corrupt/ and
+// reported). It may lag the newest ackNoteInterval of mail, whose loss
+// recovery cannot see. Segments written before the header existed start
+// with a record and are read as before.
 //
 // Record layout, little-endian:
 //
@@ -718,9 +719,9 @@ func scanSegment(path string, fn func(journalRecord) error) (sc segmentScan, err
 }
 
 // readSegmentHeader reads a segment's header: start is where its records
-// begin. A segment from before the header starts with a record. ok is
-// false when neither is found: a segment whose header never reached the
-// disk (nothing in it was acknowledged), or a damaged one.
+// begin. A segment from before the header starts with a record; one no
+// longer than a header was created but nothing in it acknowledged. ok is
+// false when a longer file has neither: its header is damaged.
 func readSegmentHeader(f *os.File, size int64, acked *int64) (start int64, ok bool, err error) {
 	var h [segHeaderLen]byte
 	n, err := f.ReadAt(h[:], 0)
