@@ -8,9 +8,10 @@ import (
 	"github.com/smgctl/smgctl/pkg/relay/spool"
 )
 
-// spoolHealthPart is the health board's part for spool writes failing
-// now; the delivery runner reports its own writes under the same name.
-const spoolHealthPart = "spool"
+// spoolInboundHealthPart is the health board's part for new mail refused
+// for want of spool space. The delivery runner reports its own writes
+// (delivery state) as "spool"; each clears only its own.
+const spoolInboundHealthPart = "spool-inbound"
 
 // reportingQueue is the spool as the SMTP server sees it, reporting on
 // the health board when new mail cannot be stored for want of space (the
@@ -24,9 +25,9 @@ func (q reportingQueue) Put(env *spool.Envelope, body io.Reader) error {
 	err := q.Spool.Put(env, body)
 	switch {
 	case errors.Is(err, spool.ErrNoSpace):
-		q.board.Set(spoolHealthPart, health.Failing, "spool full: new mail refused (452 4.3.1): "+err.Error())
-	case err == nil && q.board.Level(spoolHealthPart) != health.OK:
-		q.board.Clear(spoolHealthPart)
+		q.board.Set(spoolInboundHealthPart, health.Failing, "spool full: new mail refused (452 4.3.1): "+err.Error())
+	case err == nil && q.board.Level(spoolInboundHealthPart) != health.OK:
+		q.board.Clear(spoolInboundHealthPart)
 	}
 	return err
 }

@@ -448,7 +448,7 @@ func (r *Runner) remove(env *spool.Envelope) {
 		r.storeFailed(env.ID, err)
 		return
 	}
-	r.storeWorked(env.ID)
+	r.removed(env.ID)
 	r.cfg.Log.Info("message done", "id", env.ID)
 }
 

@@ -35,6 +35,11 @@ type storeTrouble struct {
 	// held are the messages whose last attempt could not store its
 	// outcome; finish schedules them after the back-off.
 	held map[string]bool
+	// waiting are the messages whose outcome is not stored yet. The
+	// trouble ends when a state write works, or when the last of them
+	// is removed (a removal needs no space, so it alone proves nothing
+	// while others still wait).
+	waiting map[string]bool
 	// logged is when the last line was written; suppressed counts the
 	// failures since, failures those since the trouble began.
 	logged               time.Time
@@ -57,9 +62,9 @@ func (r *Runner) storeFailed(id string, err error) {
 		s.delay, s.bumped = min(2*s.delay, storeRetryMax), now
 	}
 	if s.held == nil {
-		s.held = map[string]bool{}
+		s.held, s.waiting = map[string]bool{}, map[string]bool{}
 	}
-	s.held[id] = true
+	s.held[id], s.waiting[id] = true, true
 	s.failures++
 	reason := "cannot store delivery state: " + err.Error()
 	if errors.Is(err, spool.ErrNoSpace) {
@@ -75,17 +80,24 @@ func (r *Runner) storeFailed(id string, err error) {
 	s.logged, s.suppressed = now, 0
 }
 
-// storeWorked notes that id's delivery state was stored (or the message
-// removed): the trouble is over.
-func (r *Runner) storeWorked(id string) {
+// storeWorked notes that id's delivery state was stored: the trouble is
+// over.
+func (r *Runner) storeWorked(id string) { r.storeDone(id, true) }
+
+// removed notes that id left the spool.
+func (r *Runner) removed(id string) { r.storeDone(id, false) }
+
+func (r *Runner) storeDone(id string, wrote bool) {
 	s := &r.store
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.held, id)
-	if !s.failing {
+	delete(s.waiting, id)
+	if !s.failing || !wrote && len(s.waiting) > 0 {
 		return
 	}
 	s.failing = false
+	clear(s.waiting)
 	r.cfg.Health.Clear(storeHealthPart)
 	r.cfg.Log.Info("delivery state stored again", "id", id, "failures", s.failures, "repeats_not_logged", s.suppressed)
 }

@@ -77,6 +77,13 @@ func TestStoreFailureBackoffAndLog(t *testing.T) {
 		t.Errorf("the log does not count what it left out:\n%s", logs.String())
 	}
 
+	// A message is removed (that needs no space) while others still
+	// wait: still failing.
+	r.removed("id02")
+	if lvl, _ := board.Snapshot(); lvl != health.Failing {
+		t.Errorf("health after a removal while others wait: %v", lvl)
+	}
+
 	// A write works: health clears, the next trouble starts afresh.
 	r.storeWorked("id01")
 	if lvl, _ := board.Snapshot(); lvl != health.OK {
@@ -88,5 +95,10 @@ func TestStoreFailureBackoffAndLog(t *testing.T) {
 	r.storeFailed("id02", full)
 	if r.store.delay != storeRetryMin {
 		t.Errorf("back-off %v at a new trouble, want %v", r.store.delay, storeRetryMin)
+	}
+	// The only waiting message is removed: nothing waits, it clears.
+	r.removed("id02")
+	if lvl, _ := board.Snapshot(); lvl != health.OK {
+		t.Errorf("health once nothing waits: %v", lvl)
 	}
 }
