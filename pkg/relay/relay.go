@@ -81,9 +81,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		return nil, err
 	}
 	closers = append(closers, r.spool.Close)
-	if err := r.checkJournalDamage(true); err != nil {
-		return nil, err
-	}
+	r.checkJournalDamage(true)
 	if r.audit, err = audit.OpenWith(cfg.AuditLog, audit.Options{MaxSize: cfg.AuditMaxSize, MaxAge: cfg.AuditMaxAge}, log.With("part", "audit")); err != nil {
 		return nil, err
 	}
@@ -190,9 +188,7 @@ func (r *Relay) Hostname() string { return r.cfg.Hostname }
 func (r *Relay) Reload() error {
 	err := r.watcher.Reload()
 	// The operator may have dealt with damaged journal segments.
-	if derr := r.checkJournalDamage(false); derr != nil {
-		err = errors.Join(err, derr)
-	}
+	r.checkJournalDamage(false)
 	if r.auth != nil {
 		err = errors.Join(err, r.auth.Reload())
 	}

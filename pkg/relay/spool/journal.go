@@ -937,12 +937,15 @@ func (s *Spool) Damage() ([]JournalDamage, error) {
 		if !strings.HasSuffix(e.Name(), segmentExt) {
 			continue
 		}
-		sc, err := scanSegment(filepath.Join(dir, e.Name()), func(journalRecord) error { return nil })
+		p := filepath.Join(dir, e.Name())
+		sc, err := scanSegment(p, func(journalRecord) error { return nil })
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("spool: %w", err)
+			// Still there, and still to be dealt with.
+			out = append(out, JournalDamage{Segment: p, Reason: "cannot be read: " + err.Error()})
+			continue
 		}
 		d := sc.damage()
 		if !sc.Lost() {
