@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/smgctl/smgctl/pkg/relay"
 	"github.com/smgctl/smgctl/pkg/relay/queuectl"
+	"github.com/smgctl/smgctl/pkg/relay/spool"
 )
 
 func init() { subcommands = append(subcommands, newQueueCmd) }
@@ -217,8 +219,11 @@ func newQueueShowCmd(open func() (*queuectl.Queue, error)) *cobra.Command {
 			bw = &body
 		}
 		m, err := q.Show(args[0], bw)
-		if err != nil { // not a queue ID, or not in the queue: bad input
-			return &exitError{code: exitUsage, err: err}
+		switch {
+		case errors.Is(err, queuectl.ErrNotQueued) || err != nil && !spool.ValidID(args[0]):
+			return &exitError{code: exitUsage, err: err} // bad input
+		case err != nil: // queued, but cannot be read
+			return &exitError{code: exitFailed, err: err}
 		}
 		w := cmd.OutOrStdout()
 		if out.json() {

@@ -131,6 +131,9 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("journal after 452: %v", err)
 	}
 	t.Logf("spool full after %d messages of ~100 KB: %s", acked, full)
+	if h := l.healthz(t); h["status"] != "failing" || !strings.Contains(fmt.Sprint(h["problems"]), "spool full") {
+		t.Errorf("healthz while new mail gets 452: %v", h)
+	}
 
 	// The MX becomes reachable: what was queued goes out, the space
 	// comes back, and the relay accepts again.
@@ -148,6 +151,9 @@ func TestDiskFull(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	w.none.WaitMessages(t, "clear.test", acked+1, 30*time.Second)
+	if h := l.healthz(t); h["status"] != "ok" {
+		t.Errorf("healthz once mail is accepted again: %v", h)
+	}
 }
 
 func c(l *lab) relay.Config { return l.cfg }

@@ -27,11 +27,14 @@ type journalDamage struct {
 
 // checkJournalDamage looks at corrupt/ and reports what it holds on the
 // health board; recovered is true at start, when the segments found by
-// this start's recovery are counted.
-func (r *Relay) checkJournalDamage(recovered bool) error {
+// this start's recovery are counted. Not being able to look is reported
+// too, but does not stop the relay: the mail it holds is fine.
+func (r *Relay) checkJournalDamage(recovered bool) {
 	kept, err := r.spool.Damage()
 	if err != nil {
-		return err
+		r.log.Error("cannot look for damaged journal segments", "err", err)
+		r.health.Set(journalHealthPart, health.Degraded, "cannot look for damaged journal segments: "+err.Error())
+		return
 	}
 	d := &r.journalDamage
 	d.mu.Lock()
@@ -42,7 +45,7 @@ func (r *Relay) checkJournalDamage(recovered bool) error {
 	d.mu.Unlock()
 	if len(kept) == 0 {
 		r.health.Clear(journalHealthPart)
-		return nil
+		return
 	}
 	var bytes int64
 	for _, k := range kept {
@@ -51,7 +54,6 @@ func (r *Relay) checkJournalDamage(recovered bool) error {
 	r.health.Set(journalHealthPart, health.Degraded, fmt.Sprintf(
 		"%d damaged journal segment(s) kept in %s/corrupt, %d acknowledged bytes unaccounted for: mail may be lost (smgctl queue list)",
 		len(kept), r.cfg.Spool, bytes))
-	return nil
 }
 
 // stats returns the damaged segments found at start, those in corrupt/

@@ -90,9 +90,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		return nil, err
 	}
 	closers = append(closers, r.spool.Close)
-	if err := r.checkJournalDamage(true); err != nil {
-		return nil, err
-	}
+	r.checkJournalDamage(true)
 	// The backlog lives in the spool: another filesystem than the log's,
 	// usually, and the relay's own durable state.
 	if r.gate, err = auditgate.Open(auditgate.Config{Log: r.audit, Dir: filepath.Join(cfg.Spool, "audit-backlog"),
@@ -135,6 +133,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		Audit:         r.metrics.observe(r.gate),
 		Hold:          r.gate.Held,
 		Log:           log.With("part", "delivery"),
+		Health:        r.health,
 		Hostname:      cfg.Hostname,
 		RootCAs:       roots,
 		Routes:        cfg.Routes,
@@ -176,7 +175,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		IdleTimeout:           cfg.IdleTimeout,
 		CommandTimeout:        cfg.CommandTimeout,
 		DataTimeout:           cfg.DataTimeout,
-		Queue:                 r.spool,
+		Queue:                 reportingQueue{r.spool, r.health},
 		Notify:                r.runner.Notify,
 		Refuse:                r.gate.Held,
 		Logger:                log.With("part", "inbound"),
@@ -219,9 +218,7 @@ func (r *Relay) Hostname() string { return r.cfg.Hostname }
 func (r *Relay) Reload() error {
 	err := r.watcher.Reload()
 	// The operator may have dealt with damaged journal segments.
-	if derr := r.checkJournalDamage(false); derr != nil {
-		err = errors.Join(err, derr)
-	}
+	r.checkJournalDamage(false)
 	if r.auth != nil {
 		err = errors.Join(err, r.auth.Reload())
 	}

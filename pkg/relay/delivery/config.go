@@ -24,6 +24,7 @@ import (
 	"github.com/smgctl/smgctl/pkg/mx"
 	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/relay/health"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
 	"github.com/smgctl/smgctl/pkg/smtpclient"
 )
@@ -52,6 +53,9 @@ type Config struct {
 	// record); the runner looks again every HoldPoll.
 	Hold func() error
 	Log  *slog.Logger
+	// Health is where the runner reports spool writes failing ("spool");
+	// nil is fine.
+	Health *health.Board
 
 	// Hostname is the EHLO name and the DSNs' Reporting-MTA.
 	Hostname string

@@ -93,7 +93,9 @@ func (r *Runner) checkMessageTimers(id string) {
 	}
 	if r.warnDelayed(env, now) {
 		if err := r.cfg.Spool.Update(env); err != nil {
-			r.cfg.Log.Error("storing delivery state", "id", id, "err", err)
+			r.storeFailed(id, err)
+		} else {
+			r.storeWorked(id)
 		}
 	}
 }

@@ -43,6 +43,8 @@ type Runner struct {
 	stats counters
 	// held: Config.Hold said no at the last dispatch (logged once).
 	held bool
+	// store: failing spool writes and their back-off (storefail.go).
+	store storeTrouble
 }
 
 // HoldPoll is how often a held runner asks Config.Hold again.
@@ -334,6 +336,11 @@ func (r *Runner) finish(id string) {
 		r.due[id] = time.Time{}
 	case err == nil:
 		r.due[id] = nextDue(env)
+		if hold, ok := r.storeHold(id); ok && hold.After(r.due[id]) {
+			// Its outcome was not stored: the envelope still says
+			// "due now".
+			r.due[id] = hold
+		}
 	case !errors.Is(err, fs.ErrNotExist):
 		// Unreadable right now: look again at the next scan.
 	}
@@ -464,14 +471,17 @@ func (r *Runner) acquire(ctx context.Context, dest string) (func(), bool) {
 
 func (r *Runner) remove(env *spool.Envelope) {
 	if err := r.cfg.Spool.Remove(env.ID); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		r.cfg.Log.Error("removing a finished message", "id", env.ID, "err", err)
 		// Keep the outcome durable at least, so a restart does not
-		// deliver the message again.
+		// deliver the message again. Either way the removal is tried
+		// again after the back-off, not at once.
+		err = fmt.Errorf("removing a finished message: %w", err)
 		if uerr := r.cfg.Spool.Update(env); uerr != nil {
-			r.cfg.Log.Error("storing delivery state", "id", env.ID, "err", uerr)
+			err = fmt.Errorf("%w; storing the outcome: %w", err, uerr)
 		}
+		r.storeFailed(env.ID, err)
 		return
 	}
+	r.removed(env.ID)
 	r.cfg.Log.Info("message done", "id", env.ID)
 }
 
@@ -571,7 +581,9 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 		// then (remove).
 		m.unstored = true
 	} else if err := r.cfg.Spool.Update(env); err != nil {
-		r.cfg.Log.Error("storing delivery state", "id", env.ID, "err", err)
+		r.storeFailed(env.ID, err)
+	} else {
+		r.storeWorked(env.ID)
 	}
 	for _, x := range res {
 		r.cfg.Log.Info("recipient", "id", env.ID, "rcpt", x.Rcpt, "outcome", x.Kind.String(), "mx", x.Hop.MX,
@@ -631,7 +643,9 @@ func (m *message) finish() {
 	}
 	if changed {
 		if err := r.cfg.Spool.Update(env); err != nil {
-			r.cfg.Log.Error("storing delivery state", "id", env.ID, "err", err)
+			r.storeFailed(env.ID, err)
+		} else {
+			r.storeWorked(env.ID)
 		}
 	}
 }

@@ -49,15 +49,16 @@ import (
 //	16 CRC-32C of bytes 4..15
 //	20 twelve zero bytes; the first record follows at 32
 //
-// The acknowledged length is the segment's length when its last completed
+// The acknowledged length is the segment's length when a completed
 // fdatasync began: every byte below it was acknowledged to someone. It is
-// rewritten in place after each sync round (no sync of its own: the next
-// round makes it durable, and a kill -9 does not lose it from the page
-// cache), so recovery can tell a torn tail (bytes past it: never
-// acknowledged, dropped quietly) from a segment cut or damaged below it
-// (acknowledged mail lost: kept in corrupt/ and reported). Segments
-// written before the header existed start with a record and are read as
-// before.
+// rewritten in place after sync rounds, at most every ackNoteInterval
+// (no sync of its own: the next round makes it durable, and a kill -9
+// does not lose it from the page cache), so recovery can tell a torn tail
+// (bytes past it: never acknowledged, dropped quietly) from a segment cut
+// or damaged below it (acknowledged mail lost: kept in corrupt/ and
+// reported). It may lag the newest ackNoteInterval of mail, whose loss
+// recovery cannot see. Segments written before the header existed start
+// with a record and are read as before.
 //
 // Record layout, little-endian:
 //
@@ -613,7 +614,8 @@ type segmentScan struct {
 	// acked is the header's acknowledged length; -1 when unknown (a
 	// segment from before the header, or a damaged header).
 	acked int64
-	// badHeader: the file has intact records but no readable header.
+	// badHeader: the file is longer than a header but has no readable
+	// one, so what it held cannot be accounted for.
 	badHeader bool
 	// records and live count the intact records.
 	records, live int
@@ -676,6 +678,7 @@ func scanSegment(path string, fn func(journalRecord) error) (sc segmentScan, err
 		}
 	}
 	var buf []byte
+	var covered int64 // bytes in intact records
 	for off := start; off < size; {
 		r, end, ok, err := readRecord(f, off, size, &buf)
 		if err != nil {
@@ -703,17 +706,22 @@ func scanSegment(path string, fn func(journalRecord) error) (sc segmentScan, err
 		if r.live {
 			sc.live++
 		}
+		covered += end - off
 		off, sc.end = end, end
 	}
 	gap(max(size, sc.acked), true)
-	sc.badHeader = !headerOK && sc.records > 0
+	if sc.badHeader = !headerOK; sc.badHeader {
+		// Nothing says where acknowledged bytes end: all but the
+		// intact records are unaccounted for.
+		sc.unaccounted = size - covered
+	}
 	return sc, nil
 }
 
 // readSegmentHeader reads a segment's header: start is where its records
-// begin. A segment from before the header starts with a record. ok is
-// false when neither is found: a segment whose header never reached the
-// disk (nothing in it was acknowledged), or a damaged one.
+// begin. A segment from before the header starts with a record; one no
+// longer than a header was created but nothing in it acknowledged. ok is
+// false when a longer file has neither: its header is damaged.
 func readSegmentHeader(f *os.File, size int64, acked *int64) (start int64, ok bool, err error) {
 	var h [segHeaderLen]byte
 	n, err := f.ReadAt(h[:], 0)
@@ -902,7 +910,8 @@ type JournalDamage struct {
 	// messages are back in the queue).
 	RecordsRecovered int `json:"records_recovered"`
 	// BytesUnaccounted counts acknowledged bytes that are not part of an
-	// intact record; 0 when the header itself is damaged (unknown).
+	// intact record; when the header itself is damaged, every byte that
+	// is not.
 	BytesUnaccounted int64 `json:"bytes_unaccounted"`
 }
 
@@ -928,12 +937,15 @@ func (s *Spool) Damage() ([]JournalDamage, error) {
 		if !strings.HasSuffix(e.Name(), segmentExt) {
 			continue
 		}
-		sc, err := scanSegment(filepath.Join(dir, e.Name()), func(journalRecord) error { return nil })
+		p := filepath.Join(dir, e.Name())
+		sc, err := scanSegment(p, func(journalRecord) error { return nil })
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("spool: %w", err)
+			// Still there, and still to be dealt with.
+			out = append(out, JournalDamage{Segment: p, Reason: "cannot be read: " + err.Error()})
+			continue
 		}
 		d := sc.damage()
 		if !sc.Lost() {

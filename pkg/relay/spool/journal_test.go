@@ -495,6 +495,29 @@ func TestJournalHeaderFollowsSyncs(t *testing.T) {
 	}
 }
 
+// A segment whose header is unreadable (here: overwritten with zeros, as
+// a bad block reads) cannot be accounted for, even with no intact record
+// left: it is kept and reported, not deleted.
+func TestJournalUnreadableHeaderIsKept(t *testing.T) {
+	l := newDamageLab(t, 3, func(l *damageLab, f *os.File) {
+		if _, err := f.WriteAt(make([]byte, l.size), 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if got := l.queued(t); len(got) != 0 {
+		t.Fatalf("after recovery %v", got)
+	}
+	if c := dirNames(t, filepath.Join(l.dir, corruptDirName)); !slices.Equal(c, []string{filepath.Base(l.seg)}) {
+		t.Errorf("corrupt/ = %v", c)
+	}
+	if d := l.s.RecoveredDamage(); len(d) != 1 || !strings.Contains(d[0].Reason, "header damaged") || d[0].BytesUnaccounted != l.size {
+		t.Errorf("RecoveredDamage = %+v", d)
+	}
+	if !strings.Contains(l.log.String(), "level=ERROR") {
+		t.Errorf("not an error:\n%s", l.log.String())
+	}
+}
+
 // A segment written before the header existed (it starts with a record)
 // is still recovered.
 func TestJournalSegmentWithoutHeader(t *testing.T) {
