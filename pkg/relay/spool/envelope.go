@@ -58,6 +58,13 @@ type Recipient struct {
 	Attempts    int            `json:"attempts,omitempty"`
 	LastReply   string         `json:"last_reply,omitempty"`  // last SMTP reply or diagnostic
 	NextAttempt time.Time      `json:"next_attempt,omitzero"` // zero: now
+	// Notify is the client's RFC 3461 §4.1 NOTIFY: nil when it sent
+	// none (the default: failures and delays), ["NEVER"], or a subset
+	// of SUCCESS, FAILURE and DELAY.
+	Notify []string `json:"notify,omitempty"`
+	// ORcpt is the RFC 3461 §4.2 ORCPT as addr-type and decoded
+	// address ("rfc822;bob@partner.com"); "" when the client sent none.
+	ORcpt string `json:"orcpt,omitempty"`
 }
 
 // Envelope is everything about a queued message except its content: the
@@ -83,8 +90,9 @@ type Recipient struct {
 //	  "client_helo": "mail.example.com"
 //	}
 //
-// Optional fields (attempts, last_reply, next_attempt, delay_notified,
-// dsn_of, message_id) are omitted when empty. "v" is the format version;
+// Optional fields (attempts, last_reply, next_attempt, notify, orcpt,
+// delay_notified, dsn_of, dsn_ret, dsn_envid, requiretls, message_id) are
+// omitted when empty. "v" is the format version;
 // a reader refuses versions it does not know rather than guess.
 type Envelope struct {
 	ID            string      `json:"id"`
@@ -99,6 +107,14 @@ type Envelope struct {
 	ClientHelo    string      `json:"client_helo,omitempty"`
 	DelayNotified bool        `json:"delay_notified,omitempty"` // a delayed DSN has been sent
 	DSNOf         string      `json:"dsn_of,omitempty"`         // for DSNs: the queue ID they report on
+	// DSNRet is the client's RFC 3461 §4.3 RET: "FULL", "HDRS" or ""
+	// (none sent; the relay's DSNs then return the headers).
+	DSNRet string `json:"dsn_ret,omitempty"`
+	// DSNEnvID is the RFC 3461 §4.4 ENVID, xtext-decoded; "" when none.
+	DSNEnvID string `json:"dsn_envid,omitempty"`
+	// RequireTLS: the client sent MAIL FROM with REQUIRETLS (RFC 8689 §4.1)
+	// over TLS.
+	RequireTLS bool `json:"requiretls,omitempty"`
 }
 
 // formatVersion is the "v" of envelope files this code writes and reads.
