@@ -89,12 +89,12 @@ whose every delivery met the default requirement (candidates to list).
 script, no external reference) to attach to an audit.`,
 		Example: `  smgctl audit report --since 24h
   smgctl audit report --from 2026-01-01 --to 2026-02-01 --domain partner.com
-  smgctl audit report --since 720h --output html > tls-report.html`,
+  smgctl audit report --since 30d --output html > tls-report.html`,
 		Args: cobra.NoArgs,
 	}
 	auditLog := addAuditLogFlag(c)
 	out := addOutputFlag(c, "table", "json", "html")
-	c.Flags().DurationVar(&since, "since", 0, "only records of the last DUR (e.g. 24h)")
+	c.Flags().Var(durationValue{&since}, "since", "only records of the last DUR (e.g. 24h, 7d)")
 	c.Flags().StringVar(&from, "from", "", "only records at or after T (RFC 3339 or YYYY-MM-DD)")
 	c.Flags().StringVar(&to, "to", "", "only records before T (RFC 3339 or YYYY-MM-DD)")
 	c.Flags().StringVar(&domain, "domain", "", "only recipients in domain D and its subdomains")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/smgctl/smgctl/pkg/relay/delivery"
 	"github.com/smgctl/smgctl/pkg/relay/inbound"
+	"github.com/smgctl/smgctl/pkg/units"
 )
 
 // Config is everything `smgctl relay` can be told. DefaultConfig is a
@@ -149,7 +150,7 @@ func (c *Config) Set(key, value string) error {
 	case "admin-public":
 		c.AdminPublic, err = strconv.ParseBool(value)
 	case "max-size":
-		c.MaxSize, err = strconv.ParseInt(value, 10, 64)
+		c.MaxSize, err = units.ParseSize(value)
 		if err == nil && c.MaxSize <= 0 {
 			err = fmt.Errorf("must be positive")
 		}
@@ -173,16 +174,16 @@ func (c *Config) Set(key, value string) error {
 	case "queue-lifetime":
 		c.QueueLifetime, err = positiveDuration(value)
 	case "delay-warning":
-		c.DelayWarning, err = time.ParseDuration(value)
+		c.DelayWarning, err = units.ParseDuration(value)
 	case "shutdown-timeout":
 		c.ShutdownTimeout, err = positiveDuration(value)
 	case "audit-max-size":
-		c.AuditMaxSize, err = strconv.ParseInt(value, 10, 64)
+		c.AuditMaxSize, err = units.ParseSize(value)
 		if err == nil && c.AuditMaxSize < 0 {
 			err = fmt.Errorf("must be 0 (no limit) or positive")
 		}
 	case "audit-max-age":
-		c.AuditMaxAge, err = time.ParseDuration(value)
+		c.AuditMaxAge, err = units.ParseDuration(value)
 		if err == nil && c.AuditMaxAge < 0 {
 			err = fmt.Errorf("must be 0 (no limit) or positive")
 		}
@@ -219,7 +220,7 @@ func (c *Config) Set(key, value string) error {
 }
 
 func positiveDuration(s string) (time.Duration, error) {
-	d, err := time.ParseDuration(s)
+	d, err := units.ParseDuration(s)
 	if err == nil && d <= 0 {
 		err = fmt.Errorf("must be positive")
 	}
