@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/relay"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 	"github.com/smgctl/smgctl/pkg/relay/sendtest"
 )
 

@@ -65,7 +65,7 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful stop after SIGTERM.
 	ShutdownTimeout time.Duration
 	// AuditMaxSize and AuditMaxAge rotate the audit log (0: no limit);
-	// the chain continues across rotated files (pkg/relay/audit).
+	// the chain continues across rotated files (pkg/audit).
 	AuditMaxSize int64
 	AuditMaxAge  time.Duration
 }

@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/internal/testpeer"
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/relay"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 )
 
 // These tests run the relay against real Postfix peers on loopback

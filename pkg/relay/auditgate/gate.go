@@ -21,7 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/relay/health"
 )
 

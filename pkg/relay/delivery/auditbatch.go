@@ -3,7 +3,7 @@ package delivery
 import (
 	"sync"
 
-	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/audit"
 )
 
 // auditBatch shares one Recorder.Write — and so the audit log's fsyncs —

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/audit"
 )
 
 // slowRecorder blocks its first Write until release is closed, so the

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/address"
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/policy"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 	"github.com/smgctl/smgctl/pkg/relay/dsn"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
 )
