@@ -17,7 +17,7 @@ import (
 func init() { subcommands = append(subcommands, newRelayCmd) }
 
 func newRelayCmd(g *globals) *cobra.Command {
-	var configFile, logLevel string
+	var logLevel string
 	def := relay.DefaultConfig()
 	c := &cobra.Command{
 		Use:   "relay",
@@ -39,7 +39,7 @@ spool for the next start.`,
   smgctl relay --resolver 127.0.0.1:5353 --route partner.test=127.0.0.5:25`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := relayConfig(g, cmd.Flags(), configFile)
+			cfg, err := relayConfig(g, cmd.Flags())
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}
@@ -75,7 +75,6 @@ spool for the next start.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&configFile, "config", "", "config file of \"key = value\" lines (env SMGCTL_CONFIG)")
 	f.String("listen", def.Listen, "SMTP listen address for the company's servers")
 	f.String("hostname", "", "name in the greeting, EHLO and DSNs (default: the host name)")
 	f.String("spool", def.Spool, "spool directory")
@@ -109,24 +108,10 @@ spool for the next start.`,
 
 // relayConfig applies, lowest first: defaults, the config file,
 // SMGCTL_* variables, flags given on the command line.
-func relayConfig(g *globals, flags *pflag.FlagSet, configFile string) (relay.Config, error) {
-	cfg := relay.DefaultConfig()
-	if configFile == "" {
-		configFile = os.Getenv("SMGCTL_CONFIG")
-	}
-	if configFile != "" {
-		if err := cfg.ApplyFile(configFile); err != nil {
-			return cfg, err
-		}
-	}
-	if err := cfg.ApplyEnv(os.LookupEnv); err != nil {
-		return cfg, err
-	}
-	// The policy path is shared with every command: --policy, then
-	// SMGCTL_POLICY, then the config file, then the default.
-	if g.policyPath != "" || os.Getenv(envPolicy) != "" {
-		cfg.Policy = g.policyFile()
-	}
+func relayConfig(g *globals, flags *pflag.FlagSet) (relay.Config, error) {
+	// The config file, SMGCTL_* and --policy were read before the
+	// command ran (settings.go), as for every command; flags win.
+	cfg := *g.settings()
 	var err error
 	flags.Visit(func(f *pflag.Flag) {
 		if err != nil || f.Name == "config" || f.Name == "log-level" || f.Name == "policy" {
@@ -135,14 +120,14 @@ func relayConfig(g *globals, flags *pflag.FlagSet, configFile string) (relay.Con
 		if f.Name == "route" {
 			vals, _ := flags.GetStringArray("route")
 			for _, v := range vals {
-				if e := cfg.Set("route", v); e != nil {
+				if e := cfg.SetFrom("route", v, "flag --route"); e != nil {
 					err = fmt.Errorf("--route: %v", e)
 					return
 				}
 			}
 			return
 		}
-		if e := cfg.Set(f.Name, f.Value.String()); e != nil {
+		if e := cfg.SetFrom(f.Name, f.Value.String(), "flag --"+f.Name); e != nil {
 			err = fmt.Errorf("--%s: %v", f.Name, strings.TrimPrefix(e.Error(), f.Name+" = "))
 		}
 	})

@@ -68,6 +68,31 @@ type Config struct {
 	// the chain continues across rotated files (pkg/audit).
 	AuditMaxSize int64
 	AuditMaxAge  time.Duration
+
+	// origins says where each key that is not at its default was set:
+	// "FILE:LINE", "env SMGCTL_X" or "flag --x" (smgctl config show).
+	origins map[string]string
+}
+
+// SetFrom is Set that also records where the value came from.
+func (c *Config) SetFrom(key, value, origin string) error {
+	if err := c.Set(key, value); err != nil {
+		return err
+	}
+	if c.origins == nil {
+		c.origins = map[string]string{}
+	}
+	c.origins[key] = origin
+	return nil
+}
+
+// Origin says where key's value came from: "FILE:LINE", "env SMGCTL_X",
+// "flag --x", or "default".
+func (c *Config) Origin(key string) string {
+	if o, ok := c.origins[key]; ok {
+		return o
+	}
+	return "default"
 }
 
 // Documented defaults (docs/relay.md).
@@ -288,7 +313,7 @@ func (c *Config) applyFile(name string, data []byte) error {
 			return &FileError{name, n, fmt.Errorf("%s set again (first on line %d)", k, first)}
 		}
 		seen[k] = n
-		if err := c.Set(k, v); err != nil {
+		if err := c.SetFrom(k, v, fmt.Sprintf("%s:%d", name, n)); err != nil {
 			return &FileError{name, n, err}
 		}
 	}
@@ -307,7 +332,7 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 			continue
 		}
 		if v, ok := lookup(EnvName(k)); ok {
-			if err := c.Set(k, v); err != nil {
+			if err := c.SetFrom(k, v, "env "+EnvName(k)); err != nil {
 				return fmt.Errorf("%s: %w", EnvName(k), err)
 			}
 		}
