@@ -20,14 +20,6 @@ import (
 
 func init() { subcommands = append(subcommands, newQueueCmd) }
 
-// envOr is the environment variable's value, else def.
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
 func newQueueCmd(g *globals) *cobra.Command {
 	var spoolDir string
 	c := &cobra.Command{
