@@ -9,6 +9,7 @@ import (
 
 	"github.com/smgctl/smgctl/pkg/policy/exchange"
 	"github.com/smgctl/smgctl/pkg/policy/store"
+	"github.com/smgctl/smgctl/pkg/safeio"
 )
 
 func formatNames(fs []exchange.Format) []string {
@@ -184,7 +185,7 @@ exits 1; the rest is written.`,
 				if _, err := c.OutOrStdout().Write(buf.Bytes()); err != nil {
 					return err
 				}
-			} else if err := store.WriteFileAtomic(args[0], buf.Bytes(), 0o644); err != nil {
+			} else if err := safeio.WriteFile(args[0], buf.Bytes(), 0o644); err != nil {
 				return usageErr(err)
 			}
 			lost := false

@@ -66,7 +66,7 @@ func New(cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	if cfg.Audit != nil {
-		cfg.Audit = &auditBatch{rec: cfg.Audit} // auditbatch.go
+		cfg.Audit = newAuditBatch(cfg.Audit) // auditbatch.go
 	}
 	return &Runner{
 		cfg:      cfg,
