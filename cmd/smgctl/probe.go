@@ -50,11 +50,17 @@ QUIT), and grades each hop with the relay's own evaluation against the
 target's policy entry, --require-bits, or the default entry (112 bits).
 It also reports MTA-STS, TLS-RPT and DANE, and the risks it sees.
 
+A target in brackets or with a port is one server, probed without an MX
+walk (like posttls-finger): [mx.partner.com], [192.0.2.7]:2525,
+mx.partner.com:25, 192.0.2.7. It is graded by --require-bits or the
+default entry, since the policy names recipient domains, not servers.
+
 Exit status: 0 every target passes, 1 any fails, 2 bad usage or input.
 The JSON output is documented in docs/probe.md.`,
 		Example: `  smgctl probe partner.com
   smgctl probe ceo@supplier.example --require-bits 256
   smgctl probe -f partners.txt --output json
+  smgctl probe '[mx1.partner.com]' mx2.partner.com:2525
   smgctl probe lab.test --resolver 127.0.0.1:5353 --port 2525 --ca-file lab-ca.pem`,
 		RunE: func(c *cobra.Command, args []string) error { return runProbe(c, g, f, args) },
 	}
@@ -172,11 +178,11 @@ type probeJSON struct {
 func probeTargets(g *globals, f *probeFlags, args []string) ([]string, error) {
 	var targets []string
 	for _, a := range args {
-		t, err := probe.ParseTarget(a)
+		t, err := probe.NormalizeTarget(a)
 		if err != nil {
 			return nil, fmt.Errorf("target %q: %v", a, err)
 		}
-		targets = append(targets, t.Key())
+		targets = append(targets, t)
 	}
 	if f.file != "" {
 		name, data, err := stdinOrFile(g, []string{f.file})
@@ -193,11 +199,11 @@ func probeTargets(g *globals, f *probeFlags, args []string) ([]string, error) {
 			if line == "" {
 				continue
 			}
-			t, err := probe.ParseTarget(line)
+			t, err := probe.NormalizeTarget(line)
 			if err != nil {
 				return nil, fmt.Errorf("%s:%d: target %q: %v", name, n, line, err)
 			}
-			targets = append(targets, t.Key())
+			targets = append(targets, t)
 		}
 		if err := sc.Err(); err != nil {
 			return nil, fmt.Errorf("%s: %v", name, err)

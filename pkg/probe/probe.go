@@ -186,6 +186,14 @@ func (p *Prober) ProbeTarget(ctx context.Context, target string) *Report {
 	start := time.Now()
 	rep := &Report{Target: target, Risks: []string{}, Hosts: []HostReport{}}
 	defer func() { rep.Duration = time.Since(start) }()
+	if ht, ok, err := ParseHostTarget(target); ok || err != nil {
+		if err != nil {
+			rep.Error = err.Error()
+			rep.Verdict, rep.Summary = VerdictNoMail, "invalid target: "+err.Error()
+			return rep
+		}
+		return p.probeHost(ctx, rep, ht)
+	}
 	t, err := ParseTarget(target)
 	if err != nil {
 		rep.Error = err.Error()
@@ -193,7 +201,7 @@ func (p *Prober) ProbeTarget(ctx context.Context, target string) *Report {
 		return rep
 	}
 	rep.Target, rep.Domain = t.Key(), t.Domain
-	req := p.requirement(rep)
+	req := p.requirement(rep, rep.Target)
 
 	// DNS: MX first; MTA-STS and TLS-RPT alongside.
 	var res mx.Result
@@ -221,11 +229,18 @@ func (p *Prober) ProbeTarget(ctx context.Context, target string) *Report {
 		return rep
 	}
 
-	// Sessions: every address of every host, concurrently.
-	rep.Hosts = make([]HostReport, len(res.Hosts))
+	p.probeHosts(ctx, rep, res.Hosts, p.cfg.Port, req)
+	p.verdict(rep, req)
+	return rep
+}
+
+// probeHosts runs a session with every address of every host,
+// concurrently, into rep.Hosts.
+func (p *Prober) probeHosts(ctx context.Context, rep *Report, hosts []mx.Host, port int, req policy.Requirement) {
+	rep.Hosts = make([]HostReport, len(hosts))
 	hg, hctx := errgroup.WithContext(ctx)
 	hg.SetLimit(p.cfg.Concurrency)
-	for i, h := range res.Hosts {
+	for i, h := range hosts {
 		hr := &rep.Hosts[i]
 		hr.Name, hr.Preference = h.Name, h.Preference
 		hr.TLSA.Records = []string{}
@@ -240,19 +255,22 @@ func (p *Prober) ProbeTarget(ctx context.Context, target string) *Report {
 		}
 		var tlsa mx.TLSAResult
 		hg.Go(func() error {
-			var err error
-			tlsa, err = p.cfg.Resolver.LookupTLSA(hctx, h.Name, 25)
-			hr.TLSA.Name, hr.TLSA.AD, hr.TLSA.Secure = tlsa.Name, tlsa.AD, tlsa.Secure
-			for _, r := range tlsa.Records {
-				hr.TLSA.Records = append(hr.TLSA.Records, r.String())
-			}
-			if err != nil {
-				hr.TLSA.Error = err.Error()
+			// An address literal has no name to hang TLSA records on.
+			if _, err := netip.ParseAddr(h.Name); err != nil {
+				var err error
+				tlsa, err = p.cfg.Resolver.LookupTLSA(hctx, h.Name, port)
+				hr.TLSA.Name, hr.TLSA.AD, hr.TLSA.Secure = tlsa.Name, tlsa.AD, tlsa.Secure
+				for _, r := range tlsa.Records {
+					hr.TLSA.Records = append(hr.TLSA.Records, r.String())
+				}
+				if err != nil {
+					hr.TLSA.Error = err.Error()
+				}
 			}
 			// Sessions after the TLSA answer: DANE needs both.
 			ag, actx := errgroup.WithContext(hctx)
 			for _, a := range h.Addrs {
-				at := &Attempt{Addr: net.JoinHostPort(a.String(), strconv.Itoa(p.cfg.Port)), Timings: map[string]Millis{}}
+				at := &Attempt{Addr: net.JoinHostPort(a.String(), strconv.Itoa(port)), Timings: map[string]Millis{}}
 				hr.Attempts = append(hr.Attempts, at)
 				ag.Go(func() error { p.session(actx, h.Name, a, at, tlsa, req); return nil })
 			}
@@ -260,22 +278,22 @@ func (p *Prober) ProbeTarget(ctx context.Context, target string) *Report {
 		})
 	}
 	hg.Wait()
-	p.verdict(rep, req)
-	return rep
 }
 
 // requirement picks what the target is graded against (SPEC §3 step 3).
-func (p *Prober) requirement(rep *Report) policy.Requirement {
+// key is what the policy is looked up by; "" for a single host, which
+// has no recipient domain and is graded by --require-bits or the default.
+func (p *Prober) requirement(rep *Report, key string) policy.Requirement {
 	req := policy.DefaultRequirement()
 	source := "default"
 	switch {
 	case p.cfg.RequireBits > 0:
 		req.Bits = p.cfg.RequireBits
 		source = "flag"
-	case p.cfg.Policy != nil:
+	case p.cfg.Policy != nil && key != "":
 		// The probe asks "what if we list it": no entry, or an entry
 		// that exempts the target, is graded as a default entry.
-		if m := p.cfg.Policy.Lookup(rep.Target); m.Entry != nil && m.Entry.Options.Mode != policy.ModeOff {
+		if m := p.cfg.Policy.Lookup(key); m.Entry != nil && m.Entry.Options.Mode != policy.ModeOff {
 			req = m.Requirement()
 			source = "policy"
 		}
@@ -475,6 +493,17 @@ func (p *Prober) risks(rep *Report) []string {
 					risks = append(risks, fmt.Sprintf("certificate of %s [%s] expired on %s", h.Name, at.Addr, at.Cert.NotAfter.UTC().Format("2006-01-02")))
 				case left < ExpiryWarning:
 					risks = append(risks, fmt.Sprintf("certificate of %s [%s] expires on %s, in %d days", h.Name, at.Addr, at.Cert.NotAfter.UTC().Format("2006-01-02"), int(left.Hours()/24)))
+				}
+			}
+			if at.TLS {
+				// RFC 8996: TLS 1.0 and 1.1 are deprecated; RFC 9325 §4.1:
+				// suites without forward secrecy let whoever later gets
+				// the server's key read recorded sessions.
+				if at.Version == "TLSv1.0" || at.Version == "TLSv1.1" || at.Version == "SSLv3" {
+					risks = append(risks, fmt.Sprintf("MX %s [%s] negotiated %s, deprecated (RFC 8996)", h.Name, at.Addr, at.Version))
+				}
+				if strings.HasPrefix(at.Suite, "TLS_RSA_") {
+					risks = append(risks, fmt.Sprintf("MX %s [%s] negotiated %s: RSA key exchange, no forward secrecy (RFC 9325 §4.1)", h.Name, at.Addr, at.Suite))
 				}
 			}
 			if at.DANE == DANEMismatch {

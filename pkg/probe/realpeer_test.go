@@ -153,6 +153,20 @@ func TestProbeRealPeers(t *testing.T) {
 					}
 				}
 			}},
+		// One server, no MX walk (posttls-finger style), graded by the
+		// default requirement even though users.test has an entry.
+		{target: "[" + modern.IP.String() + "]", pass: true, verdict: VerdictDeliver, via: modern.IP.String(), reqSource: "default", reqBits: 112,
+			check: func(t *testing.T, r *Report) {
+				if r.Domain != "" || r.MX.Implicit || len(r.Hosts) != 1 || r.Hosts[0].Attempts[0].Addr != modern.Addr() {
+					t.Fatalf("a single host probed as a domain: %+v", r)
+				}
+			}},
+		{target: "[" + modern.Hostname + "]:25", pass: true, verdict: VerdictDeliver, via: modern.Hostname, check: func(t *testing.T, r *Report) {
+			if at := r.Hosts[0].Attempts[0]; !at.Verified || at.Cert == nil || !at.Cert.NameMatched {
+				t.Fatalf("the server's name was not checked: %+v", at)
+			}
+		}},
+		{target: "[" + plain.IP.String() + "]:25", verdict: VerdictBounce, diagnostic: "503 5.7.0 encryption too weak 0 less than 112"},
 	}
 	targets := make([]string, len(tests))
 	for i, tc := range tests {
