@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -24,7 +25,7 @@ func newQueueCmd(g *globals) *cobra.Command {
 	var spoolDir string
 	c := &cobra.Command{
 		Use:   "queue",
-		Short: "List, show, retry, delete or return queued messages",
+		Short: "List, show, retry, hold, release, delete or return queued messages",
 		Long: `Look at and act on the relay's queue, like mailq and postsuper. Safe while
 the relay runs: every change is made under the message's lock, which the
 relay holds while it delivers the message, and a running relay is woken at
@@ -52,6 +53,12 @@ once (through the spool's "wake" FIFO) to act on it.`,
 	for _, a := range []queueAction{
 		{"retry", "Deliver messages now, whatever their retry time (postqueue -i)", "retried",
 			func(q *queuectl.Queue, ctx context.Context, ids []string) []queuectl.Result { return q.Retry(ctx, ids) }},
+		{"hold", "Keep messages from delivery, delayed DSNs and expiry until released (postsuper -h)", "held",
+			func(q *queuectl.Queue, ctx context.Context, ids []string) []queuectl.Result { return q.Hold(ctx, ids) }},
+		{"release", "Release held messages and deliver them now (postsuper -H)", "released",
+			func(q *queuectl.Queue, ctx context.Context, ids []string) []queuectl.Result {
+				return q.Release(ctx, ids)
+			}},
 		{"delete", "Remove messages from the queue without notice (postsuper -d)", "deleted",
 			func(q *queuectl.Queue, ctx context.Context, ids []string) []queuectl.Result {
 				return q.Delete(ctx, ids)
@@ -127,7 +134,11 @@ func newQueueListCmd(open func() (*queuectl.Queue, error)) *cobra.Command {
 				from = "<> (DSN of " + m.DSNOf + ")"
 			}
 			for i, r := range m.Recipients {
-				row := []string{"", "", "", "", r.Address, stateText(p, r, now), trimLine(r.LastReply)}
+				state := stateText(p, r, now)
+				if m.Held && r.State == "pending" {
+					state = p.warn("held")
+				}
+				row := []string{"", "", "", "", r.Address, state, trimLine(r.LastReply)}
 				if i == 0 {
 					row[0], row[1], row[2], row[3] = m.ID, m.Arrival.Local().Format("2006-01-02 15:04:05"),
 						strconv.FormatInt(m.Size, 10), from
@@ -266,10 +277,16 @@ func newQueueActionCmd(open func() (*queuectl.Queue, error), a queueAction) *cob
 	var wait time.Duration
 	var hostname, actor string
 	c := &cobra.Command{
-		Use:   a.name + " QUEUE-ID... | --all",
+		Use:   a.name + " QUEUE-ID... | - | --all",
 		Short: a.short,
+		Long: a.short + `.
+
+QUEUE-ID "-" reads the queue IDs from standard input, one per line (the
+first word of each line; blank lines and # comments skipped), as
+postsuper -d - does.`,
 		Example: "  smgctl queue " + a.name + " 0CT4H1P9VGA2K3QF 0CT4H1PA2N6M0S1B\n" +
-			"  smgctl queue " + a.name + " --all",
+			"  smgctl queue " + a.name + " --all\n" +
+			"  smgctl queue list -o json | jq -r '.[] | select(.from == \"spam@example.com\") | .id' | smgctl queue " + a.name + " -",
 	}
 	c.Flags().BoolVar(&all, "all", false, "every queued message")
 	c.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for a message the relay is delivering right now")
@@ -306,6 +323,14 @@ func newQueueActionCmd(open func() (*queuectl.Queue, error), a queueAction) *cob
 			}
 		}
 		ids := args
+		if len(args) == 1 && args[0] == "-" {
+			if ids, err = readQueueIDs(cmd.InOrStdin()); err != nil {
+				return &exitError{code: exitUsage, err: fmt.Errorf("queue IDs from standard input: %v", err)}
+			}
+			if len(ids) == 0 {
+				return &exitError{code: exitUsage, err: fmt.Errorf("queue %s -: no queue IDs on standard input", a.name)}
+			}
+		}
 		if all {
 			msgs, err := q.List()
 			if err != nil {
@@ -353,4 +378,22 @@ func newQueueActionCmd(open func() (*queuectl.Queue, error), a queueAction) *cob
 		return nil
 	}
 	return c
+}
+
+// readQueueIDs reads one queue ID per line: the first word, so that a
+// list with more columns works too; blank lines and # comments are
+// skipped.
+func readQueueIDs(r io.Reader) ([]string, error) {
+	var ids []string
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		if f := strings.Fields(line); len(f) > 0 {
+			ids = append(ids, f[0])
+		}
+	}
+	return ids, sc.Err()
 }

@@ -218,3 +218,12 @@ func TestQueueListShowsJournalDamage(t *testing.T) {
 		t.Errorf("after removing the segment: exit %d %s", code, errs)
 	}
 }
+
+// "queue delete -" reads IDs as postsuper -d - does: one a line, the
+// first word, comments and blank lines skipped.
+func TestReadQueueIDs(t *testing.T) {
+	ids, err := readQueueIDs(strings.NewReader("0CT4H1P9VGA2K3QF\n\n# held ones\n0CT4H1PA2N6M0S1B  1234 alice@corp.test\n  0CT4H1PA2N6M0S1C # trailing\n"))
+	if err != nil || strings.Join(ids, ",") != "0CT4H1P9VGA2K3QF,0CT4H1PA2N6M0S1B,0CT4H1PA2N6M0S1C" {
+		t.Errorf("ids %v, err %v", ids, err)
+	}
+}

@@ -82,8 +82,8 @@ func (r *Runner) checkMessageTimers(id string) {
 	}
 	defer unlock()
 	env, err := r.cfg.Spool.Envelope(id)
-	if err != nil || !env.Pending() {
-		return
+	if err != nil || !env.Pending() || env.Held {
+		return // a held message neither expires nor warns: the administrator decides
 	}
 	now := r.cfg.Now()
 	expires := env.Arrival.Add(r.cfg.QueueLifetime)

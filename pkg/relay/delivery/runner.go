@@ -198,7 +198,10 @@ func (r *Runner) scan() {
 			continue
 		}
 		r.mu.Lock()
-		if !r.active[id] {
+		switch {
+		case env.Held:
+			delete(r.due, id) // on hold: not scheduled until released
+		case !r.active[id]:
 			r.due[id] = nextDue(env)
 		}
 		r.mu.Unlock()
@@ -363,6 +366,9 @@ func (r *Runner) process(ctx context.Context, id string, force bool) {
 			log.Error("reading the envelope", "err", err)
 		}
 		return
+	}
+	if env.Held {
+		return // put on hold since it was scheduled; release reschedules it
 	}
 	if !env.Pending() {
 		r.remove(env)

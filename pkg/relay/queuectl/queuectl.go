@@ -71,14 +71,16 @@ func (q *Queue) Dir() string { return q.sp.Dir() }
 // Message is one queued message as `smgctl queue` shows it; its JSON form
 // is the stable schema of `--output json` (docs/operations.md).
 type Message struct {
-	ID            string      `json:"id"`
-	Arrival       time.Time   `json:"arrival"`
-	Size          int64       `json:"size"`
-	From          string      `json:"from"` // "" = the null sender (a DSN)
-	MessageID     string      `json:"message_id,omitempty"`
-	DSNOf         string      `json:"dsn_of,omitempty"`
-	DelayNotified bool        `json:"delay_notified"`
-	Recipients    []Recipient `json:"recipients"`
+	ID            string    `json:"id"`
+	Arrival       time.Time `json:"arrival"`
+	Size          int64     `json:"size"`
+	From          string    `json:"from"` // "" = the null sender (a DSN)
+	MessageID     string    `json:"message_id,omitempty"`
+	DSNOf         string    `json:"dsn_of,omitempty"`
+	DelayNotified bool      `json:"delay_notified"`
+	// Held: on hold (queue hold); not delivered until released.
+	Held       bool        `json:"held"`
+	Recipients []Recipient `json:"recipients"`
 	// Error is set, and nothing else but ID, for a message whose envelope
 	// cannot be read: it is listed, not hidden, and not acted on by --all.
 	Error string `json:"error,omitempty"`
@@ -96,7 +98,7 @@ type Recipient struct {
 func fromEnvelope(env *spool.Envelope) Message {
 	m := Message{
 		ID: env.ID, Arrival: env.Arrival, Size: env.Size, From: env.From, MessageID: env.MessageID,
-		DSNOf: env.DSNOf, DelayNotified: env.DelayNotified, Recipients: make([]Recipient, 0, len(env.Recipients)),
+		DSNOf: env.DSNOf, DelayNotified: env.DelayNotified, Held: env.Held, Recipients: make([]Recipient, 0, len(env.Recipients)),
 	}
 	for _, rc := range env.Recipients {
 		r := Recipient{Address: rc.Address, State: rc.State.String(), Attempts: rc.Attempts, LastReply: rc.LastReply}
@@ -188,6 +190,37 @@ type Result struct {
 // postsuper -r for a deferred message), then wakes the relay.
 func (q *Queue) Retry(ctx context.Context, ids []string) []Result {
 	return q.each(ctx, ids, func(env *spool.Envelope, res *Result) error {
+		for i := range env.Recipients {
+			rc := &env.Recipients[i]
+			if rc.State == spool.Pending {
+				rc.NextAttempt = time.Time{}
+				res.Recipients = append(res.Recipients, rc.Address)
+			}
+		}
+		return q.sp.Update(env)
+	})
+}
+
+// Hold keeps ids from being delivered until they are released (postsuper
+// -h): no attempt, no delayed DSN, no expiry. The flag is in the envelope,
+// so it survives restarts. A delivery in progress is waited for.
+func (q *Queue) Hold(ctx context.Context, ids []string) []Result {
+	return q.each(ctx, ids, func(env *spool.Envelope, res *Result) error {
+		env.Held = true
+		for _, rc := range env.Recipients {
+			if rc.State == spool.Pending {
+				res.Recipients = append(res.Recipients, rc.Address)
+			}
+		}
+		return q.sp.Update(env)
+	})
+}
+
+// Release undoes Hold (postsuper -H) and makes the pending recipients due
+// now, as Postfix moves a released message to the incoming queue.
+func (q *Queue) Release(ctx context.Context, ids []string) []Result {
+	return q.each(ctx, ids, func(env *spool.Envelope, res *Result) error {
+		env.Held = false
 		for i := range env.Recipients {
 			rc := &env.Recipients[i]
 			if rc.State == spool.Pending {

@@ -91,7 +91,7 @@ type Recipient struct {
 //	}
 //
 // Optional fields (attempts, last_reply, next_attempt, notify, orcpt,
-// delay_notified, dsn_of, dsn_ret, dsn_envid, requiretls, message_id) are
+// delay_notified, dsn_of, dsn_ret, dsn_envid, requiretls, held, message_id) are
 // omitted when empty. "v" is the format version;
 // a reader refuses versions it does not know rather than guess.
 type Envelope struct {
@@ -115,6 +115,10 @@ type Envelope struct {
 	// RequireTLS: the client sent MAIL FROM with REQUIRETLS (RFC 8689 §4.1)
 	// over TLS.
 	RequireTLS bool `json:"requiretls,omitempty"`
+	// Held: an administrator put the message on hold (smgctl queue hold,
+	// Postfix's postsuper -h): no delivery attempt, no delayed DSN and no
+	// expiry until it is released.
+	Held bool `json:"held,omitempty"`
 }
 
 // formatVersion is the "v" of envelope files this code writes and reads.
