@@ -92,3 +92,20 @@ func TestAuthFailureLimit(t *testing.T) {
 		t.Errorf("another address waited %v", d)
 	}
 }
+
+// TestClientKey: per-address limits count an IPv6 client by its /64, so
+// that one end site cannot pass as many clients (RFC 6177).
+func TestClientKey(t *testing.T) {
+	for _, tc := range []struct{ a, b string }{
+		{"2001:db8:1:2::1", "2001:db8:1:2:ffff::9"},
+		{"192.0.2.7", "192.0.2.7"},
+	} {
+		if clientKey(netip.MustParseAddr(tc.a)) != clientKey(netip.MustParseAddr(tc.b)) {
+			t.Errorf("%s and %s counted apart", tc.a, tc.b)
+		}
+	}
+	if clientKey(netip.MustParseAddr("192.0.2.7")) == clientKey(netip.MustParseAddr("192.0.2.8")) ||
+		clientKey(netip.MustParseAddr("2001:db8:1:2::1")) == clientKey(netip.MustParseAddr("2001:db8:1:3::1")) {
+		t.Error("different clients counted together")
+	}
+}
