@@ -97,7 +97,7 @@ spool for the next start.`,
 	f.String("max-connections-outside", fmt.Sprint(def.MaxOutsideConnections), "concurrent sessions of all clients outside --allow until they authenticate (0: half of --max-connections)")
 	f.String("idle-timeout", def.IdleTimeout.String(), "how long the server waits for a command")
 	f.String("command-timeout", def.CommandTimeout.String(), "how long a command line may take from its first octet")
-	f.String("data-timeout", def.DataTimeout.String(), "how long DATA/BDAT may take, plus 1s per 64 KiB received")
+	f.String("data-timeout", def.DataTimeout.String(), "how long one DATA body or BDAT chunk may take, in total")
 	f.String("max-recipients", fmt.Sprint(def.MaxRecipients), "recipients per message; more are answered 452 4.5.3")
 	f.String("queue-lifetime", def.QueueLifetime.String(), "how long undeliverable mail is retried before it is returned")
 	f.String("delay-warning", def.DelayWarning.String(), "send a \"delayed\" DSN after a message waited this long (0: never)")

@@ -118,7 +118,7 @@ func TestRelayAuthEndToEnd(t *testing.T) {
 			t.Errorf("EHLO in clear: %q", ehlo)
 		}
 		plain := base64.StdEncoding.EncodeToString([]byte("\x00u\x00p"))
-		c.cmd(t, 523, "AUTH PLAIN "+plain) // 523 5.7.10 TLS is required
+		c.cmd(t, 530, "AUTH PLAIN "+plain) // 530 5.7.0 Must issue a STARTTLS command first
 		c.cmd(t, 250, "MAIL FROM:<alice@corp.test>")
 		if msg := c.cmd(t, 554, "RCPT TO:<eve@auth.test>"); !strings.HasPrefix(msg, "5.7.1") {
 			t.Errorf("RCPT in clear: %q", msg)

@@ -49,8 +49,8 @@ type Config struct {
 	MaxConnectionsPerIP   int
 	MaxOutsideConnections int
 	// IdleTimeout, CommandTimeout and DataTimeout bound the wait for a
-	// command, a command line once begun, and a message transfer (plus
-	// a second per 64 KiB); no octet resets them.
+	// command, a command line once begun, and one DATA body or BDAT
+	// chunk; no octet resets them.
 	IdleTimeout    time.Duration
 	CommandTimeout time.Duration
 	DataTimeout    time.Duration

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"strings"
-	"time"
 
 	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
@@ -56,25 +55,37 @@ func (c *conn) auth(arg string) error {
 	default:
 		return c.fail(replyAuthMechanism)
 	}
+	// Every answer from an address with recent failures waits, right
+	// password or not, so that a quick answer gives nothing away
+	// (auththrottle.go).
+	c.w.flush()
+	c.srv.throttle.pause(c.ctx, c.key)
+	if c.ctx.Err() != nil {
+		return errQuit
+	}
 	if r := a.Auth(cred); r != nil {
 		return c.authRefused(r)
 	}
-	c.srv.authDelay(c.remote.Addr(), false)
 	c.authUser = cred.Username
+	c.srv.authenticated(c)
+	c.log.Info("smtp authenticated", "user", cred.Username)
 	c.w.reply(replyAuthOK)
 	return nil
 }
 
-// authRefused answers a failed AUTH after the per-address delay.
+// authRefused answers a failed AUTH and counts it; at MaxAuthFailures on
+// this connection the answer is 421 and the connection closes (RFC 4954
+// §4 asks servers to limit guessing).
 func (c *conn) authRefused(r *smtpreply.Reply) error {
 	if r == nil {
 		r = &replyAuthFailed
 	}
-	d := c.srv.authDelay(c.remote.Addr(), true)
-	c.w.flush()
-	select {
-	case <-time.After(d):
-	case <-c.ctx.Done():
+	c.srv.stats.authFailures.Add(1)
+	c.srv.throttle.failed(c.key)
+	c.authFailures++
+	c.log.Warn("smtp authentication failed", "failures", c.authFailures)
+	if c.authFailures >= c.cfg.MaxAuthFailures {
+		c.w.reply(replyTooManyAuthFailures(c.cfg.Hostname))
 		return errQuit
 	}
 	return c.fail(*r)

@@ -136,6 +136,11 @@ func replyTooManyErrors(host string) smtpreply.Reply {
 	return reply(421, "4.7.0", host+" Error: too many errors")
 }
 
+// RFC 4954 §4: too many failed AUTHs on this connection.
+func replyTooManyAuthFailures(host string) smtpreply.Reply {
+	return reply(421, "4.7.0", host+" Error: too many failed authentication attempts")
+}
+
 func replyTooManyCommands(host string) smtpreply.Reply {
 	return reply(421, "4.7.0", host+" Error: too many commands")
 }

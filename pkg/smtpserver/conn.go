@@ -33,6 +33,15 @@ type conn struct {
 	esmtp    bool
 	authUser string // set by a successful AUTH
 
+	// Admission (server.go): the per-address key, whether the client
+	// is in LimitExempt, and whether it counts in Server.unauth (guarded
+	// by Server.mu).
+	key    netip.Prefix
+	exempt bool
+	unauth bool
+
+	authFailures int // failed AUTHs on this connection
+
 	// The transaction (RFC 5321 §3.3).
 	inMail bool
 	mail   MailParams

@@ -51,9 +51,13 @@ const (
 	DefaultDataTimeout         = 10 * time.Minute
 	DefaultWriteTimeout        = time.Minute
 	DefaultTLSHandshakeTimeout = 30 * time.Second
-	// RFC 4954 §4 asks servers to slow password guessing; the delay grows
-	// with the failures from one address, up to 8 times this.
-	DefaultAuthFailureDelay = time.Second
+	// RFC 4954 §4 asks servers to slow password guessing: every AUTH
+	// from an address with recent failures waits this per failure, at
+	// most DefaultAuthFailureDelayMax (auththrottle.go).
+	DefaultAuthFailureDelay    = time.Second
+	DefaultAuthFailureDelayMax = 30 * time.Second
+	// Failed AUTHs on one connection before 421 and close.
+	DefaultMaxAuthFailures = 3
 )
 
 // Config configures a Server. Zero fields take the defaults above.
@@ -70,14 +74,27 @@ type Config struct {
 	MaxCommands     int   // per connection; then 421 4.7.0
 	MaxBadCommands  int   // per connection; then 421 4.7.0
 	MaxConnections  int   // in all; over it 421 4.7.0 and close
-	MaxPerIP        int   // from one client address; over it 421 4.7.0
+	MaxPerIP        int   // from one client address (IPv6: one /64); over it 421 4.7.0
+	// MaxUnauthenticated bounds the connections from outside LimitExempt
+	// that have not authenticated, all together (0: only MaxConnections),
+	// so that the rest of MaxConnections stays for the exempt networks
+	// and for clients that logged in. Over it: 421 4.7.0.
+	MaxUnauthenticated int
+	// LimitExempt lists client networks that MaxPerIP and
+	// MaxUnauthenticated do not apply to (Postfix's
+	// smtpd_client_event_limit_exceptions = $mynetworks): the company's
+	// own MTAs may open as many as MaxConnections allows.
+	LimitExempt []netip.Prefix
+	// MaxAuthFailures failed AUTHs on one connection end it with 421.
+	MaxAuthFailures int
 
 	IdleTimeout         time.Duration // waiting for a command
 	CommandTimeout      time.Duration // reading one command line
 	DataTimeout         time.Duration // reading one DATA body or BDAT chunk
 	WriteTimeout        time.Duration // sending replies
 	TLSHandshakeTimeout time.Duration
-	AuthFailureDelay    time.Duration
+	AuthFailureDelay    time.Duration // per recent failure from the address
+	AuthFailureDelayMax time.Duration
 
 	Logger *slog.Logger
 }
@@ -107,12 +124,17 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.MaxBadCommands, DefaultMaxBadCommands)
 	def(&c.MaxConnections, DefaultMaxConnections)
 	def(&c.MaxPerIP, DefaultMaxPerIP)
+	def(&c.MaxAuthFailures, DefaultMaxAuthFailures)
+	if c.MaxUnauthenticated <= 0 {
+		c.MaxUnauthenticated = c.MaxConnections
+	}
 	defDur(&c.IdleTimeout, DefaultIdleTimeout)
 	defDur(&c.CommandTimeout, DefaultCommandTimeout)
 	defDur(&c.DataTimeout, DefaultDataTimeout)
 	defDur(&c.WriteTimeout, DefaultWriteTimeout)
 	defDur(&c.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout)
 	defDur(&c.AuthFailureDelay, DefaultAuthFailureDelay)
+	defDur(&c.AuthFailureDelayMax, DefaultAuthFailureDelayMax)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -129,9 +151,35 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
-	perIP     map[netip.Addr]int
-	authFails map[netip.Addr]int // failed AUTH per client address
+	perIP     map[netip.Prefix]int // connections from outside LimitExempt, by clientKey
+	unauth    int                  // of those, not authenticated
 	wg        sync.WaitGroup
+
+	throttle   *authThrottle
+	refusedLog *logLimiter
+	stats      struct {
+		refusedFull, refusedPerIP, refusedUnauth, authFailures atomic.Uint64
+	}
+}
+
+// Stats are a Server's counters since New.
+type Stats struct {
+	// Connections turned away with 421 4.7.0: MaxConnections reached,
+	// MaxPerIP from the client's address, or MaxUnauthenticated.
+	RefusedFull, RefusedPerIP, RefusedUnauthenticated uint64
+	// AuthFailures counts AUTH attempts refused (wrong credentials or a
+	// malformed PLAIN message).
+	AuthFailures uint64
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		RefusedFull:            s.stats.refusedFull.Load(),
+		RefusedPerIP:           s.stats.refusedPerIP.Load(),
+		RefusedUnauthenticated: s.stats.refusedUnauth.Load(),
+		AuthFailures:           s.stats.authFailures.Load(),
+	}
 }
 
 // New checks cfg and fills in its defaults.
@@ -142,10 +190,11 @@ func New(cfg Config, b Backend) (*Server, error) {
 	}
 	return &Server{
 		cfg: cfg, backend: b, log: cfg.Logger,
-		listeners: map[net.Listener]struct{}{},
-		conns:     map[*conn]struct{}{},
-		perIP:     map[netip.Addr]int{},
-		authFails: map[netip.Addr]int{},
+		listeners:  map[net.Listener]struct{}{},
+		conns:      map[*conn]struct{}{},
+		perIP:      map[netip.Prefix]int{},
+		throttle:   newAuthThrottle(cfg.AuthFailureDelay, cfg.AuthFailureDelayMax),
+		refusedLog: newLogLimiter(10 * time.Second),
 	}, nil
 }
 
@@ -199,23 +248,36 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 }
 
 // ServeConn runs the protocol on one accepted connection in a new
-// goroutine, or turns it away with a 421 when the server is full or
-// closing (RFC 5321 §3.8).
+// goroutine, or turns it away with a 421 (RFC 5321 §3.8) when the server
+// is closing or full, when the client's address has MaxPerIP, or when the
+// clients that have not authenticated have MaxUnauthenticated; clients in
+// LimitExempt count only towards MaxConnections.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 	remote := addrPort(nc.RemoteAddr())
+	exempt := s.exempt(remote.Addr())
+	key := clientKey(remote.Addr())
 	s.mu.Lock()
 	var refuse smtpreply.Reply
+	var reason string
 	switch {
 	case s.closing.Load():
-		refuse = replyShuttingDown(s.cfg.Hostname)
+		refuse, reason = replyShuttingDown(s.cfg.Hostname), "shutting down"
 	case len(s.conns) >= s.cfg.MaxConnections:
-		refuse = replyTooManyConnections(s.cfg.Hostname)
-	case s.perIP[remote.Addr()] >= s.cfg.MaxPerIP:
-		refuse = replyTooManyFromIP(s.cfg.Hostname)
+		refuse, reason = replyTooManyConnections(s.cfg.Hostname), "server full"
+		s.stats.refusedFull.Add(1)
+	case !exempt && s.perIP[key] >= s.cfg.MaxPerIP:
+		refuse, reason = replyTooManyFromIP(s.cfg.Hostname), "too many from this address"
+		s.stats.refusedPerIP.Add(1)
+	case !exempt && s.unauth >= s.cfg.MaxUnauthenticated:
+		refuse, reason = replyTooManyConnections(s.cfg.Hostname), "too many unauthenticated clients"
+		s.stats.refusedUnauth.Add(1)
 	}
 	if refuse.Code != 0 {
 		s.mu.Unlock()
-		s.log.Warn("smtp connection refused", "client", remote.Addr().String(), "reply", refuse.String())
+		// A flood of refusals is not a flood of log lines.
+		if ok, skipped := s.refusedLog.allow(reason); ok {
+			s.log.Warn("smtp connection refused", "client", remote.Addr().String(), "reason", reason, "not_logged_since_last", skipped)
+		}
 		s.wg.Go(func() {
 			w := newWire(nc, 10*time.Second)
 			w.reply(refuse)
@@ -225,20 +287,63 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	c := newConn(s, nc, remote)
+	c.key, c.exempt, c.unauth = key, exempt, !exempt
 	s.conns[c] = struct{}{}
-	s.perIP[remote.Addr()]++
+	if !exempt {
+		s.perIP[key]++
+		s.unauth++
+	}
 	s.mu.Unlock()
 	s.wg.Go(func() {
-		defer func() {
-			s.mu.Lock()
-			delete(s.conns, c)
-			if s.perIP[remote.Addr()]--; s.perIP[remote.Addr()] <= 0 {
-				delete(s.perIP, remote.Addr())
-			}
-			s.mu.Unlock()
-		}()
+		defer s.release(c)
 		c.serve(ctx)
 	})
+}
+
+// release forgets an ended connection.
+func (s *Server) release(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	if !c.exempt {
+		if s.perIP[c.key]--; s.perIP[c.key] <= 0 {
+			delete(s.perIP, c.key)
+		}
+	}
+	if c.unauth {
+		c.unauth = false
+		s.unauth--
+	}
+}
+
+// authenticated moves a connection out of the unauthenticated share.
+func (s *Server) authenticated(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.unauth {
+		c.unauth = false
+		s.unauth--
+	}
+}
+
+func (s *Server) exempt(a netip.Addr) bool {
+	for _, p := range s.cfg.LimitExempt {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientKey is what per-address limits count by: the address, or for
+// IPv6 its /64, which one end site usually gets whole (RFC 6177), so that
+// one client cannot pass as many.
+func clientKey(a netip.Addr) netip.Prefix {
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p
+	}
+	return netip.PrefixFrom(a, a.BitLen())
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -304,20 +409,4 @@ func (s *Server) closeAll() {
 	for _, c := range conns {
 		c.raw.Close()
 	}
-}
-
-// authDelay is how long to wait before answering a failed AUTH from a:
-// AuthFailureDelay times the failures seen from that address, up to 8.
-func (s *Server) authDelay(a netip.Addr, failed bool) time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !failed {
-		delete(s.authFails, a)
-		return 0
-	}
-	if len(s.authFails) > 10000 { // bounded memory under a scan
-		clear(s.authFails)
-	}
-	s.authFails[a] = min(s.authFails[a]+1, 8)
-	return time.Duration(s.authFails[a]) * s.cfg.AuthFailureDelay
 }

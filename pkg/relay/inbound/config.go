@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/smtpserver"
 )
 
 // Defaults for Config's zero fields.
@@ -29,9 +30,9 @@ const (
 	// A command line, once begun, must end within this: a live MTA sends
 	// one in a single packet, a slowloris one octet at a time.
 	DefaultCommandTimeout = time.Minute
-	// DATA/BDAT must end within this plus a second per 64 KiB received
-	// (guard.go); RFC 5321 §4.5.3.2.6 gives the client 10 minutes for
-	// the final reply, so the floor is the same.
+	// One DATA body or BDAT chunk must end within this: RFC 5321
+	// §4.5.3.2.6 gives the client 10 minutes for the final reply; 50 MiB
+	// at 100 KB/s takes about 9.
 	DefaultDataTimeout = 10 * time.Minute
 	// The TLS handshake after "220 Ready to start TLS".
 	DefaultHandshakeTimeout = 30 * time.Second
@@ -46,14 +47,11 @@ const (
 	DefaultMaxConnectionsPerIP = 20
 	// AUTH: failures on one connection before 421 and close, and the
 	// wait per recent failure from the same address before any AUTH
-	// answer, capped.
-	DefaultMaxAuthFailures = 3
-	DefaultAuthDelay       = time.Second
-	DefaultAuthDelayMax    = 30 * time.Second
+	// answer, capped (pkg/smtpserver's defaults).
+	DefaultMaxAuthFailures = smtpserver.DefaultMaxAuthFailures
+	DefaultAuthDelay       = smtpserver.DefaultAuthFailureDelay
+	DefaultAuthDelayMax    = smtpserver.DefaultAuthFailureDelayMax
 
-	// commandLineLimit bounds every line go-smtp buffers, commands
-	// included: RFC 4954 §4 lets an AUTH line reach 12288 octets.
-	commandLineLimit = 12288
 	// headerPeekLimit is how much of the header section is held in memory
 	// to find the Message-ID before the message streams to the spool.
 	headerPeekLimit = 256 << 10
@@ -92,9 +90,9 @@ type Config struct {
 	MaxConnectionsPerIP   int
 	MaxOutsideConnections int
 
-	// Totals that no octet resets (guard.go): waiting for a command, a
-	// command line once begun, DATA (floor; more with size), the TLS
-	// handshake.
+	// Totals that no octet resets (pkg/smtpserver): waiting for a
+	// command, a command line once begun, one DATA body or BDAT chunk,
+	// the TLS handshake.
 	IdleTimeout      time.Duration
 	CommandTimeout   time.Duration
 	DataTimeout      time.Duration
@@ -102,7 +100,7 @@ type Config struct {
 	WriteTimeout     time.Duration
 
 	// MaxAuthFailures failed AUTHs on one connection end it with 421.
-	// Each AUTH from an address with failures in the last authMemory
+	// Each AUTH from an address with failures in the last 15 minutes
 	// waits AuthDelay per failure, at most AuthDelayMax, before its
 	// answer.
 	MaxAuthFailures int

@@ -23,13 +23,14 @@ func TestEnvelopeAddresses(t *testing.T) {
 		"user@plain.test..", "user@.plain.test", "user@plain..test", "user@-plain.test",
 		"user@plain_x.test", "user@" + strings.Repeat("a", 64) + ".test",
 		"user@" + strings.Repeat("abcdefghi.", 26) + "test", "user@xn--zz.test",
-		"us\x7fer@plain.test", "us\x01er@plain.test", "\"us\x00er\"@plain.test", "\"a\tb\"@plain.test",
+		"us\x7fer@plain.test", "us\x01er@plain.test", "\"a\tb\"@plain.test",
 	} {
 		c.expect("RCPT TO:<"+bad+">", "501 5.1.3 Bad recipient address syntax")
 	}
+	c.expect("RCPT TO:<\"us\x00er\"@plain.test>", "500 5.5.2 Error: NUL character in command")
 	c.expect("RCPT TO:<user@[127.0.0.12]>", "550 5.1.2")
 	c.expect("RCPT TO:<user@[IPv6:::1]>", "550 5.1.2")
-	c.expect("RCPT TO:<user@plain.test>x>", "500 5.5.4") // go-smtp: what follows ">" is no parameter
+	c.expect("RCPT TO:<user@plain.test>x>", "501 5.1.3") // what follows ">" is no parameter
 	for _, good := range []string{
 		"user@PLAIN.Test.",
 		"u2@ｐｌａｉｎ.test",

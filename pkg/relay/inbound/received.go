@@ -14,6 +14,7 @@ import (
 // trace is what the Received: header records about one message's arrival.
 type trace struct {
 	helo     string
+	esmtp    bool // EHLO, not HELO
 	addr     netip.Addr
 	tls      *tls.ConnectionState // nil: clear text
 	auth     bool
@@ -24,14 +25,16 @@ type trace struct {
 	at       time.Time
 }
 
-// protocol is the "with" keyword: RFC 3848 (ESMTP, ESMTPA, ESMTPS,
-// ESMTPSA) and, for SMTPUTF8 transactions, RFC 6531 §3.7.3 (UTF8SMTP...).
-// go-smtp answers HELO and EHLO alike and does not say which one came, so
-// plain "SMTP" is never used.
+// protocol is the "with" keyword: RFC 3848 (SMTP, ESMTP, ESMTPS,
+// ESMTPA, ESMTPSA) and, for SMTPUTF8 transactions, RFC 6531 §3.7.3
+// (UTF8SMTP...).
 func (t *trace) protocol() string {
 	p := "ESMTP"
-	if t.smtputf8 {
+	switch {
+	case t.smtputf8:
 		p = "UTF8SMTP"
+	case !t.esmtp:
+		p = "SMTP"
 	}
 	if t.tls != nil {
 		p += "S"

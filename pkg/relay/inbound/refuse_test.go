@@ -25,7 +25,7 @@ func TestRefuse(t *testing.T) {
 	if want := "cannot record deliveries"; !strings.Contains(reply, want) || strings.Contains(reply, "no space") {
 		t.Errorf("reply %q: want a plain reason, no internals", reply)
 	}
-	c.expect("RCPT TO:<bob@partner.test>", "502") // no transaction was started
+	c.expect("RCPT TO:<bob@partner.test>", "503 5.5.1 Error: need MAIL command") // no transaction was started
 	full.Store(false)
 	c.expect("MAIL FROM:<alice@corp.test>", "250")
 	c.expect("RCPT TO:<bob@partner.test>", "250")

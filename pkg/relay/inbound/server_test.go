@@ -37,7 +37,7 @@ func TestEHLOAdvertises(t *testing.T) {
 	r := startRelay(t, Config{Auth: func(context.Context, string, string) bool { return true }, MaxMessageBytes: 12345})
 	c := r.dial()
 	ehlo := c.hello()
-	for _, ext := range []string{"PIPELINING", "SIZE 12345", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "STARTTLS"} {
+	for _, ext := range []string{"PIPELINING", "SIZE 12345", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "STARTTLS", "DSN", "CHUNKING"} {
 		if !strings.Contains(ehlo, ext) {
 			t.Errorf("EHLO lacks %s:\n%s", ext, ehlo)
 		}
@@ -46,7 +46,7 @@ func TestEHLOAdvertises(t *testing.T) {
 	if strings.Contains(ehlo, "AUTH") {
 		t.Errorf("AUTH offered in clear text:\n%s", ehlo)
 	}
-	c.expect("AUTH PLAIN AHVzZXIAcGFzcw==", "523 5.7.10")
+	c.expect("AUTH PLAIN AHVzZXIAcGFzcw==", "530 5.7.0 Must issue a STARTTLS command first")
 	c.startTLS(r.ca)
 	ehlo = c.expect("EHLO client.test", "250")
 	if !strings.Contains(ehlo, "AUTH PLAIN LOGIN") {
@@ -169,7 +169,7 @@ func TestRelayAccess(t *testing.T) {
 		c.expect("MAIL FROM:<x@example.com>", "250 ")
 		c.expect("RCPT TO:<bob@partner.test>", "554 5.7.1 Relay access denied")
 		c.expect("RCPT TO:<postmaster@relay.test>", "554 5.7.1 Relay access denied")
-		c.expect("DATA", "502 ") // go-smtp: no valid recipient
+		c.expect("DATA", "503 5.5.1 Error: need RCPT command")
 	})
 	t.Run("inside allow", func(t *testing.T) {
 		c := r.dialFrom("127.0.0.2")
@@ -247,18 +247,20 @@ func TestRecipientRules(t *testing.T) {
 	c := r.dial()
 	c.hello()
 	c.expect("MAIL FROM:<alice@example.com>", "250 ")
-	c.expect("RCPT TO:<postmaster>", "501 5.5.2") // go-smtp: a relay needs a domain
-	for i := range 3 {
+	c.expect("RCPT TO:<postmaster>", "550 5.1.1") // the relay has no local mailboxes
+	for i := range 2 {
 		c.expect(fmt.Sprintf("RCPT TO:<r%d@partner.test>", i), "250 ")
 	}
-	c.expect("RCPT TO:<r0@PARTNER.test>", "250 ") // the same mailbox again: accepted, stored once
-	c.expect("RCPT TO:<r3@partner.test>", "452 4.5.3 Too many recipients")
+	// The same mailbox again: accepted, stored once (it counts towards
+	// the limit, as smtpserver counts every accepted RCPT).
+	c.expect("RCPT TO:<r0@PARTNER.test>", "250 ")
+	c.expect("RCPT TO:<r3@partner.test>", "452 4.5.3 Error: too many recipients")
 	c.expect("DATA", "354 ")
 	c.send(simpleMsg + ".\r\n")
 	id := queuedID(t, c.reply())
 	env, _ := r.message(id)
-	if len(env.Recipients) != 3 {
-		t.Errorf("%d recipients stored, want 3: %+v", len(env.Recipients), env.Recipients)
+	if len(env.Recipients) != 2 {
+		t.Errorf("%d recipients stored, want 2: %+v", len(env.Recipients), env.Recipients)
 	}
 	c.expect("MAIL FROM:<alice@example.com>", "250 ")
 	c.expect("RCPT TO:<ü@partner.test>", "553 5.6.7")
@@ -306,7 +308,7 @@ func TestLineLength(t *testing.T) {
 	queuedID(t, c.transaction("a@example.com", []string{"b@partner.test"}, exact))
 	long := "Subject: x\r\n\r\n" + strings.Repeat("y", 999) + "\r\nnext\r\n"
 	got := c.transaction("a@example.com", []string{"b@partner.test"}, long)
-	if !strings.HasPrefix(got, "500 5.5.2 Line too long") {
+	if !strings.HasPrefix(got, "500 5.5.2 Error: line too long: a text line is at most 1000 octets") {
 		t.Errorf("1001-octet line: %q", got)
 	}
 	if len(r.queued()) != 1 {
@@ -314,11 +316,13 @@ func TestLineLength(t *testing.T) {
 	}
 	// Still in step after the refusal.
 	queuedID(t, c.transaction("a@example.com", []string{"b@partner.test"}, simpleMsg))
-	// A command line beyond any limit closes the connection.
+	// A command line beyond any limit is read to its end and refused;
+	// the session stays in step.
 	c.send("NOOP " + strings.Repeat("z", 20000) + "\r\n")
-	if got := c.reply(); !strings.HasPrefix(got, "500 5.4.0") {
+	if got := c.reply(); got != "500 5.5.2 Error: line too long" {
 		t.Errorf("overlong command: %q", got)
 	}
+	c.expect("NOOP", "250 ")
 }
 
 // TestSmuggling sends the SMTP smuggling payloads: each hides a second
@@ -360,7 +364,7 @@ func TestSmuggling(t *testing.T) {
 				for {
 					got := c.reply()
 					replies = append(replies, got)
-					if strings.HasPrefix(got, "250 2.0.0 I have") || got == "EOF" {
+					if got == "250 2.0.0 Ok" || got == "EOF" {
 						break
 					}
 				}
@@ -375,24 +379,28 @@ func TestSmuggling(t *testing.T) {
 				if q := r.queued(); len(q) != 0 {
 					t.Errorf("spool holds %v", q)
 				}
-				// A client that sent a bare line end gets no more mail in.
+				// The end of data cannot be found any more: the
+				// connection is closed after the 550 (smtpserver).
 				if replies[len(replies)-1] != "EOF" {
-					c.expect("MAIL FROM:<alice@example.com>", "550 5.5.2")
+					t.Errorf("connection not closed after a bare line end: %q", replies)
 				}
 			})
 		}
 	}
 }
 
-// TestBareLFInCommand: net/textproto takes a bare LF as a line end in
-// commands; the connection is then refused further mail (RFC 5321 §2.3.8).
+// TestBareLFInCommand: a bare LF is no line end (RFC 5321 §2.3.8); where
+// the client meant its command to end cannot be known, so it is answered
+// and the connection closed.
 func TestBareLFInCommand(t *testing.T) {
 	r := startRelay(t, Config{})
 	c := r.dial()
 	c.expect("", "220 ")
-	c.send("EHLO client.test\n")
-	c.expect("", "250")
-	c.expect("MAIL FROM:<a@example.com>", "550 5.5.2")
+	c.send("EHLO client.test\nMAIL FROM:<a@example.com>\r\n")
+	c.expect("", "500 5.5.2 Error: bare <CR> or <LF> received")
+	if got := c.reply(); got != "EOF" {
+		t.Errorf("after a bare LF: %q", got)
+	}
 }
 
 // TestPipelinedGarbage: a pipelined group whose RCPT fails must not turn
@@ -412,7 +420,12 @@ func TestPipelinedGarbage(t *testing.T) {
 		}
 		replies = append(replies, got)
 	}
-	want := []string{"250 ", "501 5.5.2", "502 5.5.1", "250 ", "250 ", "354 ", "250 2.0.0 Ok: queued as "}
+	// RCPT fails, so DATA has no recipient, and the transaction of the
+	// first MAIL is still open (RFC 5321 §4.1.4: a 503 changes no
+	// state): the second MAIL is nested, its RCPT and DATA belong to
+	// the first one. No octet of the body is read as a command.
+	want := []string{"250 ", "501 5.1.3", "503 5.5.1 Error: need RCPT", "503 5.5.1 Error: nested MAIL", "250 ", "354 ",
+		"250 2.0.0 Ok: queued as ", "500 5.5.2 Error: NUL character in command", "221 "}
 	if len(replies) < len(want) {
 		t.Fatalf("replies %q", replies)
 	}
@@ -421,14 +434,13 @@ func TestPipelinedGarbage(t *testing.T) {
 			t.Fatalf("reply %d = %q, want %q; all: %q", i, replies[i], w, replies)
 		}
 	}
-	// The second transaction was a well-formed one on its own: it is the
-	// only thing queued, and it carries exactly what was sent for it.
+	// One message is queued, and it carries exactly what was sent for it.
 	q := r.queued()
 	if len(q) != 1 {
 		t.Fatalf("queued %v", q)
 	}
 	env, body := r.message(q[0])
-	if env.From != "evil@example.com" || !strings.HasSuffix(body, "Subject: evil\r\n\r\nx\r\n") {
+	if env.From != "a@example.com" || len(env.Recipients) != 1 || env.Recipients[0].Address != "x@partner.test" || !strings.HasSuffix(body, "Subject: evil\r\n\r\nx\r\n") {
 		t.Errorf("queued %+v %q", env, body)
 	}
 }
@@ -525,7 +537,7 @@ func TestIdleTimeout(t *testing.T) {
 	r := startRelay(t, Config{IdleTimeout: 50 * time.Millisecond})
 	c := r.dial()
 	c.expect("", "220 ")
-	c.expect("", "421 4.4.2") // go-smtp: idle timeout
+	c.expect("", "421 4.4.2") // idle timeout
 }
 
 // TestShutdown: an idle client hears 421 at once; a client in DATA gets
@@ -553,4 +565,60 @@ func TestShutdown(t *testing.T) {
 	if len(r.queued()) != 1 {
 		t.Errorf("queued %v", r.queued())
 	}
+}
+
+// TestDSNParametersStored: DSN is offered (RFC 3461) and what the client
+// asks with it — RET, ENVID, NOTIFY, ORCPT — and REQUIRETLS (RFC 8689,
+// over TLS) are stored with the message for the DSN builder and the
+// next hop. Before, DSN was not offered and its parameters got 504.
+func TestDSNParametersStored(t *testing.T) {
+	r := startRelay(t, Config{})
+	c := r.dial()
+	if ehlo := c.hello(); !strings.Contains(ehlo, "DSN") || strings.Contains(ehlo, "REQUIRETLS") {
+		t.Errorf("EHLO in clear:\n%s", ehlo)
+	}
+	c.startTLS(r.ca)
+	if ehlo := c.expect("EHLO client.test", "250"); !strings.Contains(ehlo, "REQUIRETLS") {
+		t.Errorf("EHLO over TLS:\n%s", ehlo)
+	}
+	c.expect("MAIL FROM:<alice@example.com> RET=HDRS ENVID=QQ+2Bx REQUIRETLS", "250 ")
+	c.expect("RCPT TO:<bob@partner.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Bx@partner.test", "250 ")
+	c.expect("RCPT TO:<carol@partner.test> NOTIFY=NEVER", "250 ")
+	c.expect("RCPT TO:<dave@partner.test>", "250 ")
+	c.expect("DATA", "354 ")
+	c.send(simpleMsg + ".\r\n")
+	env, _ := r.message(queuedID(t, c.reply()))
+	if env.DSNRet != "HDRS" || env.DSNEnvID != "QQ+x" || !env.RequireTLS {
+		t.Errorf("envelope: RET %q ENVID %q REQUIRETLS %v", env.DSNRet, env.DSNEnvID, env.RequireTLS)
+	}
+	want := []spool.Recipient{
+		{Address: "bob@partner.test", State: spool.Pending, Notify: []string{"SUCCESS", "FAILURE"}, ORcpt: "rfc822;bob+x@partner.test"},
+		{Address: "carol@partner.test", State: spool.Pending, Notify: []string{"NEVER"}},
+		{Address: "dave@partner.test", State: spool.Pending},
+	}
+	if fmt.Sprint(env.Recipients) != fmt.Sprint(want) {
+		t.Errorf("recipients\n%+v\nwant\n%+v", env.Recipients, want)
+	}
+}
+
+// TestBDATAcrossCRLF: a BDAT chunk that ends in CR and the next that
+// starts with LF make one CRLF (RFC 3030: chunk boundaries fall
+// anywhere); the old stream tap took them for a bare CR and a bare LF
+// and refused this and every later MAIL on the connection.
+func TestBDATAcrossCRLF(t *testing.T) {
+	r := startRelay(t, Config{})
+	c := r.dial()
+	c.hello()
+	c.expect("MAIL FROM:<a@example.com>", "250 ")
+	c.expect("RCPT TO:<b@partner.test>", "250 ")
+	first := "Subject: split\r\n\r\nline one\r"
+	c.send(fmt.Sprintf("BDAT %d\r\n%s", len(first), first))
+	c.expect("", "250 ")
+	second := "\nline two\r\n"
+	c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(second), second))
+	id := queuedID(t, c.expect("", "250 "))
+	if _, body := r.message(id); !strings.HasSuffix(body, "\r\n\r\nline one\r\nline two\r\n") {
+		t.Errorf("body %q", body)
+	}
+	c.expect("MAIL FROM:<a@example.com>", "250 ")
 }

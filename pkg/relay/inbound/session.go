@@ -3,223 +3,205 @@ package inbound
 import (
 	"bufio"
 	"bytes"
-	"crypto/tls"
+	"context"
 	"errors"
 	"io"
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
-
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 
 	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/smtpreply"
+	"github.com/smgctl/smgctl/pkg/smtpserver"
 )
 
-// session is one SMTP session in go-smtp's sense: from EHLO to QUIT, or to
-// STARTTLS, after which go-smtp starts a new one (RFC 3207 §4.2: the client
-// must forget what it knew, and so must the server, AUTH included).
+// session is one SMTP session in smtpserver's sense: from the greeting to
+// QUIT, or to STARTTLS, after which a new one starts (RFC 3207 §4.2: the
+// client must forget what it knew, and so must the server, AUTH
+// included).
 type session struct {
-	c  *connection
-	sc *smtp.Conn
+	s     *Server
+	ctx   context.Context
+	cs    smtpserver.ConnState
+	id    string // for the log: replies never carry internal detail
+	relay bool   // the client's network may relay without AUTH
 
-	user string // authenticated user (RFC 4954), "" if none
+	hello smtpserver.Hello
+	user  string // authenticated user (RFC 4954), "" if none
 
-	hasFrom bool
-	from    string
-	opts    smtp.MailOptions
-	rcpts   []string
-}
-
-func (c *connection) newSession(sc *smtp.Conn) (smtp.Session, error) {
-	if c.s.isClosing() {
-		return nil, errShuttingDown
-	}
-	c.mu.Lock()
-	c.sc = sc
-	c.mu.Unlock()
-	return fixedReplies{&session{c: c, sc: sc}}, nil
+	from  string
+	mp    smtpserver.MailParams
+	rcpts []spool.Recipient
 }
 
 func (s *session) log() []any {
-	return []any{"session", s.c.id, "client", s.c.remote.String(), "helo", s.sc.Hostname()}
+	return []any{"session", s.id, "client", s.cs.Remote.Addr().String(), "helo", s.hello.Name}
+}
+
+func (s *session) Hello(h smtpserver.Hello) *smtpreply.Reply {
+	s.hello = h
+	return nil
 }
 
 // Mail starts a transaction (RFC 5321 §4.1.1.2).
-func (s *session) Mail(from string, opts *smtp.MailOptions) error {
-	if s.c.tap.Tainted() {
-		return errBareNewline
-	}
-	if !opts.UTF8 && !isASCII(from) {
-		return errNeedSMTPUTF8
-	}
-	if refuse := s.c.s.cfg.Refuse; refuse != nil {
+func (s *session) Mail(from smtpserver.Path, mp smtpserver.MailParams) *smtpreply.Reply {
+	if refuse := s.s.cfg.Refuse; refuse != nil {
 		if err := refuse(); err != nil {
-			s.c.s.log.Warn("mail refused", append(s.log(), "from", from, "reason", err)...)
+			s.s.log.Warn("mail refused", append(s.log(), "from", from.String(), "reason", err)...)
 			return errRefused
 		}
 	}
-	from, refused, why := sender(from)
+	addr, refused := sender(from)
 	if refused != nil {
-		s.c.s.log.Warn("sender refused", append(s.log(), "reply", enh(refused), "reason", why)...)
+		s.s.log.Warn("sender refused", append(s.log(), "from", from.String(), "reply", refused.String())...)
 		return refused
 	}
-	s.c.mu.Lock()
-	s.c.inTx = true
-	s.c.mu.Unlock()
-	s.hasFrom, s.from, s.opts, s.rcpts = true, from, *opts, nil
+	s.from, s.mp, s.rcpts = addr, mp, nil
 	return nil
 }
 
 // Rcpt adds a recipient (RFC 5321 §4.1.1.3) if the client may relay.
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if s.c.tap.Tainted() {
-		return errBareNewline
-	}
+func (s *session) Rcpt(to smtpserver.Path, rp smtpserver.RcptParams) *smtpreply.Reply {
 	// Never an open relay: every recipient is remote to us, so only the
 	// company's own networks and authenticated users may use it.
-	if !s.c.relay && s.user == "" {
-		s.c.s.log.Warn("relay denied", append(s.log(), "from", s.from, "rcpt", to)...)
+	if !s.relay && s.user == "" {
+		s.s.log.Warn("relay denied", append(s.log(), "from", s.from, "rcpt", to.String())...)
 		return errRelayDenied
 	}
-	if !s.opts.UTF8 && !isASCII(to) {
-		return errNeedSMTPUTF8
-	}
-	to, refused, why := recipient(to)
+	addr, refused := recipient(to)
 	if refused != nil {
-		s.c.s.log.Warn("recipient refused", append(s.log(), "from", s.from, "reply", enh(refused), "reason", why)...)
+		s.s.log.Warn("recipient refused", append(s.log(), "from", s.from, "rcpt", to.String(), "reply", refused.String())...)
 		return refused
 	}
 	// Canonical forms: equal strings are the same mailbox (RFC 5321 §2.4:
 	// only the local part may be case-sensitive).
-	if slices.Contains(s.rcpts, to) {
+	if slices.ContainsFunc(s.rcpts, func(r spool.Recipient) bool { return r.Address == addr }) {
 		return nil // RFC 5321 §3.3: accept it again, deliver once
 	}
-	if len(s.rcpts) >= s.c.s.cfg.MaxRecipients {
-		return errTooManyRcpts
-	}
-	s.rcpts = append(s.rcpts, to)
+	s.rcpts = append(s.rcpts, spool.Recipient{
+		Address: addr, State: spool.Pending,
+		Notify: notifyList(rp.Notify), ORcpt: orcpt(rp.ORcpt),
+	})
 	return nil
 }
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
+// notifyList is RFC 3461 §4.1's NOTIFY as the spool stores it.
+func notifyList(n smtpserver.Notify) []string {
+	if n&smtpserver.NotifyNever != 0 {
+		return []string{"NEVER"}
+	}
+	var l []string
+	for _, k := range []struct {
+		bit  smtpserver.Notify
+		name string
+	}{{smtpserver.NotifySuccess, "SUCCESS"}, {smtpserver.NotifyFailure, "FAILURE"}, {smtpserver.NotifyDelay, "DELAY"}} {
+		if n&k.bit != 0 {
+			l = append(l, k.name)
 		}
 	}
-	return true
+	return l
 }
 
-// Data reads the message, checks it, and spools it. The reply is 250 only
-// if the spool has the message on disk.
-func (s *session) Data(r io.Reader) error {
-	cfg := &s.c.s.cfg
-	if s.c.tap.Tainted() {
-		return errBareNewline
+// orcpt is RFC 3461 §4.2's ORCPT as the spool stores it: "type;address".
+func orcpt(o smtpserver.ORcpt) string {
+	if o.AddrType == "" {
+		return ""
 	}
+	return o.AddrType + ";" + o.Addr
+}
+
+// Data reads the message and spools it. The reply is 250 only once the
+// spool has the message on disk (spool.Put syncs it first).
+func (s *session) Data(r io.Reader) *smtpreply.Reply {
+	cfg := &s.s.cfg
 	q := cfg.Queue
 	id := q.NewID()
-	log := s.c.s.log.With(append(s.log(), "id", id)...)
-
-	// The whole transfer runs under one deadline (guard.go).
-	s.c.guard.beginData()
-	defer s.c.guard.endData()
-	in := &dataStream{
-		r:     r,
-		check: lineCheck{maxLine: cfg.MaxLineLength},
-		tap:   &s.c.tap,
-	}
+	log := s.s.log.With(append(s.log(), "id", id)...)
+	in := &bodyReader{r: r}
 	env := &spool.Envelope{
 		ID:         id,
 		From:       s.from,
 		Arrival:    time.Now().UTC(),
-		SMTPUTF8:   s.opts.UTF8,
-		Body8Bit:   s.opts.Body == smtp.Body8BitMIME,
-		ClientAddr: s.c.remote.String(),
-		ClientHelo: s.sc.Hostname(),
+		SMTPUTF8:   s.mp.SMTPUTF8,
+		Body8Bit:   s.mp.Body == smtpserver.Body8BitMIME,
+		ClientAddr: s.cs.Remote.Addr().String(),
+		ClientHelo: s.hello.Name,
+		Recipients: slices.Clone(s.rcpts),
+		DSNRet:     s.mp.Ret,
+		DSNEnvID:   s.mp.EnvID,
+		RequireTLS: s.mp.RequireTLS,
 	}
-	for _, rc := range s.rcpts {
-		env.Recipients = append(env.Recipients, spool.Recipient{Address: rc, State: spool.Pending})
-	}
-	in.onEOF = func() {
-		// RFC 6152: the content is 8-bit whatever the client declared;
-		// delivery needs to know before it talks to a 7-bit peer. Put
-		// reads the body to its end before it writes the envelope.
-		env.Body8Bit = env.Body8Bit || in.check.eightBit
-	}
+	// RFC 6152: the content is 8-bit whatever the client declared;
+	// delivery needs to know before it talks to a 7-bit peer. Put reads
+	// the body to its end before it writes the envelope.
+	in.onEOF = func() { env.Body8Bit = env.Body8Bit || in.eightBit }
 
 	// The header section is read ahead, bounded, for the Message-ID.
 	br := bufio.NewReaderSize(in, 64<<10)
-	hdr, herr := peekHeader(br, headerPeekLimit)
+	hdr, err := peekHeader(br, headerPeekLimit)
 	env.MessageID = messageID(hdr)
-
-	var cs *tls.ConnectionState
-	if st, ok := s.sc.TLSConnectionState(); ok {
-		cs = &st
+	addrs := make([]string, len(env.Recipients))
+	for i, rc := range env.Recipients {
+		addrs[i] = rc.Address
 	}
 	received := (&trace{
-		helo: s.sc.Hostname(), addr: s.c.remote, tls: cs, auth: s.user != "",
-		smtputf8: s.opts.UTF8, by: cfg.Hostname, id: id, rcpts: s.rcpts, at: env.Arrival,
+		helo: s.hello.Name, esmtp: s.hello.ESMTP, addr: s.cs.Remote.Addr(), tls: s.cs.TLS, auth: s.user != "",
+		smtputf8: s.mp.SMTPUTF8, by: cfg.Hostname, id: id, rcpts: addrs, at: env.Arrival,
 	}).header()
-
-	var err error
-	if herr != nil {
-		err = herr
-	} else {
-		body := io.MultiReader(strings.NewReader(received), bytes.NewReader(hdr), br)
-		err = q.Put(env, body)
+	if err == nil {
+		err = q.Put(env, io.MultiReader(strings.NewReader(received), bytes.NewReader(hdr), br))
 	}
 	if err == nil {
 		log.Info("message queued", "from", env.From, "rcpts", len(env.Recipients), "size", env.Size,
-			"message_id", env.MessageID, "tls", cs != nil, "auth", s.user != "")
+			"message_id", env.MessageID, "tls", s.cs.TLS != nil, "auth", s.user != "")
 		if cfg.Notify != nil {
 			cfg.Notify(id)
 		}
 		return queuedReply(id)
 	}
-
-	// Whose fault: the client's input, or our storage?
-	var reply *smtp.SMTPError
-	switch {
-	case in.fault == BareCR || in.fault == BareLF:
-		reply = errBareNewline
-	case in.fault == LongLine:
-		reply = errLineTooLong(cfg.MaxLineLength)
-	case errors.Is(in.err, smtp.ErrDataTooLarge):
-		reply = errTooBig
-	case in.err != nil:
-		// The client went away or ran out of time mid-DATA: the
-		// connection is of no further use. The reply is a fixed text;
-		// what went wrong is in the log.
-		if errors.Is(in.err, smtp.ErrDataReset) {
-			// BDAT ended by RSET or by a failed chunk: go-smtp has
-			// answered already and no reply to this one is sent.
-			log.Info("message not queued: transfer aborted", "err", in.err)
-			return errInputFailed
-		}
-		reply = errInputFailed
-		if isTimeout(in.err) {
-			reply = errDataTimeout
-		}
-		log.Info("message not queued: input failed", "reply", reply.Code, "status", enh(reply), "err", in.err)
-		s.c.mu.Lock()
-		s.c.hangUp(lastReply(reply))
-		s.c.mu.Unlock()
-		return reply
-	case errors.Is(err, spool.ErrNoSpace):
-		reply = errNoSpace
-	default:
-		reply = errSpool
+	if in.err != nil {
+		// The client's input was refused (bare CR/LF, size, line length,
+		// NUL) or failed (timeout, reset): smtpserver sends its own reply
+		// and nothing is stored.
+		log.Info("message not queued: input refused or failed", "err", in.err)
+		return nil
 	}
-	lvl := slogLevel(reply)
-	log.Log(s.c.ctx, lvl, "message refused", "reply", reply.Code, "status", enh(reply), "reason", reply.Message, "err", err)
+	reply := errSpool
+	if errors.Is(err, spool.ErrNoSpace) {
+		reply = errNoSpace
+	}
+	log.Log(s.ctx, slogLevel(reply), "message refused", "reply", reply.String(), "err", err)
 	return reply
 }
 
+// bodyReader passes the message through, noting 8-bit octets (RFC 6152)
+// and the first input error.
+type bodyReader struct {
+	r        io.Reader
+	eightBit bool
+	err      error
+	onEOF    func()
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if !b.eightBit && hasHighBit(p[:n]) {
+		b.eightBit = true
+	}
+	switch {
+	case err == io.EOF:
+		if b.onEOF != nil {
+			b.onEOF()
+		}
+	case err != nil && b.err == nil:
+		b.err = err
+	}
+	return n, err
+}
+
 // peekHeader reads the header section up to and including the empty line
-// that ends it, or up to limit octets, whichever comes first.
+// that ends it, or up to limit octets, whichever comes first. smtpserver
+// hands over only CRLF-terminated lines.
 func peekHeader(br *bufio.Reader, limit int) ([]byte, error) {
 	var hdr []byte
 	for len(hdr) < limit {
@@ -234,169 +216,31 @@ func peekHeader(br *bufio.Reader, limit int) ([]byte, error) {
 		if err != nil {
 			return hdr, err
 		}
-		if len(line) <= 2 && (string(line) == "\r\n" || string(line) == "\n") {
+		if string(line) == "\r\n" {
 			break
 		}
 	}
 	return hdr, nil
 }
 
-// dataStream is the message as go-smtp hands it over (dot-unstuffed, ending
-// before <CRLF>.<CRLF>), checked as it passes. Its first fault ends the
-// read with an error, so the spool never stores the message; go-smtp then
-// reads the rest of the DATA away and sends the reply Data returns.
-type dataStream struct {
-	r     io.Reader
-	check lineCheck
-	tap   *streamTap
-	onEOF func()
-
-	fault Violation
-	err   error // the first error returned
-	tail  bool  // the final CRLF was added
-}
-
-var errFault = errors.New("inbound: message refused by line check")
-
-func (d *dataStream) Read(p []byte) (int, error) {
-	if d.err != nil {
-		return 0, d.err
-	}
-	if d.tail {
-		return 0, io.EOF
-	}
-	n, err := d.r.Read(p)
-	d.check.scan(p[:n])
-	if v := d.check.fault; v != OK || d.tap.Tainted() {
-		if v == OK {
-			v = d.tap.Fault() // seen only in the raw stream; see streamTap
-		}
-		d.fault, d.err = v, errFault
-		return 0, d.err
-	}
-	if err == io.EOF {
-		if v := d.check.finish(); v != OK {
-			d.fault, d.err = v, errFault
-			return 0, d.err
-		}
-		if d.onEOF != nil {
-			d.onEOF()
-		}
-		// BDAT (RFC 3030) content may end mid-line; the stored message is
-		// always whole CRLF lines, as DATA would have delivered it.
-		if d.check.lineLen > 0 {
-			if n+2 > len(p) {
-				return n, nil // room next time; the reader repeats its EOF
-			}
-			p[n], p[n+1] = '\r', '\n'
-			d.tail = true
-			return n + 2, nil
-		}
-		return n, io.EOF
-	}
-	if err != nil {
-		d.err = err
-		return n, err
-	}
-	return n, nil
-}
-
-// Reset ends the transaction (RSET, or after DATA). When the server is
-// shutting down the connection closes here, after its reply went out.
-func (s *session) Reset() {
-	s.hasFrom, s.from, s.opts, s.rcpts = false, "", smtp.MailOptions{}, nil
-	s.c.mu.Lock()
-	defer s.c.mu.Unlock()
-	s.c.inTx = false
-	if s.c.s.isClosing() {
-		s.c.hangUp(shuttingDownGreeting(s.c.s.cfg.Hostname))
-	}
-}
+// Reset ends the transaction (RSET, the final reply to DATA/BDAT, ...).
+func (s *session) Reset() { s.from, s.mp, s.rcpts = "", smtpserver.MailParams{}, nil }
 
 // Logout ends the session.
-func (s *session) Logout() error {
-	s.c.mu.Lock()
-	s.c.inTx = false
-	s.c.mu.Unlock()
-	return nil
-}
+func (s *session) Logout() {}
 
-// AuthMechanisms lists PLAIN and LOGIN when credentials can be checked;
-// go-smtp offers them only on a TLS connection.
-func (s *session) AuthMechanisms() []string {
-	if s.c.s.cfg.Auth == nil {
-		return nil
-	}
-	return []string{sasl.Plain, sasl.Login}
-}
+// authSession offers AUTH PLAIN and LOGIN; smtpserver runs the exchange
+// (over TLS only), throttles guessing per address and closes a
+// connection after MaxAuthFailures.
+type authSession struct{ *session }
 
-// Auth starts a SASL exchange (RFC 4954). An address with recent
-// failures waits before every answer (authThrottle); MaxAuthFailures
-// failures end the connection with 421 4.7.0.
-func (s *session) Auth(mech string) (sasl.Server, error) {
-	check := s.c.s.cfg.Auth
-	if check == nil {
-		return nil, smtp.ErrAuthUnsupported
-	}
-	verify := func(user, pass string, ok bool) error {
-		s.c.s.auth.pause(s.c.ctx, s.c.key)
-		if !ok || !check(s.c.ctx, user, pass) {
-			return s.authFailed(user)
-		}
-		s.user = user
-		s.c.s.authenticated(s.c)
-		s.c.s.log.Info("authenticated", append(s.log(), "user", user)...)
-		return nil
-	}
-	var srv sasl.Server
-	switch strings.ToUpper(mech) {
-	case sasl.Plain:
-		srv = sasl.NewPlainServer(func(identity, user, pass string) error {
-			// RFC 4616 §2: acting as someone else is not offered.
-			return verify(user, pass, identity == "" || identity == user)
-		})
-	case sasl.Login:
-		srv = &loginServer{verify: func(user, pass string) error { return verify(user, pass, true) }}
-	default:
-		return nil, smtp.ErrAuthUnknownMechanism
-	}
-	return saslReplies{srv, s}, nil
-}
-
-// authFailed counts a failed AUTH and answers it; at MaxAuthFailures on
-// this connection the answer is 421 and the connection closes.
-func (s *session) authFailed(user string) error {
-	c := s.c
-	c.s.stats.authFailures.Add(1)
-	c.s.auth.failed(c.key)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.authFailures++
-	c.s.log.Warn("authentication failed", append(s.log(), "user", user, "failures", c.authFailures)...)
-	if c.authFailures < c.s.cfg.MaxAuthFailures {
+func (s *authSession) Auth(c smtpserver.Credentials) *smtpreply.Reply {
+	// RFC 4616 §2: acting as someone else is not offered.
+	if c.Identity != "" && c.Identity != c.Username || !s.s.cfg.Auth(s.ctx, c.Username, c.Password) {
+		s.s.log.Warn("authentication failed", append(s.log(), "user", c.Username)...)
 		return errAuthFailed
 	}
-	c.s.log.Warn("too many authentication failures; closing", s.log()...)
-	c.hangUp(lastReply(errAuthTooMany))
-	return errAuthTooMany
-}
-
-// saslReplies keeps a SASL mechanism's own error texts out of the reply:
-// a response it cannot parse is a failed AUTH like a wrong password.
-type saslReplies struct {
-	sasl.Server
-	s *session
-}
-
-func (r saslReplies) Next(response []byte) ([]byte, bool, error) {
-	challenge, done, err := r.Server.Next(response)
-	if err == nil {
-		return challenge, done, nil
-	}
-	var reply *smtp.SMTPError
-	if errors.As(err, &reply) {
-		return nil, true, reply
-	}
-	r.s.c.s.log.Info("malformed AUTH response", append(r.s.log(), "err", err)...)
-	return nil, true, r.s.authFailed("")
+	s.user = c.Username
+	s.s.log.Info("authenticated", append(s.log(), "user", c.Username)...)
+	return nil
 }

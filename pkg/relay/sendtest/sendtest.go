@@ -20,10 +20,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/smgctl/smgctl/pkg/address"
 	"github.com/smgctl/smgctl/pkg/audit"
+	"github.com/smgctl/smgctl/pkg/smtpclient"
 )
 
 // Submission is a test message the relay accepted.
@@ -77,37 +76,33 @@ func Submit(ctx context.Context, m Message) (Submission, error) {
 	if !ok {
 		deadline = time.Now().Add(time.Minute)
 	}
-	c, err := smtp.Dial(m.Via)
+	c, err := smtpclient.Dial(ctx, m.Via, smtpclient.Options{
+		HeloName: m.Helo,
+		Timeouts: smtpclient.UniformTimeouts(time.Until(deadline)),
+	})
 	if err != nil {
 		return sub, fmt.Errorf("connect to the relay at %s: %w", m.Via, err)
 	}
 	defer c.Close()
-	c.CommandTimeout = time.Until(deadline)
-	c.SubmissionTimeout = time.Until(deadline)
-	if err := c.Hello(m.Helo); err != nil {
-		return sub, fmt.Errorf("relay %s: EHLO: %w", m.Via, err)
+	if err := c.Hello(ctx); err != nil {
+		return sub, fmt.Errorf("relay %s: %w", m.Via, err)
 	}
-	if err := c.Mail(m.From, nil); err != nil {
-		return sub, fmt.Errorf("relay %s: MAIL FROM: %w", m.Via, err)
+	if _, err := c.Mail(ctx, m.From, smtpclient.MailOptions{}); err != nil {
+		return sub, fmt.Errorf("relay %s: %w", m.Via, err)
 	}
-	if err := c.Rcpt(m.To, nil); err != nil {
-		return sub, fmt.Errorf("relay %s: RCPT TO: %w", m.Via, err)
+	if rep, err := c.Rcpt(ctx, m.To); err != nil {
+		return sub, fmt.Errorf("relay %s: %w", m.Via, err)
+	} else if rep.Code != 250 && rep.Code != 251 {
+		return sub, fmt.Errorf("relay %s: RCPT: %s", m.Via, rep)
 	}
-	w, err := c.Data()
+	rep, err := c.Data(ctx, bytes.NewReader(body(m, sub.MessageID)))
 	if err != nil {
-		return sub, fmt.Errorf("relay %s: DATA: %w", m.Via, err)
+		return sub, fmt.Errorf("relay %s: %w", m.Via, err)
 	}
-	if _, err := w.Write(body(m, sub.MessageID)); err != nil {
-		return sub, fmt.Errorf("relay %s: DATA: %w", m.Via, err)
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		return sub, fmt.Errorf("relay %s: end of DATA: %w", m.Via, err)
-	}
-	if mm := queuedAs.FindStringSubmatch(resp.StatusText); mm != nil {
+	if mm := queuedAs.FindStringSubmatch(rep.Text()); mm != nil {
 		sub.QueueID = mm[1]
 	}
-	c.Quit()
+	c.Quit(ctx)
 	return sub, nil
 }
 
