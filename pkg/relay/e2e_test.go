@@ -717,7 +717,8 @@ func TestRelayRestartDeliversSpool(t *testing.T) {
 
 func waitListening(t *testing.T, addr string, exited chan struct{}, stderr *lockedWriter) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	// Recovery of a large journal on a loaded two-core CI machine.
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		c, err := net.Dial("tcp4", addr)
 		if err == nil {
