@@ -190,15 +190,20 @@ type Result struct {
 // postsuper -r for a deferred message), then wakes the relay.
 func (q *Queue) Retry(ctx context.Context, ids []string) []Result {
 	return q.each(ctx, ids, func(env *spool.Envelope, res *Result) error {
-		for i := range env.Recipients {
-			rc := &env.Recipients[i]
-			if rc.State == spool.Pending {
-				rc.NextAttempt = time.Time{}
-				res.Recipients = append(res.Recipients, rc.Address)
-			}
-		}
+		makeDue(env, res)
 		return q.sp.Update(env)
 	})
+}
+
+// makeDue makes every pending recipient due now and names it in res.
+func makeDue(env *spool.Envelope, res *Result) {
+	for i := range env.Recipients {
+		rc := &env.Recipients[i]
+		if rc.State == spool.Pending {
+			rc.NextAttempt = time.Time{}
+			res.Recipients = append(res.Recipients, rc.Address)
+		}
+	}
 }
 
 // Hold keeps ids from being delivered until they are released (postsuper
@@ -221,13 +226,7 @@ func (q *Queue) Hold(ctx context.Context, ids []string) []Result {
 func (q *Queue) Release(ctx context.Context, ids []string) []Result {
 	return q.each(ctx, ids, func(env *spool.Envelope, res *Result) error {
 		env.Held = false
-		for i := range env.Recipients {
-			rc := &env.Recipients[i]
-			if rc.State == spool.Pending {
-				rc.NextAttempt = time.Time{}
-				res.Recipients = append(res.Recipients, rc.Address)
-			}
-		}
+		makeDue(env, res)
 		return q.sp.Update(env)
 	})
 }
