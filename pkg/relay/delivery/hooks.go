@@ -156,7 +156,7 @@ func ReturnToSender(sp *spool.Spool, hostname string, env *spool.Envelope, rcpts
 	}
 	msg, err := dsn.Build(dsn.Report{
 		Hostname: hostname, To: env.From, QueueID: env.ID, OriginalMessageID: env.MessageID,
-		Arrival: env.Arrival, Recipients: rcpts, Headers: headerBlock(sp, env.ID), Now: now,
+		Arrival: env.Arrival, Recipients: rcpts, Original: headerBlock(sp, env.ID), Now: now,
 	})
 	if err != nil {
 		return nil, err
