@@ -281,3 +281,21 @@ func TestDelayedByPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestWants(t *testing.T) {
+	for _, tc := range []struct {
+		notify                   []string
+		failed, delayed, relayed bool
+	}{
+		{nil, true, true, false},
+		{[]string{"NEVER"}, false, false, false},
+		{[]string{"SUCCESS"}, false, false, true},
+		{[]string{"failure"}, true, false, false},
+		{[]string{"DELAY", "SUCCESS"}, false, true, true},
+		{[]string{}, false, false, false},
+	} {
+		if Wants(tc.notify, Failed) != tc.failed || Wants(tc.notify, Delayed) != tc.delayed || Wants(tc.notify, Relayed) != tc.relayed {
+			t.Errorf("Wants(%q) = %v/%v/%v, want %v/%v/%v", tc.notify, Wants(tc.notify, Failed), Wants(tc.notify, Delayed), Wants(tc.notify, Relayed), tc.failed, tc.delayed, tc.relayed)
+		}
+	}
+}
