@@ -73,6 +73,17 @@ func explain(rc Recipient) []string {
 		out = append(out, s+", which does not offer delivery status notifications (DSN).")
 	case rc.Policy != nil:
 		out = append(out, policyWords(rc, action)...)
+	case action == Failed && statusOf(rc) == "4.4.7":
+		out = append(out, "The gateway kept trying until the message's time in the queue ran out, and has given up.")
+		if rc.RemoteMTA != "" {
+			out = append(out, fmt.Sprintf("The last reply, from the recipient's mail server %s, was:", plain(rc.RemoteMTA)))
+		} else {
+			out = append(out, "The last problem was:")
+		}
+		if diag != "" {
+			out = append(out, quote+"    "+diag)
+		}
+		out = append(out, "What you can do: send the message again later, or reach the recipient another way.")
 	case rc.RemoteMTA != "" && diag != "":
 		if action == Delayed {
 			out = append(out, fmt.Sprintf("The recipient's mail server %s asked the gateway to try again later. It said:", plain(rc.RemoteMTA)))
@@ -84,12 +95,9 @@ func explain(rc Recipient) []string {
 			out = append(out, remoteAdvice(statusOf(rc)))
 		}
 	case diag != "":
-		switch {
-		case action == Delayed:
+		if action == Delayed {
 			out = append(out, "The gateway could not deliver it yet. The last problem was:")
-		case statusOf(rc) == "4.4.7":
-			out = append(out, "The gateway tried until the message's time in the queue ran out, and has given up. The last problem was:")
-		default:
+		} else {
 			out = append(out, "The gateway could not deliver it:")
 		}
 		out = append(out, quote+"    "+diag)

@@ -299,3 +299,30 @@ func TestWants(t *testing.T) {
 		}
 	}
 }
+
+// A queue-lifetime expiry after a remote 4xx is not "refused": the
+// report says the gateway gave up, and whose the last reply was.
+func TestExpiryWording(t *testing.T) {
+	r := policyBounce()
+	r.Recipients[0].Policy = nil
+	r.Recipients[0].Status = "4.4.7"
+	r.Recipients[0].RemoteMTA = "mx1.partner.com"
+	r.Recipients[0].Diagnostic = "451 4.3.0 try again later"
+	m, err := Build(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := parse(t, m.Bytes)
+	human := strings.Join(strings.Fields(p.human), " ")
+	for _, want := range []string{"ran out, and has given up", "The last reply, from the recipient's mail server mx1.partner.com, was: 451 4.3.0 try again later"} {
+		if !strings.Contains(human, want) {
+			t.Errorf("human part lacks %q:\n%s", want, p.human)
+		}
+	}
+	if strings.Contains(human, "refused") {
+		t.Errorf("an expiry described as a refusal:\n%s", p.human)
+	}
+	if got := p.perRcpt[0].Get("Status"); got != "4.4.7" {
+		t.Errorf("Status = %q", got)
+	}
+}
