@@ -307,9 +307,11 @@ func FuzzBuild(f *testing.F) {
 	f.Fuzz(func(t *testing.T, diag, rcpt, sender, mx, host string, headers []byte) {
 		m, err := Build(Report{
 			Hostname: host, To: sender, QueueID: rcpt, OriginalMessageID: diag, Arrival: time.Unix(0, 0),
+			EnvID: diag, Global: len(host)%2 == 1, Return: Return(len(headers) % 2),
 			Recipients: []Recipient{
-				{Address: rcpt, Action: Failed, RemoteMTA: mx, Diagnostic: diag, LastAttempt: time.Unix(1, 0)},
-				{Address: sender, Action: Delayed, Diagnostic: mx},
+				{Address: rcpt, Action: Failed, RemoteMTA: mx, Diagnostic: diag, LastAttempt: time.Unix(1, 0), ORcpt: mx + ";" + rcpt,
+					Policy: &PolicyRefusal{File: host, Entry: rcpt, Line: len(diag), Host: mx}},
+				{Address: sender, Action: Delayed, Diagnostic: mx, ORcpt: "rfc822;" + diag},
 			},
 			Original: headers,
 		})
