@@ -201,16 +201,23 @@ func TestRelayPassesDSNParametersToPostfix(t *testing.T) {
 	}
 }
 
-// The relay's own NDR for a policy refusal, for a message queued with DSN
-// parameters, reaches the sender's real Postfix: it names the policy entry
-// and line, has no Remote-MTA, keeps the B5 text, carries ENVID and ORCPT
-// and (RET=FULL) the whole message; the NOTIFY=NEVER recipient is left
-// out, and a message whose every recipient said NEVER gets no report.
+// The relay's own NDR for a message queued with DSN parameters reaches the
+// sender's real Postfix. For the policy refusal it names the policy entry
+// and line, has no Remote-MTA and keeps the B5 text; for the real MX's own
+// 5xx it names that MX as Remote-MTA. It carries ENVID and ORCPT and
+// (RET=FULL) the whole message; the NOTIFY=NEVER recipient is left out,
+// and a message whose every recipient said NEVER gets no report.
 func TestRelayPolicyNDRWithDSNParameters(t *testing.T) {
 	w := startWorld(t, "none")
 	internal := testpeer.StartPostfix(t, testpeer.PostfixOptions{TLS: testpeer.TLSNone, Domains: []string{"corp.test"}})
 	w.dns.AddA(internal.Hostname, internal.IP.String())
 	w.dns.AddMX("corp.test", 10, internal.Hostname)
+	// unserved.test's MX is a real Postfix that does not take its mail:
+	// it refuses the recipient itself (554 5.7.1 relay access denied).
+	refuser := testpeer.StartPostfix(t, testpeer.PostfixOptions{TLS: testpeer.TLSNone,
+		Main: map[string]string{"smtpd_relay_restrictions": "reject_unauth_destination"}})
+	w.dns.AddA(refuser.Hostname, refuser.IP.String())
+	w.dns.AddMX("unserved.test", 10, refuser.Hostname)
 
 	cfg := relayConfig(t, w, "# partners\n\nnone.test\n")
 	spoolBefore(t, cfg.Spool, &spool.Envelope{
@@ -218,6 +225,7 @@ func TestRelayPolicyNDRWithDSNParameters(t *testing.T) {
 		Recipients: []spool.Recipient{
 			{Address: "bob@none.test", Notify: []string{"FAILURE"}, ORcpt: "rfc822;Bob.Orig@corp.test"},
 			{Address: "carol@none.test", Notify: []string{"NEVER"}},
+			{Address: "erin@unserved.test", ORcpt: "rfc822;erin@corp.test"},
 		},
 	}, dsnE2EBody)
 	spoolBefore(t, cfg.Spool, &spool.Envelope{
@@ -226,7 +234,7 @@ func TestRelayPolicyNDRWithDSNParameters(t *testing.T) {
 	}, dsnE2EBody)
 	l := runRelay(t, w, cfg)
 
-	for _, rc := range []string{"bob@none.test", "carol@none.test", "dave@none.test"} {
+	for _, rc := range []string{"bob@none.test", "carol@none.test", "dave@none.test", "erin@unserved.test"} {
 		l.record(t, rc, audit.Bounced)
 	}
 	internal.WaitMessages(t, "corp.test", 1, 30*time.Second)
@@ -236,13 +244,23 @@ func TestRelayPolicyNDRWithDSNParameters(t *testing.T) {
 		t.Fatalf("%d reports at the sender, want 1 (none for the NEVER-only message)", len(got))
 	}
 	r := got[0]
-	if rc := r.finalRecipients(); !slices.Equal(rc, []string{"bob@none.test"}) {
-		t.Fatalf("report on %v, want bob only", rc)
+	if rc := r.finalRecipients(); !slices.Equal(slices.Sorted(slices.Values(rc)), []string{"bob@none.test", "erin@unserved.test"}) {
+		t.Fatalf("report on %v, want bob and erin (carol said NEVER)", rc)
 	}
 	if got := r.perMsg.Get("Original-Envelope-Id"); got != "NDR-1" {
 		t.Errorf("Original-Envelope-Id = %q", got)
 	}
-	h := r.perRcpt[0]
+	h, erin := r.perRcpt[0], r.perRcpt[1]
+	if r.finalRecipients()[0] != "bob@none.test" {
+		h, erin = erin, h
+	}
+	if erin.Get("Remote-MTA") != "dns; "+refuser.Hostname || !strings.HasPrefix(erin.Get("Diagnostic-Code"), "smtp; 554 5.7.1 <erin@unserved.test>: Relay access denied") ||
+		erin.Get("Status") != "5.7.1" || erin.Get("Original-Recipient") != "rfc822; erin@corp.test" {
+		t.Errorf("the MX's own refusal: %v", erin)
+	}
+	if !strings.Contains(r.human, "The recipient's mail server "+refuser.Hostname+" refused the message. It said: 554 5.7.1") {
+		t.Errorf("human part does not attribute the MX's refusal to it:\n%s", r.human)
+	}
 	for k, want := range map[string]string{
 		"Original-Recipient": "rfc822; Bob.Orig@corp.test", "Action": "failed", "Status": "5.7.0",
 		"Diagnostic-Code": "smtp; 503 5.7.0 encryption too weak 0 less than 112", "Remote-MTA": "",
