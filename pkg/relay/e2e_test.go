@@ -273,7 +273,8 @@ func reportOn(t *testing.T, m testpeer.Message, rcpt string) textproto.MIMEHeade
 		if err != nil {
 			return nil
 		}
-		if ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type")); ct != "message/delivery-status" {
+		// RFC 6533: SMTPUTF8 mail is reported in the global form.
+		if ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type")); ct != "message/delivery-status" && ct != "message/global-delivery-status" {
 			continue
 		}
 		tr := textproto.NewReader(bufio.NewReader(p))
