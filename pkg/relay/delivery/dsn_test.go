@@ -7,6 +7,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
+	"net"
 	"net/mail"
 	"net/textproto"
 	"slices"
@@ -355,3 +356,40 @@ func TestGlobalDSNForSMTPUTF8(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// SPEC §4: Remote-MTA names a host only when it sent the reply. A host
+// that could not be connected to sent nothing.
+func TestRemoteMTAOnlyForAReply(t *testing.T) {
+	h := newHarness(t, "", nil)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	h.runner.cfg.Routes["down.test"] = closed
+	route(h, "slow.test", startFake(t, "127.0.0.1:0", func(f *fakeMX) { f.Rcpt = func(string) string { return "451 4.3.0 try again later" } }))
+	sink := startFake(t, "127.0.0.1:0", nil)
+	route(h, "corp.test", sink)
+	h.start()
+	id := h.queue("alice@corp.test", "carol@down.test", "dave@slow.test")
+	h.waitAttempts(id, "carol@down.test", 1)
+	h.waitAttempts(id, "dave@slow.test", 1)
+	later := time.Now().Add(DefaultQueueLifetime + time.Minute)
+	h.now.Store(&later)
+	h.runner.Notify(id)
+	h.waitGone(id)
+	var got []fakeMessage
+	h.waitFor("the DSN", func() bool { got = sink.Messages(); return len(got) == 1 })
+	rep := parseReport(t, got[0].Data)
+	carol, dave := rep.rcpt(t, "carol@down.test"), rep.rcpt(t, "dave@slow.test")
+	if _, ok := carol["Remote-Mta"]; ok || carol.Get("Status") != "4.4.7" || !strings.Contains(carol.Get("Diagnostic-Code"), "connection refused") {
+		t.Errorf("unreachable host: %v", carol)
+	}
+	if dave.Get("Remote-MTA") != "dns; 127.0.0.1" || dave.Get("Diagnostic-Code") != "smtp; 451 4.3.0 try again later" || dave.Get("Status") != "4.4.7" {
+		t.Errorf("host that replied: %v", dave)
+	}
+	if !strings.Contains(rep.humanText(), "The last reply, from the recipient's mail server 127.0.0.1, was: 451 4.3.0 try again later") {
+		t.Errorf("human part:\n%s", rep.human)
+	}
+}
