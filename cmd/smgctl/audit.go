@@ -45,10 +45,18 @@ oldest first.`,
 	return c
 }
 
-func addAuditLogFlag(c *cobra.Command) *string {
+// addAuditLogFlag adds --audit-log; the function it returns gives the
+// path in force: the flag, else the relay's audit log as the config file
+// and SMGCTL_AUDIT_LOG set it, else the default.
+func addAuditLogFlag(c *cobra.Command, g *globals) func() string {
 	p := new(string)
-	c.Flags().StringVar(p, "audit-log", relay.DefaultAuditLog, "audit log; rotated siblings (PATH*) are read too")
-	return p
+	c.Flags().StringVar(p, "audit-log", "", "audit log; rotated siblings (PATH*) are read too (default: the relay's, from --config or SMGCTL_AUDIT_LOG, else "+relay.DefaultAuditLog+")")
+	return func() string {
+		if *p != "" {
+			return *p
+		}
+		return g.settings().AuditLog
+	}
 }
 
 func auditFiles(path string) ([]logset.File, error) {
@@ -89,12 +97,12 @@ whose every delivery met the default requirement (candidates to list).
 script, no external reference) to attach to an audit.`,
 		Example: `  smgctl audit report --since 24h
   smgctl audit report --from 2026-01-01 --to 2026-02-01 --domain partner.com
-  smgctl audit report --since 720h --output html > tls-report.html`,
+  smgctl audit report --since 30d --output html > tls-report.html`,
 		Args: cobra.NoArgs,
 	}
-	auditLog := addAuditLogFlag(c)
+	auditLog := addAuditLogFlag(c, g)
 	out := addOutputFlag(c, "table", "json", "html")
-	c.Flags().DurationVar(&since, "since", 0, "only records of the last DUR (e.g. 24h)")
+	c.Flags().Var(durationValue{&since}, "since", "only records of the last DUR (e.g. 24h, 7d)")
 	c.Flags().StringVar(&from, "from", "", "only records at or after T (RFC 3339 or YYYY-MM-DD)")
 	c.Flags().StringVar(&to, "to", "", "only records before T (RFC 3339 or YYYY-MM-DD)")
 	c.Flags().StringVar(&domain, "domain", "", "only recipients in domain D and its subdomains")
@@ -128,7 +136,7 @@ script, no external reference) to attach to an audit.`,
 			return &exitError{code: exitUsage, err: errors.New("--from must be before --to")}
 		}
 		opt.Domain = domain
-		files, err := auditFiles(*auditLog)
+		files, err := auditFiles(auditLog())
 		if err != nil {
 			return err
 		}
@@ -250,13 +258,13 @@ message is not in the log.`,
   smgctl audit trace '<m1@corp.example>' --output json`,
 		Args: cobra.ExactArgs(1),
 	}
-	auditLog := addAuditLogFlag(c)
+	auditLog := addAuditLogFlag(c, g)
 	out := addOutputFlag(c, "table", "json")
 	c.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := out.check(); err != nil {
 			return err
 		}
-		files, err := auditFiles(*auditLog)
+		files, err := auditFiles(auditLog())
 		if err != nil {
 			return err
 		}
@@ -265,7 +273,7 @@ message is not in the log.`,
 			return &exitError{code: exitUsage, err: err}
 		}
 		if tr == nil {
-			fmt.Fprintf(cmd.ErrOrStderr(), "smgctl: no record of %s in %s\n", args[0], *auditLog)
+			fmt.Fprintf(cmd.ErrOrStderr(), "smgctl: no record of %s in %s\n", args[0], auditLog())
 			return checkFailed()
 		}
 		w := cmd.OutOrStdout()

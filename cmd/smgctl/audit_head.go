@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -33,7 +32,7 @@ write — a ticket, another machine — and check it later with
 ` + "`smgctl audit verify --anchor COUNT:HASH FILE`" + `: a chain cut back or
 rewritten since no longer holds it (docs/audit.md).
 
-FILE defaults to the relay's audit log (SMGCTL_AUDIT_LOG, else
+FILE defaults to the relay's audit log (the config file's audit-log, SMGCTL_AUDIT_LOG, else
 ` + relay.DefaultAuditLog + `); a FILE ending in .journal is a policy journal.
 Exit 1 when the chain is broken (there is no head to trust), 2 when there
 is nothing to read.`,
@@ -44,10 +43,7 @@ is nothing to read.`,
 			if err := out.check(); err != nil {
 				return err
 			}
-			path := relay.DefaultAuditLog
-			if p := os.Getenv(relay.EnvName("audit-log")); p != "" {
-				path = p
-			}
+			path := g.settings().AuditLog
 			if len(args) == 1 {
 				path = args[0]
 			}

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -36,7 +35,7 @@ catches lines cut from the end.
 A FILE ending in .journal, or whose records are policy changes, is checked
 as a journal.
 
-With no FILE: the default audit log (SMGCTL_AUDIT_LOG, else
+With no FILE: the relay's audit log (the config file's audit-log, SMGCTL_AUDIT_LOG, else
 ` + relay.DefaultAuditLog + `) and the policy journal (the policy file's name + .journal), each
 if it exists.
 
@@ -71,11 +70,7 @@ every chain is intact; 1: one is broken; 2: nothing to read.`,
 			paths := args
 			explicit := len(args) > 0
 			if !explicit {
-				log := relay.DefaultAuditLog
-				if p := os.Getenv(relay.EnvName("audit-log")); p != "" {
-					log = p
-				}
-				paths = []string{log, g.policyFile() + ".journal"}
+				paths = []string{g.settings().AuditLog, g.policyFile() + ".journal"}
 			}
 			res := verifyOutput{OK: true, Chains: []verify.Report{}}
 			for _, p := range paths {

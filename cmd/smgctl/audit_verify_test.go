@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/audit"
 )
 
 func writeAuditLog(t *testing.T, path string, opt audit.Options, n int) {

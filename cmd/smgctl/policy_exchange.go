@@ -9,6 +9,7 @@ import (
 
 	"github.com/smgctl/smgctl/pkg/policy/exchange"
 	"github.com/smgctl/smgctl/pkg/policy/store"
+	"github.com/smgctl/smgctl/pkg/safeio"
 )
 
 func formatNames(fs []exchange.Format) []string {
@@ -131,18 +132,30 @@ the exit code. See docs/policy.md for the mappings.`,
 func newPolicyExportCmd(g *globals) *cobra.Command {
 	var format string
 	c := &cobra.Command{
-		Use:   "export --format smg|json [FILE|-]",
-		Short: "Write the policy as the vendor's plain list or as JSON",
+		Use:   "export --format smg|json|postfix|sendmail [FILE|-]",
+		Short: "Write the policy as JSON, the vendor's plain list, or a Postfix or Sendmail table",
 		Long: `Write the policy to FILE (replaced atomically) or standard output.
 
-  json  every entry with every option; policy import --format json reads it
-  smg   the vendor's plain list: one target per line, the catch-all as a
-        blank line (B3). It has no options: entries that need them are
-        reported on stderr and the command exits 1 (an enforced entry is
-        still written; a mode=testing or mode=off one is left out, since
-        as a plain line it would be enforced).`,
+  json      every entry with every option; policy import --format json
+            reads it
+  smg       the vendor's plain list: one target per line, the catch-all
+            as a blank line. It has no options: entries that need them
+            are reported on stderr and the command exits 1 (an enforced
+            entry is still written; a mode=testing or mode=off one is left
+            out, since as a plain line it would be enforced).
+  postfix   an smtp_tls_policy_maps table for postmap(1): encrypt, verify
+            or may, protocols= and ciphers=; a domain entry is written as
+            "domain" and ".domain".
+  sendmail  TLS_Rcpt: lines for a Sendmail access file: PERM+ or TEMP+,
+            ENCR:bits or VERIFY:bits, OK for mode=off.
+
+What the target format cannot express (Postfix: address entries, the
+catch-all, more than 128 bits, mode=testing; Sendmail: min-tls,
+mode=testing) is reported on stderr with its policy line, and the command
+exits 1; the rest is written.`,
 		Example: `  smgctl policy export --format json > policy.json
-  smgctl policy export --format smg vendor-list.txt`,
+  smgctl policy export --format smg vendor-list.txt
+  smgctl policy export --format postfix /etc/postfix/tls_policy && postmap /etc/postfix/tls_policy`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			f, err := exchange.ParseFormat(format, exchange.ExportFormats)
@@ -155,9 +168,14 @@ func newPolicyExportCmd(g *globals) *cobra.Command {
 			}
 			var buf bytes.Buffer
 			var notes []exchange.Note
-			if f == exchange.JSON {
+			switch f {
+			case exchange.JSON:
 				err = exchange.WriteJSON(&buf, pf.Entries())
-			} else {
+			case exchange.Postfix:
+				notes, err = exchange.WritePostfix(&buf, pf.Entries())
+			case exchange.Sendmail:
+				notes, err = exchange.WriteSendmail(&buf, pf.Entries())
+			default:
 				notes, err = exchange.WriteSMG(&buf, pf.Entries())
 			}
 			if err != nil {
@@ -167,7 +185,7 @@ func newPolicyExportCmd(g *globals) *cobra.Command {
 				if _, err := c.OutOrStdout().Write(buf.Bytes()); err != nil {
 					return err
 				}
-			} else if err := store.WriteFileAtomic(args[0], buf.Bytes(), 0o644); err != nil {
+			} else if err := safeio.WriteFile(args[0], buf.Bytes(), 0o644); err != nil {
 				return usageErr(err)
 			}
 			lost := false
@@ -181,7 +199,7 @@ func newPolicyExportCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&format, "format", "", "output format: smg|json (required)")
+	c.Flags().StringVar(&format, "format", "", "output format: smg|json|postfix|sendmail (required)")
 	c.MarkFlagRequired("format")
 	c.RegisterFlagCompletionFunc("format", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return formatNames(exchange.ExportFormats), cobra.ShellCompDirectiveNoFileComp

@@ -20,14 +20,6 @@ import (
 
 func init() { subcommands = append(subcommands, newQueueCmd) }
 
-// envOr is the environment variable's value, else def.
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
 func newQueueCmd(g *globals) *cobra.Command {
 	var spoolDir string
 	c := &cobra.Command{
@@ -44,11 +36,11 @@ once (through the spool's "wake" FIFO) to act on it.`,
   smgctl queue bounce 0CT4H1P9VGA2K3QF`,
 		Args: cobra.NoArgs,
 	}
-	c.PersistentFlags().StringVar(&spoolDir, "spool", "", "spool directory (env SMGCTL_SPOOL, default "+relay.DefaultSpool+")")
+	c.PersistentFlags().StringVar(&spoolDir, "spool", "", "spool directory (default: the relay's, from --config or SMGCTL_SPOOL, else "+relay.DefaultSpool+")")
 	open := func() (*queuectl.Queue, error) {
 		dir := spoolDir
 		if dir == "" {
-			dir = envOr("SMGCTL_SPOOL", relay.DefaultSpool)
+			dir = g.settings().Spool // config file, then SMGCTL_SPOOL
 		}
 		q, err := queuectl.Open(dir, nil)
 		if err != nil {

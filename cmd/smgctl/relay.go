@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -17,7 +18,8 @@ import (
 func init() { subcommands = append(subcommands, newRelayCmd) }
 
 func newRelayCmd(g *globals) *cobra.Command {
-	var configFile, logLevel string
+	var logLevel string
+	var check bool
 	def := relay.DefaultConfig()
 	c := &cobra.Command{
 		Use:   "relay",
@@ -36,12 +38,16 @@ spool for the next start.`,
 		Example: `  smgctl relay
   smgctl relay --listen 0.0.0.0:25 --allow 10.0.0.0/8 --hostname relay.corp.example
   smgctl relay --config /etc/smgctl/relay.conf
+  smgctl relay --config /etc/smgctl/relay.conf --check
   smgctl relay --resolver 127.0.0.1:5353 --route partner.test=127.0.0.5:25`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := relayConfig(g, cmd.Flags(), configFile)
+			cfg, err := relayConfig(g, cmd.Flags())
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
+			}
+			if check {
+				return relayCheck(cmd, cfg)
 			}
 			level := slog.LevelInfo
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -75,7 +81,6 @@ spool for the next start.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&configFile, "config", "", "config file of \"key = value\" lines (env SMGCTL_CONFIG)")
 	f.String("listen", def.Listen, "SMTP listen address for the company's servers")
 	f.String("hostname", "", "name in the greeting, EHLO and DSNs (default: the host name)")
 	f.String("spool", def.Spool, "spool directory")
@@ -104,47 +109,63 @@ spool for the next start.`,
 	f.String("audit-max-size", fmt.Sprint(def.AuditMaxSize), "rotate the audit log before it grows past this many bytes (0: never)")
 	f.String("audit-max-age", "0s", "rotate the audit log when its first record is this old (0: never)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&check, "check", false, "check the configuration, policy, certificate, paths and resolver, then exit (0 ok, 1 a problem, 2 bad settings); opens no listener, writes nothing")
 	return c
 }
 
 // relayConfig applies, lowest first: defaults, the config file,
 // SMGCTL_* variables, flags given on the command line.
-func relayConfig(g *globals, flags *pflag.FlagSet, configFile string) (relay.Config, error) {
-	cfg := relay.DefaultConfig()
-	if configFile == "" {
-		configFile = os.Getenv("SMGCTL_CONFIG")
-	}
-	if configFile != "" {
-		if err := cfg.ApplyFile(configFile); err != nil {
-			return cfg, err
-		}
-	}
-	if err := cfg.ApplyEnv(os.LookupEnv); err != nil {
-		return cfg, err
-	}
-	// The policy path is shared with every command: --policy, then
-	// SMGCTL_POLICY, then the config file, then the default.
-	if g.policyPath != "" || os.Getenv(envPolicy) != "" {
-		cfg.Policy = g.policyFile()
-	}
+func relayConfig(g *globals, flags *pflag.FlagSet) (relay.Config, error) {
+	// The config file, SMGCTL_* and --policy were read before the
+	// command ran (settings.go), as for every command; flags win.
+	cfg := *g.settings()
 	var err error
 	flags.Visit(func(f *pflag.Flag) {
-		if err != nil || f.Name == "config" || f.Name == "log-level" || f.Name == "policy" {
+		if err != nil || f.Name == "config" || f.Name == "log-level" || f.Name == "policy" || f.Name == "check" {
 			return
 		}
 		if f.Name == "route" {
 			vals, _ := flags.GetStringArray("route")
 			for _, v := range vals {
-				if e := cfg.Set("route", v); e != nil {
+				if e := cfg.SetFrom("route", v, "flag --route"); e != nil {
 					err = fmt.Errorf("--route: %v", e)
 					return
 				}
 			}
 			return
 		}
-		if e := cfg.Set(f.Name, f.Value.String()); e != nil {
+		if e := cfg.SetFrom(f.Name, f.Value.String(), "flag --"+f.Name); e != nil {
 			err = fmt.Errorf("--%s: %v", f.Name, strings.TrimPrefix(e.Error(), f.Name+" = "))
 		}
 	})
 	return cfg, err
+}
+
+// relayCheck prints Preflight's findings, like postfix check: exit 1 when
+// any would stop the relay or keep it from working.
+func relayCheck(cmd *cobra.Command, cfg relay.Config) error {
+	findings := relay.Preflight(cmd.Context(), cfg, time.Now())
+	p := newPainter(cmd.OutOrStdout())
+	rows := make([][]string, len(findings))
+	failed := false
+	for i, f := range findings {
+		sev := string(f.Severity)
+		switch f.Severity {
+		case relay.CheckError:
+			failed = true
+			sev = p.bad(sev)
+		case relay.CheckWarning:
+			sev = p.warn(sev)
+		default:
+			sev = p.good(sev)
+		}
+		rows[i] = []string{f.Check, sev, f.Detail}
+	}
+	if err := renderTable(cmd.OutOrStdout(), []string{"check", "result", "detail"}, rows); err != nil {
+		return err
+	}
+	if failed {
+		return &exitError{code: exitFailed, err: fmt.Errorf("the relay would not start or not work with these settings (see above)")}
+	}
+	return nil
 }

@@ -44,7 +44,10 @@ func TestRelayAuthFileUsageErrors(t *testing.T) {
 	t.Setenv("SMGCTL_AUTH_FILE", users)
 	g := &globals{}
 	cmd := newRelayCmd(g)
-	cfg, err := relayConfig(g, cmd.Flags(), "")
+	if err := g.loadSettings(cmd); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := relayConfig(g, cmd.Flags())
 	if err != nil || cfg.AuthFile != users {
 		t.Errorf("SMGCTL_AUTH_FILE: AuthFile %q, err %v", cfg.AuthFile, err)
 	}

@@ -6,6 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/smgctl/smgctl/pkg/relay"
 )
 
 // Flag beats environment beats config file beats default (SPEC §4).
@@ -21,7 +25,7 @@ func TestRelayConfigPrecedence(t *testing.T) {
 	if err := cmd.ParseFlags([]string{"--audit-log", "/flag/audit.log", "--route", "a.test=127.0.0.1:25", "--route", "b.test=127.0.0.2:25"}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := relayConfig(g, cmd.Flags(), file)
+	cfg, err := relayConfigFrom(g, cmd, file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,9 +36,19 @@ func TestRelayConfigPrecedence(t *testing.T) {
 		t.Errorf("routes = %v", cfg.Routes)
 	}
 	g.policyPath = "/flag/policy.conf"
-	if cfg, _ = relayConfig(g, cmd.Flags(), file); cfg.Policy != "/flag/policy.conf" {
+	if cfg, _ = relayConfigFrom(g, cmd, file); cfg.Policy != "/flag/policy.conf" {
 		t.Errorf("--policy lost to the config file: %q", cfg.Policy)
 	}
+}
+
+// relayConfigFrom reads the settings as the root command does before any
+// command runs (file "" = none), then the relay's flags.
+func relayConfigFrom(g *globals, cmd *cobra.Command, file string) (relay.Config, error) {
+	g.configPath = file
+	if err := g.loadSettings(cmd); err != nil {
+		return relay.Config{}, err
+	}
+	return relayConfig(g, cmd.Flags())
 }
 
 func TestRelayBadFlagIsUsageError(t *testing.T) {
@@ -68,7 +82,7 @@ func TestRelayAdminMustBeLoopback(t *testing.T) {
 	if err := cmd.ParseFlags([]string{"--admin", ":9025", "--admin-public"}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := relayConfig(g, cmd.Flags(), "")
+	cfg, err := relayConfigFrom(g, cmd, "")
 	if err != nil {
 		t.Fatal(err)
 	}

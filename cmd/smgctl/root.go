@@ -8,6 +8,8 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/smgctl/smgctl/pkg/relay"
 )
 
 // Exit codes, the same for every command (SPEC §5).
@@ -87,11 +89,18 @@ func versionOf(linked string, bi *debug.BuildInfo) string {
 // globals are the flags every command shares.
 type globals struct {
 	policyPath string
+	configPath string
 	stdin      io.Reader
+
+	// cfg is the relay's configuration as every command reads it
+	// (settings.go); loaded once, before the command runs.
+	cfg *relay.Config
+	// cfgFileRead is the config file loadSettings read; "" for none.
+	cfgFileRead string
 }
 
-// policyFile resolves the policy path: flag, then SMGCTL_POLICY, then the
-// documented default.
+// policyFile resolves the policy path: --policy, then SMGCTL_POLICY, then
+// the config file's policy, then the documented default.
 func (g *globals) policyFile() string {
 	if g.policyPath != "" {
 		return g.policyPath
@@ -99,17 +108,23 @@ func (g *globals) policyFile() string {
 	if p := os.Getenv(envPolicy); p != "" {
 		return p
 	}
+	if g.cfg != nil {
+		return g.cfg.Policy
+	}
 	return defaultPath
 }
 
-// policySource names where an explicit policy path came from (the flag
-// or the environment); "" for the default path.
+// policySource names where an explicit policy path came from (the flag,
+// the environment or the config file's line); "" for the default path.
 func (g *globals) policySource() string {
 	if g.policyPath != "" {
 		return "--policy"
 	}
 	if os.Getenv(envPolicy) != "" {
 		return envPolicy
+	}
+	if g.cfg != nil && g.cfg.Origin("policy") != "default" {
+		return g.cfg.Origin("policy")
 	}
 	return ""
 }
@@ -131,6 +146,9 @@ TLS policy list they both judge by.`,
 	}
 	root.PersistentFlags().StringVar(&g.policyPath, "policy", "",
 		"policy file (env "+envPolicy+", default "+defaultPath+")")
+	root.PersistentFlags().StringVar(&g.configPath, "config", "",
+		"the relay's config file, read by every command (env "+envConfig+", default "+defaultConfigPath+" if it exists)")
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return g.loadSettings(c) }
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: fmt.Errorf("%v\nSee '%s --help'", err, c.CommandPath())}
 	})

@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/relay"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 	"github.com/smgctl/smgctl/pkg/relay/sendtest"
 )
 
@@ -75,10 +75,10 @@ when the relay did not accept the message.`,
 			from = "postmaster@" + host
 		}
 		if via == "" {
-			via = envOr("SMGCTL_LISTEN", relay.DefaultListen)
+			via = g.settings().Listen
 		}
 		if auditLog == "" {
-			auditLog = envOr("SMGCTL_AUDIT_LOG", relay.DefaultAuditLog)
+			auditLog = g.settings().AuditLog
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 		defer cancel()

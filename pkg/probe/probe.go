@@ -370,7 +370,7 @@ func (p *Prober) session(ctx context.Context, host string, addr netip.Addr, at *
 	at.Verified = out.Verified
 	if at.Error == "" {
 		v := policy.Evaluate(req, out)
-		at.graded, at.Met, at.Diagnostic = true, v.Met, v.Diagnostic
+		at.graded, at.verdict, at.Met, at.Diagnostic = true, v, v.Met, v.Diagnostic
 	}
 	if !s.Closed() {
 		s.Quit(ctx)
@@ -385,81 +385,64 @@ func (p *Prober) session(ctx context.Context, host string, addr netip.Addr, at *
 	}
 }
 
-// verdict decides what the relay would do: it tries MX hosts in
-// preference order, and each host's addresses in order (RFC 5321 §5.1);
-// a connection failure moves on, a hop that does not meet the
-// requirement gets no MAIL FROM and the next one is tried (SPEC §4).
+// verdict says what the relay would do, by the relay's own rule
+// (policy.Decide): it tries MX hosts in preference order, and each host's
+// addresses in order (RFC 5321 §5.1); a connection failure moves on, a
+// hop that does not meet the requirement gets no MAIL FROM and the next
+// one is tried (SPEC §4). A host without an address is an unreached hop
+// here: it might have met the requirement.
 func (p *Prober) verdict(rep *Report, req policy.Requirement) {
-	// The relay's rule (pkg/relay/delivery deliverGroup): the first hop in
-	// order that meets the requirement carries the mail; otherwise the
-	// first hop that failed it gives the diagnostic, and the message
-	// bounces only when every hop was reached, since an unreachable one
-	// might have met it.
-	var firstFail *Attempt
-	var failHost string
-	unreached := false
+	type ref struct {
+		host string
+		at   *Attempt // nil: the host has no address
+	}
+	var hops []policy.HopResult
+	var refs []ref
 	for _, h := range rep.Hosts {
 		if h.Error != "" {
-			unreached = true
+			hops, refs = append(hops, policy.HopResult{}), append(refs, ref{h.Name, nil})
 		}
 		for _, at := range h.Attempts {
-			if !at.graded {
-				unreached = true
-				continue
-			}
-			if at.Met && rep.Via == nil {
-				rep.Via = &HopRef{Host: h.Name, Addr: at.Addr}
-			}
-			if !at.Met && firstFail == nil {
-				firstFail, failHost = at, h.Name
-			}
+			hops, refs = append(hops, policy.HopResult{Reached: at.graded, Verdict: at.verdict}), append(refs, ref{h.Name, at})
 		}
 	}
+	d := policy.Decide(req, hops)
 	first := ""
 	if len(rep.Hosts) > 0 {
 		first = rep.Hosts[0].Name
 	}
+	rep.Diagnostic = d.Diagnostic
+	var hop ref
+	if d.Hop >= 0 {
+		hop = refs[d.Hop]
+	}
 	switch {
-	case rep.Via != nil:
+	case d.Action == policy.Deliver && !d.WouldBounce:
 		rep.Pass = true
 		rep.Verdict = VerdictDeliver
-		at := findAttempt(rep, *rep.Via)
+		rep.Via = &HopRef{Host: hop.host, Addr: hop.at.Addr}
+		at := hop.at
 		rep.Summary = fmt.Sprintf("deliver over %s %s (%d bits) via %s [%s]", at.Version, at.Suite, at.Bits, rep.Via.Host, rep.Via.Addr)
 		if rep.Via.Host != first {
 			rep.Summary += fmt.Sprintf(", not the preferred MX %s", first)
 		}
-	case firstFail == nil:
+	case d.Action == policy.Deliver: // mode=testing
+		rep.Verdict = VerdictTesting
+		rep.Summary = fmt.Sprintf("deliver without meeting the requirement (mode=testing records a would-be bounce: %s, from %s [%s])", d.Diagnostic, hop.host, hop.at.Addr)
+	case d.Action == policy.Bounce:
+		rep.Verdict = VerdictBounce
+		rep.Summary = fmt.Sprintf("bounce: %s (from %s [%s])", d.Diagnostic, hop.host, hop.at.Addr)
+	case d.Hop < 0:
 		rep.Verdict = VerdictDefer
 		rep.Summary = "defer: no MX host could be reached"
+	case req.OnFail == policy.OnFailDefer:
+		rep.Verdict = VerdictDefer
+		rep.Summary = fmt.Sprintf("defer until the queue lifetime ends, then bounce: %s (from %s [%s])", d.Diagnostic, hop.host, hop.at.Addr)
 	default:
-		rep.Diagnostic = firstFail.Diagnostic
-		switch {
-		case req.Mode == policy.ModeTesting:
-			rep.Verdict = VerdictTesting
-			rep.Summary = fmt.Sprintf("deliver without meeting the requirement (mode=testing records a would-be bounce: %s, from %s [%s])", firstFail.Diagnostic, failHost, firstFail.Addr)
-		case req.OnFail == policy.OnFailDefer:
-			rep.Verdict = VerdictDefer
-			rep.Summary = fmt.Sprintf("defer until the queue lifetime ends, then bounce: %s (from %s [%s])", firstFail.Diagnostic, failHost, firstFail.Addr)
-		case unreached:
-			rep.Verdict = VerdictDefer
-			rep.Summary = fmt.Sprintf("defer: %s (from %s [%s]); an MX that could not be reached might meet the requirement", firstFail.Diagnostic, failHost, firstFail.Addr)
-		default:
-			rep.Verdict = VerdictBounce
-			rep.Summary = fmt.Sprintf("bounce: %s (from %s [%s])", firstFail.Diagnostic, failHost, firstFail.Addr)
-		}
+		rep.Verdict = VerdictDefer
+		rep.Summary = fmt.Sprintf("defer: %s (from %s [%s]); an MX that could not be reached might meet the requirement", d.Diagnostic, hop.host, hop.at.Addr)
 	}
 	rep.Risks = append(rep.Risks, p.risks(rep)...)
-}
-
-func findAttempt(rep *Report, ref HopRef) *Attempt {
-	for _, h := range rep.Hosts {
-		for _, at := range h.Attempts {
-			if h.Name == ref.Host && at.Addr == ref.Addr {
-				return at
-			}
-		}
-	}
-	return &Attempt{}
 }
 
 // risks lists what could make today's verdict wrong tomorrow or let an

@@ -2,6 +2,8 @@ package probe
 
 import (
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/policy"
 )
 
 // The JSON form of these types is documented in docs/probe.md and is a
@@ -136,7 +138,8 @@ type Attempt struct {
 	// Deep holds the result of Config.Deep for this address, if set.
 	Deep any `json:"deep,omitempty"`
 
-	graded bool // a session reached the TLS decision, so Met means something
+	graded  bool           // a session reached the TLS decision, so Met means something
+	verdict policy.Verdict // policy.Evaluate's, when graded
 }
 
 // CertInfo describes the peer's leaf and what the checks found.

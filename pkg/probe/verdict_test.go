@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"crypto/tls"
 	"strings"
 	"testing"
 	"time"
@@ -12,15 +13,23 @@ import (
 // the first hop in preference order that failed, not the "best" one, and
 // it bounces only when every hop was reached (pkg/relay/delivery).
 func TestVerdictFollowsTheRelay(t *testing.T) {
+	enforce := policy.DefaultRequirement()
+	// Attempts graded as session grades them: policy.Evaluate on an outcome.
+	graded := func(at *Attempt, out policy.Outcome) *Attempt {
+		v := policy.Evaluate(enforce, out)
+		at.graded, at.verdict, at.Met, at.Diagnostic = true, v, v.Met, v.Diagnostic
+		return at
+	}
 	plain := func(addr string) *Attempt {
-		return &Attempt{Addr: addr, graded: true, Diagnostic: "503 5.7.0 encryption too weak 0 less than 112"}
+		return graded(&Attempt{Addr: addr}, policy.Outcome{Failure: "STARTTLS not offered"})
 	}
 	des := func(addr string) *Attempt {
-		return &Attempt{Addr: addr, graded: true, TLS: true, Bits: 56, Diagnostic: "503 5.7.0 encryption too weak 56 less than 112"}
+		return graded(&Attempt{Addr: addr, TLS: true, Bits: 56}, policy.Outcome{TLS: true, Version: tls.VersionTLS10, CipherSuite: 0x0009})
 	}
 	unreachable := func(addr string) *Attempt { return &Attempt{Addr: addr, Error: "connection refused"} }
 	good := func(addr string) *Attempt {
-		return &Attempt{Addr: addr, graded: true, Met: true, TLS: true, Bits: 256, Version: "TLSv1.3", Suite: "TLS_AES_256_GCM_SHA384"}
+		return graded(&Attempt{Addr: addr, TLS: true, Bits: 256, Version: "TLSv1.3", Suite: "TLS_AES_256_GCM_SHA384"},
+			policy.Outcome{TLS: true, Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_256_GCM_SHA384})
 	}
 	hosts := func(as ...*Attempt) []HostReport {
 		var hs []HostReport
@@ -29,7 +38,6 @@ func TestVerdictFollowsTheRelay(t *testing.T) {
 		}
 		return hs
 	}
-	enforce := policy.DefaultRequirement()
 	deferring := enforce
 	deferring.OnFail = policy.OnFailDefer
 	cases := []struct {
@@ -57,5 +65,29 @@ func TestVerdictFollowsTheRelay(t *testing.T) {
 			t.Errorf("%s: verdict %q diagnostic %q summary %q; want %q %q containing %q",
 				c.name, rep.Verdict, rep.Diagnostic, rep.Summary, c.verdict, c.diag, c.summary)
 		}
+	}
+}
+
+// mode=testing: the relay sends over the first hop it reaches, met or not
+// (Evaluate lets it), and records a would-be bounce; it does not go on to
+// look for a hop that meets the requirement. The probe says the same.
+func TestVerdictTestingUsesTheFirstReachedHop(t *testing.T) {
+	req := policy.DefaultRequirement()
+	req.Mode = policy.ModeTesting
+	grade := func(at *Attempt, out policy.Outcome) *Attempt {
+		v := policy.Evaluate(req, out)
+		at.graded, at.verdict, at.Met, at.Diagnostic = true, v, v.Met, v.Diagnostic
+		return at
+	}
+	rep := &Report{Hosts: []HostReport{
+		{Name: "mx1.p.test", Preference: 10, Attempts: []*Attempt{{Addr: "10.0.0.1:25", Error: "connection refused"}}},
+		{Name: "mx2.p.test", Preference: 20, Attempts: []*Attempt{grade(&Attempt{Addr: "10.0.0.2:25"}, policy.Outcome{Failure: "STARTTLS not offered"})}},
+		{Name: "mx3.p.test", Preference: 30, Attempts: []*Attempt{grade(&Attempt{Addr: "10.0.0.3:25", TLS: true, Bits: 256},
+			policy.Outcome{TLS: true, Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_256_GCM_SHA384})}},
+	}}
+	(&Prober{cfg: Config{Now: time.Now}}).verdict(rep, req)
+	const diag = "503 5.7.0 encryption too weak 0 less than 112"
+	if rep.Verdict != VerdictTesting || rep.Diagnostic != diag || !strings.Contains(rep.Summary, "from mx2.p.test [10.0.0.2:25]") {
+		t.Errorf("verdict %q diagnostic %q summary %q; want %q %q from mx2.p.test", rep.Verdict, rep.Diagnostic, rep.Summary, VerdictTesting, diag)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/internal/testpeer"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/audit"
 )
 
 // rcptCase is one RCPT TO and the start of the reply the relay must give.

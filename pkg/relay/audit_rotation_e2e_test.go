@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/audit/verify"
 	"github.com/smgctl/smgctl/pkg/relay"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 )
 
 // TestAuditRotationUnderRunningRelay: a relay with a tiny audit-max-size

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/internal/testpeer"
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/audit/verify"
 	"github.com/smgctl/smgctl/pkg/relay"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 )
 
 // TestAuditLogFull puts the audit log on a small tmpfs and fills it while

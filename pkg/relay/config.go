@@ -13,6 +13,7 @@ import (
 
 	"github.com/smgctl/smgctl/pkg/relay/delivery"
 	"github.com/smgctl/smgctl/pkg/relay/inbound"
+	"github.com/smgctl/smgctl/pkg/units"
 )
 
 // Config is everything `smgctl relay` can be told. DefaultConfig is a
@@ -64,9 +65,34 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful stop after SIGTERM.
 	ShutdownTimeout time.Duration
 	// AuditMaxSize and AuditMaxAge rotate the audit log (0: no limit);
-	// the chain continues across rotated files (pkg/relay/audit).
+	// the chain continues across rotated files (pkg/audit).
 	AuditMaxSize int64
 	AuditMaxAge  time.Duration
+
+	// origins says where each key that is not at its default was set:
+	// "FILE:LINE", "env SMGCTL_X" or "flag --x" (smgctl config show).
+	origins map[string]string
+}
+
+// SetFrom is Set that also records where the value came from.
+func (c *Config) SetFrom(key, value, origin string) error {
+	if err := c.Set(key, value); err != nil {
+		return err
+	}
+	if c.origins == nil {
+		c.origins = map[string]string{}
+	}
+	c.origins[key] = origin
+	return nil
+}
+
+// Origin says where key's value came from: "FILE:LINE", "env SMGCTL_X",
+// "flag --x", or "default".
+func (c *Config) Origin(key string) string {
+	if o, ok := c.origins[key]; ok {
+		return o
+	}
+	return "default"
 }
 
 // Documented defaults (docs/relay.md).
@@ -149,7 +175,7 @@ func (c *Config) Set(key, value string) error {
 	case "admin-public":
 		c.AdminPublic, err = strconv.ParseBool(value)
 	case "max-size":
-		c.MaxSize, err = strconv.ParseInt(value, 10, 64)
+		c.MaxSize, err = units.ParseSize(value)
 		if err == nil && c.MaxSize <= 0 {
 			err = fmt.Errorf("must be positive")
 		}
@@ -173,16 +199,16 @@ func (c *Config) Set(key, value string) error {
 	case "queue-lifetime":
 		c.QueueLifetime, err = positiveDuration(value)
 	case "delay-warning":
-		c.DelayWarning, err = time.ParseDuration(value)
+		c.DelayWarning, err = units.ParseDuration(value)
 	case "shutdown-timeout":
 		c.ShutdownTimeout, err = positiveDuration(value)
 	case "audit-max-size":
-		c.AuditMaxSize, err = strconv.ParseInt(value, 10, 64)
+		c.AuditMaxSize, err = units.ParseSize(value)
 		if err == nil && c.AuditMaxSize < 0 {
 			err = fmt.Errorf("must be 0 (no limit) or positive")
 		}
 	case "audit-max-age":
-		c.AuditMaxAge, err = time.ParseDuration(value)
+		c.AuditMaxAge, err = units.ParseDuration(value)
 		if err == nil && c.AuditMaxAge < 0 {
 			err = fmt.Errorf("must be 0 (no limit) or positive")
 		}
@@ -219,7 +245,7 @@ func (c *Config) Set(key, value string) error {
 }
 
 func positiveDuration(s string) (time.Duration, error) {
-	d, err := time.ParseDuration(s)
+	d, err := units.ParseDuration(s)
 	if err == nil && d <= 0 {
 		err = fmt.Errorf("must be positive")
 	}
@@ -287,7 +313,7 @@ func (c *Config) applyFile(name string, data []byte) error {
 			return &FileError{name, n, fmt.Errorf("%s set again (first on line %d)", k, first)}
 		}
 		seen[k] = n
-		if err := c.Set(k, v); err != nil {
+		if err := c.SetFrom(k, v, fmt.Sprintf("%s:%d", name, n)); err != nil {
 			return &FileError{name, n, err}
 		}
 	}
@@ -306,7 +332,7 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 			continue
 		}
 		if v, ok := lookup(EnvName(k)); ok {
-			if err := c.Set(k, v); err != nil {
+			if err := c.SetFrom(k, v, "env "+EnvName(k)); err != nil {
 				return fmt.Errorf("%s: %w", EnvName(k), err)
 			}
 		}

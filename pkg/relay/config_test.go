@@ -148,3 +148,26 @@ func TestConfigOutsideShare(t *testing.T) {
 		t.Error("-1 accepted")
 	}
 }
+
+// Sizes and durations in the units operators write, and errors in their
+// words rather than strconv's.
+func TestConfigUnits(t *testing.T) {
+	c := DefaultConfig()
+	for k, v := range map[string]string{"max-size": "10MB", "audit-max-size": "50MiB", "queue-lifetime": "5d", "audit-max-age": "2w", "delay-warning": "4h"} {
+		if err := c.Set(k, v); err != nil {
+			t.Fatalf("%s = %s: %v", k, v, err)
+		}
+	}
+	if c.MaxSize != 10_000_000 || c.AuditMaxSize != 50<<20 || c.QueueLifetime != 120*time.Hour ||
+		c.AuditMaxAge != 14*24*time.Hour || c.DelayWarning != 4*time.Hour {
+		t.Errorf("config = %+v", c)
+	}
+	err := c.Set("max-size", "10 megs")
+	if err == nil || strings.Contains(err.Error(), "strconv") || !strings.Contains(err.Error(), "want a size such as 10MB") {
+		t.Errorf("max-size error: %v", err)
+	}
+	err = c.Set("queue-lifetime", "5 days")
+	if err == nil || strings.Contains(err.Error(), "time:") || !strings.Contains(err.Error(), "want a duration such as 90s, 4h or 5d") {
+		t.Errorf("queue-lifetime error: %v", err)
+	}
+}

@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/internal/testpeer"
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/relay"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 )
 
 // These tests run the relay against real Postfix peers on loopback
@@ -98,6 +98,17 @@ func startWorld(t *testing.T, only ...string) *world {
 	w.dns.AddA("dead.down.test", dead.String())
 	w.dns.AddMX("down.test", 10, "dead.down.test")
 	w.dns.AddMX("down.test", 20, w.modern.Hostname)
+	// halfdown.test: the preferred MX has no TLS, the backup does not
+	// answer (and might have had TLS).
+	w.dns.AddA("dead.halfdown.test", dead.String())
+	w.dns.AddMX("halfdown.test", 10, w.none.Hostname)
+	w.dns.AddMX("halfdown.test", 20, "dead.halfdown.test")
+	// firstfail.test (bits=256): both MX hosts refuse, each for its own
+	// reason.
+	if w.aes128 != nil {
+		w.dns.AddMX("firstfail.test", 10, w.aes128.Hostname)
+		w.dns.AddMX("firstfail.test", 20, w.none.Hostname)
+	}
 	return w
 }
 
@@ -362,6 +373,8 @@ testing.test     mode=testing
 defer.test       on-fail=defer
 backup.test
 down.test
+halfdown.test
+firstfail.test   bits=256
 mitm-strip.test
 mitm-454.test
 mitm-inject.test
@@ -486,6 +499,31 @@ func TestRelayEndToEnd(t *testing.T) {
 		})
 	}
 
+	// The route rule (policy.Decide) with several MX hosts.
+	t.Run("every MX reached and refused: bounce with the first one's diagnostic", func(t *testing.T) {
+		sendVia(t, w.internal.Addr(), "alice@corp.test", "hank@firstfail.test")
+		const diag = "503 5.7.0 encryption too weak 128 less than 256" // the preferred MX's, not the backup's "0 less than 256"
+		if got := w.dsnFor(t, "hank@firstfail.test").Get("Diagnostic-Code"); got != "smtp; "+diag {
+			t.Errorf("Diagnostic-Code = %q, want %q", got, "smtp; "+diag)
+		}
+		if rec := l.record(t, "hank@firstfail.test", audit.Bounced); rec.Diagnostic != diag || rec.MX != w.aes128.Hostname {
+			t.Errorf("audit: %+v", rec)
+		}
+		if n := len(w.aes128.Messages("firstfail.test")) + len(w.none.Messages("firstfail.test")); n != 0 {
+			t.Errorf("%d messages reached an MX", n)
+		}
+	})
+	t.Run("an MX unreachable, the other refuses: deferred, no NDR", func(t *testing.T) {
+		l.send(t, "alice@corp.test", "ivan@halfdown.test")
+		rec := l.record(t, "ivan@halfdown.test", audit.Deferred)
+		if rec.Diagnostic != "503 5.7.0 encryption too weak 0 less than 112" || rec.MX != w.none.Hostname {
+			t.Errorf("audit: %+v", rec)
+		}
+		if n := len(w.none.Messages("halfdown.test")); n != 0 {
+			t.Errorf("%d messages reached halfdown.test", n)
+		}
+	})
+
 	for d, m := range mitms {
 		t.Run("man in the middle "+d, func(t *testing.T) {
 			l.send(t, "alice@corp.test", "gina@"+d)
@@ -526,7 +564,7 @@ func TestRelayEndToEnd(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		if h := l.healthz(t); int(h["policy_entries"].(float64)) != entries+1 || !strings.Contains(h["policy_last_error"].(string), ":16:") {
+		if h := l.healthz(t); int(h["policy_entries"].(float64)) != entries+1 || !strings.Contains(h["policy_last_error"].(string), fmt.Sprintf(":%d:", strings.Count(mainPolicy, "\n")+1)) {
 			t.Errorf("healthz after a broken file: %v", h)
 		}
 		l.send(t, "alice@corp.test", "judy@edit.test")

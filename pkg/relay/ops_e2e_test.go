@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/internal/testpeer"
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/audit/verify"
 	"github.com/smgctl/smgctl/pkg/relay"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 	"github.com/smgctl/smgctl/pkg/relay/queuectl"
 	"github.com/smgctl/smgctl/pkg/relay/sendtest"
 )

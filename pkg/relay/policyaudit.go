@@ -4,8 +4,8 @@ import (
 	"encoding/hex"
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/policy/store"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 	"github.com/smgctl/smgctl/pkg/relay/policywatch"
 )
 

@@ -6,7 +6,7 @@ import (
 	"io/fs"
 	"time"
 
-	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/relay/queuectl"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
 )

@@ -18,8 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/mx"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 	"github.com/smgctl/smgctl/pkg/relay/auditgate"
 	"github.com/smgctl/smgctl/pkg/relay/authfile"
 	"github.com/smgctl/smgctl/pkg/relay/delivery"

@@ -23,7 +23,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/audit"
 )
 
 // File is one file of the set.

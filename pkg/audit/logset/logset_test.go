@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/audit"
 )
 
 // relayLine is a line exactly as audit.Log writes it.

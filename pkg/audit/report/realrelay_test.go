@@ -15,11 +15,11 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/internal/testpeer"
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/audit/logset"
 	"github.com/smgctl/smgctl/pkg/audit/report"
 	"github.com/smgctl/smgctl/pkg/audit/trace"
 	"github.com/smgctl/smgctl/pkg/relay"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 )
 
 // The report and the trace are judged on an audit log that a real relay

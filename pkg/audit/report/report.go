@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/address"
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/audit/logset"
 	"github.com/smgctl/smgctl/pkg/policy"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 )
 
 // Options select the records a report covers.

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/audit/logset"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -10,8 +10,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/audit/logset"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 )
 
 // Attempt is one audit record of the message, with where it was read.

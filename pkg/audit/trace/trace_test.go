@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/audit/logset"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 )
 
 func TestMatches(t *testing.T) {

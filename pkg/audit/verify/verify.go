@@ -1,7 +1,7 @@
 // Package verify checks the hash chains smgctl keeps for tamper evidence:
 // the relay's audit log (with its rotated files and its seal) and the
 // policy change journal. Both are JSON lines whose "prev" is the hex
-// SHA-256 of the line before (pkg/relay/audit, pkg/policy/store); this
+// SHA-256 of the line before (pkg/audit, pkg/policy/store); this
 // package walks a chain and names the first line that cannot be trusted:
 // altered, inserted, or followed by missing lines.
 //
@@ -23,7 +23,7 @@ import (
 
 	"github.com/smgctl/smgctl/pkg/hashchain"
 
-	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/audit"
 )
 
 // Kind is what a chain records.

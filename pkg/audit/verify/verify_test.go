@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/policy/store"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 )
 
 func rec(i int) audit.Record {
@@ -565,7 +565,7 @@ func restore(t *testing.T, dir string, fs files) {
 }
 
 // FuzzLog: whatever the bytes, verify answers without panicking, and a
-// chain it accepts is one pkg/relay/audit accepts too.
+// chain it accepts is one pkg/audit accepts too.
 func FuzzLog(f *testing.F) {
 	f.Add([]byte(`{"prev":""}` + "\n"))
 	f.Add([]byte("{}\n\n{"))

@@ -40,7 +40,7 @@ const (
 // ImportFormats and ExportFormats list what Read and Write accept.
 var (
 	ImportFormats = []Format{SMG, JSON, Sendmail, Postfix}
-	ExportFormats = []Format{SMG, JSON}
+	ExportFormats = []Format{SMG, JSON, Postfix, Sendmail}
 )
 
 // ParseFormat checks a format name against the allowed ones.

@@ -560,8 +560,8 @@ func TestParseFormat(t *testing.T) {
 	if f, err := ParseFormat("postfix", ImportFormats); err != nil || f != Postfix {
 		t.Errorf("postfix: %v %v", f, err)
 	}
-	if _, err := ParseFormat("postfix", ExportFormats); err == nil || !strings.Contains(err.Error(), "want smg, json") {
-		t.Errorf("postfix for export: %v", err)
+	if _, err := ParseFormat("csv", ExportFormats); err == nil || !strings.Contains(err.Error(), "want smg, json, postfix, sendmail") {
+		t.Errorf("csv for export: %v", err)
 	}
 }
 

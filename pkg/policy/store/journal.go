@@ -15,6 +15,7 @@ import (
 
 	"github.com/smgctl/smgctl/pkg/hashchain"
 	"github.com/smgctl/smgctl/pkg/regularfile"
+	"github.com/smgctl/smgctl/pkg/safeio"
 )
 
 // Action names what a journal record did to its target.
@@ -129,7 +130,7 @@ func appendJournal(path string, recs []Record) error {
 		return fmt.Errorf("fsync journal: %w", err)
 	}
 	if created {
-		return syncDir(filepath.Dir(path))
+		return safeio.SyncDir(filepath.Dir(path))
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/policy"
+	"github.com/smgctl/smgctl/pkg/safeio"
 )
 
 // DefaultLockTimeout is how long an edit waits for another edit by
@@ -258,15 +259,15 @@ func (s *Store) edit(ctx context.Context, actor string, dryRun bool, apply func(
 	for i := range recs {
 		recs[i].SHA256 = hex.EncodeToString(sum[:])
 	}
-	p, err := prepare(s.Path, data, 0o644)
+	p, err := safeio.Prepare(s.Path, data, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("write %s: %w", s.Path, err)
 	}
 	if err := appendJournal(s.JournalPath(), recs); err != nil {
-		p.abort()
+		p.Abort()
 		return nil, err
 	}
-	if err := p.commit(); err != nil {
+	if err := p.Commit(); err != nil {
 		return nil, fmt.Errorf("replace %s (the journal already records the change): %w", s.Path, err)
 	}
 	if s.Logger != nil {

@@ -391,44 +391,6 @@ func TestVerifyChain(t *testing.T) {
 	}
 }
 
-func TestWriteFileAtomic(t *testing.T) {
-	dir := t.TempDir()
-	real := filepath.Join(dir, "real.conf")
-	link := filepath.Join(dir, "link.conf")
-	if err := os.WriteFile(real, []byte("old\n"), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(real, link); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteFileAtomic(link, []byte("new\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
-		t.Errorf("symlink replaced: %v %v", fi, err)
-	}
-	if got := readFile(t, real); got != "new\n" {
-		t.Errorf("target has %q", got)
-	}
-	if fi, _ := os.Stat(real); fi.Mode().Perm() != 0o640 {
-		t.Errorf("mode %v, want 0640 kept", fi.Mode().Perm())
-	}
-	sub := filepath.Join(dir, "sub")
-	if err := os.Mkdir(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteFileAtomic(sub, []byte("x"), 0o644); err == nil {
-		t.Error("replaced a directory")
-	}
-	if err := WriteFileAtomic(filepath.Join(dir, "fresh.conf"), []byte("x"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if fi, _ := os.Stat(filepath.Join(dir, "fresh.conf")); fi.Mode().Perm() != 0o600 {
-		t.Errorf("new file mode %v, want 0600", fi.Mode().Perm())
-	}
-	assertNoTemp(t, dir)
-}
-
 // FuzzLastLine: reading the journal backwards finds the same last line as
 // reading it forwards, whatever the bytes.
 func FuzzLastLine(f *testing.F) {

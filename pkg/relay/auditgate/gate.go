@@ -21,8 +21,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/relay/health"
+	"github.com/smgctl/smgctl/pkg/safeio"
 )
 
 // Writer is the audit log: *audit.Log. Write must leave nothing of a
@@ -244,36 +245,12 @@ func (g *Gate) Run(ctx context.Context) {
 	}
 }
 
-// writeFileSync writes v as JSON to path durably: temporary file, fsync,
-// rename, directory fsync.
+// writeFileSync writes v as JSON to path durably (safeio.WriteFile:
+// temporary file, fsync, rename, directory fsync).
 func writeFileSync(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return safeio.WriteFile(path, b, 0o600)
 }

@@ -189,7 +189,8 @@ func unmap(a netip.Addr) netip.Addr { return a.Unmap() }
 // deliverGroup runs one attempt for a group and returns each recipient's
 // outcome. It tries every target in order until one carries the
 // transaction; a target that cannot meet the group's requirement gets no
-// MAIL FROM.
+// MAIL FROM. When none carried, policy.Decide says whether the group
+// bounces or waits.
 func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g group) []Result {
 	if g.refused != "" {
 		return r.failAll(g, &failure{text: g.refused})
@@ -198,36 +199,40 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g group)
 	if f != nil {
 		return r.failAll(g, f)
 	}
-	var firstPolicy, lastTemp *failure
+	var fails []*failure // one per target tried, in order
+	var hops []policy.HopResult
 	for _, t := range ts {
 		if ctx.Err() != nil {
-			lastTemp = &failure{text: "delivery interrupted: " + ctx.Err().Error(), temporary: true}
+			// The targets not tried might have met the requirement.
+			fails = append(fails, &failure{text: "delivery interrupted: " + ctx.Err().Error(), temporary: true})
+			hops = append(hops, policy.HopResult{})
 			break
 		}
 		res, f := r.deliverTo(ctx, t, env, g)
 		if f == nil {
-			return res
+			return res // the first target that could carry it did
 		}
-		if f.policy {
-			if firstPolicy == nil {
-				firstPolicy = f
-			}
-		} else {
-			lastTemp = f
-		}
+		fails = append(fails, f)
+		hops = append(hops, policy.HopResult{Reached: f.policy, Verdict: f.hop.Verdict})
 	}
+	d := policy.Decide(g.req, hops)
 	switch {
-	case firstPolicy != nil && lastTemp == nil && g.req.OnFail == policy.OnFailBounce:
+	case d.Action == policy.Bounce:
 		// Every MX was reached and none met the requirement (B4, B5).
-		firstPolicy.temporary = false
-		return r.failAll(g, firstPolicy)
-	case firstPolicy != nil:
+		f := fails[d.Hop]
+		f.temporary = false
+		return r.failAll(g, f)
+	case d.Hop >= 0:
 		// on-fail=defer, or an MX that could not be reached might have
 		// met it: retry, and keep the policy text for the expiry DSN.
-		firstPolicy.temporary = true
-		return r.failAll(g, firstPolicy)
-	case lastTemp != nil:
-		return r.failAll(g, lastTemp)
+		// (Deliver cannot come back: every hop given failed; if it did,
+		// deferring is the safe reading.)
+		f := fails[d.Hop]
+		f.temporary = true
+		return r.failAll(g, f)
+	case len(fails) > 0:
+		// Nothing refused the mail; say why the last target failed.
+		return r.failAll(g, fails[len(fails)-1])
 	}
 	return r.failAll(g, &failure{text: fmt.Sprintf(diagNoHosts, g.domain), temporary: true})
 }

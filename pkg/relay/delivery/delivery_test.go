@@ -19,9 +19,9 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/smgctl/smgctl/internal/testpeer"
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/mx"
 	"github.com/smgctl/smgctl/pkg/policy"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
 	"github.com/smgctl/smgctl/pkg/smtpclient"
 )

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/address"
+	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/policy"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
 	"github.com/smgctl/smgctl/pkg/relay/dsn"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
 )
@@ -66,7 +66,7 @@ func New(cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	if cfg.Audit != nil {
-		cfg.Audit = &auditBatch{rec: cfg.Audit} // auditbatch.go
+		cfg.Audit = newAuditBatch(cfg.Audit) // auditbatch.go
 	}
 	return &Runner{
 		cfg:      cfg,

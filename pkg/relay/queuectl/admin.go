@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/smgctl/smgctl/pkg/policy/store"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/safeio"
 )
 
 // The audit log has one writer, the relay (its hash chain and seal allow
@@ -95,7 +95,7 @@ func WriteAdminAction(dir string, a AdminAction) (string, error) {
 			return "", fmt.Errorf("queue: admin record: %w", err)
 		}
 		// The new directory's entry must survive a crash too.
-		if err := syncDir(dir); err != nil {
+		if err := safeio.SyncDir(dir); err != nil {
 			return "", fmt.Errorf("queue: admin record: %w", err)
 		}
 	}
@@ -104,19 +104,10 @@ func WriteAdminAction(dir string, a AdminAction) (string, error) {
 		return "", fmt.Errorf("queue: admin record: %w", err)
 	}
 	path := filepath.Join(ad, adminName(&a))
-	if err := store.WriteFileAtomic(path, append(b, '\n'), 0o600); err != nil {
+	if err := safeio.WriteFile(path, append(b, '\n'), 0o600); err != nil {
 		return "", fmt.Errorf("queue: admin record: %w", err)
 	}
 	return path, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // PendingAdmin is an admin-action record waiting to be audited.
@@ -130,7 +121,7 @@ func (p *PendingAdmin) Done() error {
 	if err := os.Remove(p.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return syncDir(filepath.Dir(p.Path))
+	return safeio.SyncDir(filepath.Dir(p.Path))
 }
 
 // Unapplied moves the record aside: its message is still queued, so the
@@ -158,7 +149,7 @@ func ReadAdminActions(dir string, log *slog.Logger) ([]PendingAdmin, error) {
 	var out []PendingAdmin
 	for _, e := range ents {
 		name := e.Name()
-		// Dot files are WriteFileAtomic's temporaries (one in progress,
+		// Dot files are safeio.WriteFile's temporaries (one in progress,
 		// or left by a crash: never renamed, so never a decision).
 		if !e.Type().IsRegular() || strings.HasPrefix(name, ".") {
 			continue

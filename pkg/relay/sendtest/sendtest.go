@@ -23,7 +23,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/smgctl/smgctl/pkg/address"
-	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/audit"
 )
 
 // Submission is a test message the relay accepted.

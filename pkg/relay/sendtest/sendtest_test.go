@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smgctl/smgctl/pkg/relay/audit"
+	"github.com/smgctl/smgctl/pkg/audit"
 )
 
 func line(t testing.TB, r audit.Record) []byte {

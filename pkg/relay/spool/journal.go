@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/safeio"
 )
 
 // The journal is the relay's fast path into the spool. A message of up to
@@ -155,7 +157,7 @@ type journal struct {
 	// is retired as soon as nothing in it is live, to give the space back.
 	starved bool
 
-	commit *groupCommit
+	commit *safeio.GroupCommit[struct{}] // fdatasyncs of the segments
 	bufs   sync.Pool
 
 	// noted is when noteAcked last wrote headers; noteTimer is set while
@@ -179,7 +181,7 @@ func OpenRelay(dir string, log *slog.Logger) (*Spool, error) {
 		segSize: DefaultSegmentSize,
 		idx:     map[string]*journalEntry{},
 	}
-	j.commit = &groupCommit{run: j.syncDirty}
+	j.commit = &safeio.GroupCommit[struct{}]{Run: j.syncWrittenSegments}
 	lf, err := os.OpenFile(filepath.Join(j.dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		s.Close()
@@ -232,7 +234,7 @@ func (j *journal) put(env *Envelope, body []byte) error {
 	if err := j.append(e, rec.Bytes()); err != nil {
 		return classify(fmt.Errorf("spool: journal: %w", err))
 	}
-	if err := j.commit.Sync(); err != nil {
+	if err := j.commit.Do(); err != nil {
 		// Unknown whether the record reached the disk: release it so a
 		// restart does not deliver a message the client was told failed.
 		j.release(e)
@@ -311,7 +313,7 @@ func (j *journal) rotate() error {
 	}
 	// The segment's name must be durable before any record in it is
 	// acknowledged; fdatasync on the file does not promise that.
-	if err := syncDir(j.dir); err != nil {
+	if err := safeio.SyncDir(j.dir); err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return err
@@ -326,9 +328,9 @@ func (j *journal) rotate() error {
 	return nil
 }
 
-// syncDirty is a group commit round: fdatasync every segment written to
-// since the last round began.
-func (j *journal) syncDirty() error {
+// syncWrittenSegments is a group commit round: fdatasync every segment
+// written to since the last round began.
+func (j *journal) syncWrittenSegments([]struct{}) error {
 	j.mu.Lock()
 	var segs []*segment
 	var sizes []int64
@@ -344,7 +346,7 @@ func (j *journal) syncDirty() error {
 	var err error
 	synced := make([]bool, len(segs))
 	for i, sg := range segs {
-		if serr := fdatasync(sg.f); serr != nil {
+		if serr := safeio.Datasync(sg.f); serr != nil {
 			if err == nil {
 				err = fmt.Errorf("%s: %w", sg.name, serr)
 			}
@@ -418,15 +420,6 @@ func segmentHeader(acked int64) []byte {
 	return h
 }
 
-func fdatasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if !errors.Is(err, syscall.EINTR) {
-			return err
-		}
-	}
-}
-
 // release marks e's record released and, once that is durable, drops it
 // from the index. The error is the sync's; the entry is dropped anyway
 // (the record is released in memory, and a restart delivers it at worst
@@ -437,7 +430,7 @@ func (j *journal) release(e *journalEntry) error {
 	e.seg.dirty = true
 	j.mu.Unlock()
 	if err == nil {
-		err = j.commit.Sync()
+		err = j.commit.Do()
 	}
 	j.mu.Lock()
 	if j.idx[e.env.ID] == e {
@@ -888,11 +881,11 @@ func (s *Spool) recoverJournal() error {
 			return fmt.Errorf("spool: journal recovery: %w", err)
 		}
 	}
-	if err := syncDir(dir); err != nil {
+	if err := safeio.SyncDir(dir); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
 	if len(bad) > 0 {
-		if err := syncDir(filepath.Join(s.dir, corruptDirName)); err != nil {
+		if err := safeio.SyncDir(filepath.Join(s.dir, corruptDirName)); err != nil {
 			return fmt.Errorf("spool: %w", err)
 		}
 	}

@@ -574,12 +574,12 @@ func TestJournalConcurrentPuts(t *testing.T) {
 	s := openRelaySpool(t, dir)
 	var rounds int
 	var mu sync.Mutex
-	run := s.journal.commit.run
-	s.journal.commit.run = func() error {
+	run := s.journal.commit.Run
+	s.journal.commit.Run = func(none []struct{}) error {
 		mu.Lock()
 		rounds++
 		mu.Unlock()
-		return run()
+		return run(none)
 	}
 	const sessions, each = 16, 50
 	var wg sync.WaitGroup

@@ -37,6 +37,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/safeio"
 )
 
 // ErrNoSpace wraps ENOSPC and EDQUOT from any spool write; the SMTP server
@@ -61,7 +63,7 @@ type Spool struct {
 	log      *slog.Logger
 	lock     *os.File
 	ids      idClock
-	commit   *groupCommit // queue/ directory fsyncs
+	commit   *safeio.GroupCommit[struct{}] // queue/ directory fsyncs
 	now      func() time.Time
 	// journal is the relay's fast path (journal.go); nil in a process
 	// that opened the spool with Open.
@@ -102,7 +104,7 @@ func Open(dir string, log *slog.Logger) (*Spool, error) {
 		now:      time.Now,
 		create:   createFile,
 	}
-	s.commit = &groupCommit{run: func() error { return syncDir(s.queueDir) }}
+	s.commit = &safeio.GroupCommit[struct{}]{Run: s.syncQueue}
 	for _, d := range []string{dir, s.tmpDir, s.queueDir, filepath.Join(dir, corruptDirName), filepath.Join(dir, journalDirName)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("spool: %w", err)
@@ -202,7 +204,7 @@ func (s *Spool) recover() error {
 		}
 	}
 	if changed {
-		if err := syncDir(s.queueDir); err != nil {
+		if err := safeio.SyncDir(s.queueDir); err != nil {
 			return fmt.Errorf("spool: %w", err)
 		}
 	}
@@ -354,7 +356,7 @@ func (s *Spool) putClassic(env *Envelope, body io.Reader, hold bool) (held *os.F
 		return nil, fmt.Errorf("spool: write: %w", err)
 	}
 
-	if err := s.commit.Sync(); err != nil {
+	if err := s.commit.Do(); err != nil {
 		return nil, fmt.Errorf("spool: commit: %w", err)
 	}
 	return held, nil
@@ -370,6 +372,12 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// syncQueue is a group commit round: fsync queue/, making durable every
+// rename into it and removal from it done before the round began.
+func (s *Spool) syncQueue([]struct{}) error {
+	return safeio.SyncDir(s.queueDir)
 }
 
 // writeFile writes tmp/<name> with fill, fsyncs and closes it, then renames
@@ -554,7 +562,7 @@ func (s *Spool) Update(env *Envelope) (err error) {
 	}); err != nil {
 		return classify(fmt.Errorf("spool: update: %w", err))
 	}
-	if err := s.commit.Sync(); err != nil {
+	if err := s.commit.Do(); err != nil {
 		return classify(fmt.Errorf("spool: update: commit: %w", err))
 	}
 	return nil
@@ -582,7 +590,7 @@ func (s *Spool) Remove(id string) error {
 		return fmt.Errorf("spool: remove: %w", err)
 	}
 	// Durable removal keeps a restart from delivering the message twice.
-	if err := s.commit.Sync(); err != nil {
+	if err := s.commit.Do(); err != nil {
 		return fmt.Errorf("spool: remove: commit: %w", err)
 	}
 	return nil

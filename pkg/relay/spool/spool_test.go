@@ -320,7 +320,7 @@ func TestPutFailureLeavesNothing(t *testing.T) {
 				return &failingFile{f: f.(*os.File), limit: tc.fault.limit, writeErr: tc.fault.write, syncErr: tc.fault.sync, cErr: tc.fault.close}, nil
 			}
 			if tc.dirSync != nil {
-				s.commit.run = func() error { return tc.dirSync }
+				s.commit.Run = func([]struct{}) error { return tc.dirSync }
 			}
 			var body io.Reader = &errReader{n: 300 << 10, err: io.EOF}
 			if tc.bodyErr != nil {
@@ -342,7 +342,7 @@ func TestPutFailureLeavesNothing(t *testing.T) {
 			}
 			// The spool still works afterwards.
 			s.create = createFile
-			s.commit.run = func() error { return syncDir(s.queueDir) }
+			s.commit.Run = s.syncQueue
 			if err := s.Put(sampleEnvelope(), strings.NewReader("ok")); err != nil {
 				t.Fatalf("Put after the fault: %v", err)
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/hashchain"
+	"github.com/smgctl/smgctl/pkg/safeio"
 )
 
 // Seal anchors the end of the hash chain. The chain alone proves that no
@@ -103,7 +104,7 @@ func (l *Log) writeSeal(s Seal) error {
 			return err
 		}
 	}
-	return datasync(l.sealFile)
+	return safeio.Datasync(l.sealFile)
 }
 
 // FileState is what one pass over a log file finds.

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/safeio"
 )
 
 // Options tune a Log. The zero value never rotates.
@@ -115,7 +117,7 @@ func (l *Log) rotate(now time.Time) error {
 	old := l.f
 	l.f = f
 	old.Close()
-	if err := syncDir(filepath.Dir(l.path)); err != nil {
+	if err := safeio.SyncDir(filepath.Dir(l.path)); err != nil {
 		return err
 	}
 	l.state = FileState{FirstPrev: l.prev}
@@ -140,13 +142,4 @@ func (l *Log) rotatedName(now time.Time) (string, error) {
 		}
 	}
 	return l.path + "." + t.Format(rotStamp), nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
