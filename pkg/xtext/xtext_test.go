@@ -1,6 +1,11 @@
 package xtext
 
-import "testing"
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
 
 func TestEncode(t *testing.T) {
 	for in, want := range map[string]string{
@@ -44,4 +49,81 @@ func TestORcpt(t *testing.T) {
 			t.Errorf("ORcpt(%q) = %q, %v; want %q", in, got, ok, want)
 		}
 	}
+}
+
+// decodeRef is RFC 3461 §4's xtext decoding, written plainly as the
+// reference the encoder is checked against.
+func decodeRef(s string) (string, bool) {
+	var out []byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '+':
+			if i+2 >= len(s) {
+				return "", false
+			}
+			v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+			if err != nil || strings.ToUpper(s[i+1:i+3]) != s[i+1:i+3] {
+				return "", false
+			}
+			out = append(out, byte(v))
+			i += 2
+		case c >= '!' && c <= '~' && c != '=':
+			out = append(out, c)
+		default:
+			return "", false
+		}
+	}
+	return string(out), true
+}
+
+// decodeUTF8Ref undoes RFC 6533's \x{HEX} escapes.
+func decodeUTF8Ref(s string) (string, bool) {
+	var b strings.Builder
+	for s != "" {
+		if rest, ok := strings.CutPrefix(s, `\x{`); ok {
+			end := strings.IndexByte(rest, '}')
+			if end < 2 || end > 6 {
+				return "", false
+			}
+			v, err := strconv.ParseUint(rest[:end], 16, 32)
+			if err != nil {
+				return "", false
+			}
+			b.WriteRune(rune(v))
+			s = rest[end+1:]
+			continue
+		}
+		if s[0] == '\\' || s[0] == '+' || s[0] == '=' || s[0] < '!' || s[0] > '~' {
+			return "", false
+		}
+		b.WriteByte(s[0])
+		s = s[1:]
+	}
+	return b.String(), true
+}
+
+func FuzzEncode(f *testing.F) {
+	f.Add("bob@partner.com")
+	f.Add("a+b=c\\d \x00\xff")
+	f.Add("jörg@例子.广告")
+	f.Fuzz(func(t *testing.T, s string) {
+		enc := Encode(s)
+		if dec, ok := decodeRef(enc); !ok || dec != s {
+			t.Fatalf("Encode(%q) = %q, decodes to %q (%v)", s, enc, dec, ok)
+		}
+		u := EncodeUTF8Addr(s)
+		if _, ok := decodeRef(u); !ok {
+			t.Fatalf("EncodeUTF8Addr(%q) = %q is not xtext", s, u)
+		}
+		dec, ok := decodeUTF8Ref(u)
+		if !ok || (utf8.ValidString(s) && dec != s) {
+			t.Fatalf("EncodeUTF8Addr(%q) = %q, decodes to %q (%v)", s, u, dec, ok)
+		}
+		if o, ok := ORcpt("rfc822;" + s); ok {
+			if _, valid := decodeRef(o); !valid || strings.ContainsAny(o, " \r\n") {
+				t.Fatalf("ORcpt(rfc822;%q) = %q is not an xtext value", s, o)
+			}
+		}
+	})
 }
