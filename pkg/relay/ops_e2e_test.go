@@ -354,7 +354,12 @@ func TestMetricsAfterKnownDeliveries(t *testing.T) {
 	w.dsnFor(t, "d@none.test")
 	l.record(t, "alice@corp.test", audit.Delivered) // the DSN, in clear to corp.test
 
+	// The audit record comes before the message leaves the spool (no
+	// delivery without its record); wait for the removal that follows.
 	m := l.metrics(t)
+	for deadline := time.Now().Add(5 * time.Second); scrape(t, m, "smgctl_spool_messages") != 1 && time.Now().Before(deadline); m = l.metrics(t) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	want := map[string]float64{
 		`smgctl_relay_recipient_outcomes_total{outcome="delivered"}`:    4,
 		`smgctl_relay_recipient_outcomes_total{outcome="bounced"}`:      1,

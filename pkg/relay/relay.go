@@ -135,6 +135,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		Log:           log.With("part", "delivery"),
 		Health:        r.health,
 		Hostname:      cfg.Hostname,
+		PolicyFile:    filepath.Base(cfg.Policy),
 		RootCAs:       roots,
 		Routes:        cfg.Routes,
 		MXPort:        cfg.MXPort,

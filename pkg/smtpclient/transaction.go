@@ -5,12 +5,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/address"
 	"github.com/smgctl/smgctl/pkg/smtpreply"
+	"github.com/smgctl/smgctl/pkg/xtext"
 )
 
 // MailOptions are the MAIL FROM parameters a message needs.
@@ -24,6 +27,32 @@ type MailOptions struct {
 	// server offers 8BITMIME (RFC 6152). Without it the body goes as is,
 	// as Postfix does by default.
 	Body8BIT bool
+	// Ret and EnvID are the client's RFC 3461 RET (§4.3: "FULL" or
+	// "HDRS") and ENVID (§4.4, decoded), passed on only to a server that
+	// offers DSN; "" sends none.
+	Ret   string
+	EnvID string
+}
+
+// Recipient is one RCPT TO with the client's RFC 3461 parameters, which
+// are passed on only to a server that offers DSN.
+type Recipient struct {
+	Addr string
+	// Notify is NOTIFY (§4.1): nil sends none; ["NEVER"] or a subset
+	// of SUCCESS, FAILURE and DELAY.
+	Notify []string
+	// ORcpt is ORCPT (§4.2) as "addr-type;address", the address
+	// decoded; xtext-encoded on the wire. "" sends none.
+	ORcpt string
+}
+
+// Recipients makes plain recipients without DSN parameters.
+func Recipients(addrs []string) []Recipient {
+	rs := make([]Recipient, len(addrs))
+	for i, a := range addrs {
+		rs[i].Addr = a
+	}
+	return rs
 }
 
 // path is an address as it goes between a command's angle brackets:
@@ -62,7 +91,55 @@ func (s *Session) mailCommand(from string, o MailOptions) (string, error) {
 	if o.SMTPUTF8 {
 		cmd += " SMTPUTF8"
 	}
+	if s.Supports("DSN") {
+		// RFC 3461 §4.3, §4.4: only to a server that offers DSN; a
+		// server without it would refuse the parameters (555).
+		if ret := strings.ToUpper(o.Ret); ret == "FULL" || ret == "HDRS" {
+			cmd += " RET=" + ret
+		}
+		if o.EnvID != "" {
+			cmd += " ENVID=" + xtext.Encode(o.EnvID)
+		}
+	}
 	return cmd, nil
+}
+
+// rcptCommand builds "RCPT TO:<to> ..." for what the server offers.
+func (s *Session) rcptCommand(r Recipient) (string, error) {
+	to, err := path("RCPT", r.Addr)
+	if err != nil {
+		return "", err
+	}
+	cmd := "RCPT TO:<" + to + ">"
+	if !s.Supports("DSN") {
+		return cmd, nil
+	}
+	if n := notifyValue(r.Notify); n != "" {
+		cmd += " NOTIFY=" + n
+	}
+	if o, ok := xtext.ORcpt(r.ORcpt); ok {
+		cmd += " ORCPT=" + o
+	}
+	return cmd, nil
+}
+
+// notifyValue is RFC 3461 §4.1's NOTIFY value: "NEVER" alone, or the
+// known keywords among SUCCESS, FAILURE and DELAY, each once; "" when
+// nothing valid is left (the server's default then applies).
+func notifyValue(n []string) string {
+	var out []string
+	for _, k := range n {
+		k = strings.ToUpper(strings.TrimSpace(k))
+		switch k {
+		case "NEVER":
+			return "NEVER"
+		case "SUCCESS", "FAILURE", "DELAY":
+			if !slices.Contains(out, k) {
+				out = append(out, k)
+			}
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 // Mail sends MAIL FROM. A reply other than 250 is an *Error carrying it.
@@ -85,11 +162,16 @@ func (s *Session) Mail(ctx context.Context, from string, o MailOptions) (smtprep
 // negative reply is not an error (it concerns one recipient); err is set
 // for transport failures and a 421, which end the session.
 func (s *Session) Rcpt(ctx context.Context, to string) (smtpreply.Reply, error) {
-	to, err := path("RCPT", to)
+	return s.RcptTo(ctx, Recipient{Addr: to})
+}
+
+// RcptTo is Rcpt with the recipient's DSN parameters.
+func (s *Session) RcptTo(ctx context.Context, r Recipient) (smtpreply.Reply, error) {
+	cmd, err := s.rcptCommand(r)
 	if err != nil {
 		return smtpreply.Reply{}, err
 	}
-	rep, err := s.exchange(ctx, "RCPT", "RCPT TO:<"+to+">", s.opts.Timeouts.Command)
+	rep, err := s.exchange(ctx, "RCPT", cmd, s.opts.Timeouts.Command)
 	if err != nil {
 		return rep, err
 	}
@@ -117,6 +199,11 @@ const pipelineGroup = 100
 // A RSET that fails, or gets no reply, is an *Error with Step "RSET":
 // the connection was dead before the transaction began.
 func (s *Session) Envelope(ctx context.Context, from string, o MailOptions, rcpts []string) (mail smtpreply.Reply, replies []smtpreply.Reply, err error) {
+	return s.EnvelopeTo(ctx, from, o, Recipients(rcpts))
+}
+
+// EnvelopeTo is Envelope with each recipient's DSN parameters.
+func (s *Session) EnvelopeTo(ctx context.Context, from string, o MailOptions, rcpts []Recipient) (mail smtpreply.Reply, replies []smtpreply.Reply, err error) {
 	reset := s.resetNext
 	s.resetNext = false
 	s.dataReply = nil
@@ -130,7 +217,7 @@ func (s *Session) Envelope(ctx context.Context, from string, o MailOptions, rcpt
 			return mail, nil, err
 		}
 		for _, to := range rcpts {
-			rep, err := s.Rcpt(ctx, to)
+			rep, err := s.RcptTo(ctx, to)
 			if err != nil {
 				return mail, replies, err
 			}
@@ -149,11 +236,11 @@ func (s *Session) Envelope(ctx context.Context, from string, o MailOptions, rcpt
 	}
 	cmds, steps = append(cmds, cmd), append(steps, "MAIL")
 	for _, to := range rcpts {
-		to, err := path("RCPT", to)
+		cmd, err := s.rcptCommand(to)
 		if err != nil {
 			return mail, nil, err
 		}
-		cmds, steps = append(cmds, "RCPT TO:<"+to+">"), append(steps, "RCPT")
+		cmds, steps = append(cmds, cmd), append(steps, "RCPT")
 	}
 	// DATA only in a single group, where it can be the last command.
 	withData := len(cmds) < pipelineGroup

@@ -43,6 +43,10 @@ type group struct {
 	req    policy.Requirement
 	rcpts  []string // as stored in the envelope
 	wire   []string // the same, as written on the RCPT line
+	// notify and orcpt are each recipient's RFC 3461 NOTIFY and ORCPT
+	// as stored, passed on to a next hop that offers DSN.
+	notify [][]string
+	orcpt  []string
 	// refused: the recipients are returned with this text, unsent.
 	refused string
 }
@@ -89,7 +93,17 @@ type Result struct {
 	// WouldBounce: delivered in mode=testing although the requirement
 	// failed.
 	WouldBounce bool
-	Hop         Hop
+	// Refused: the gateway's own policy refused the delivery; Reply is
+	// the verdict, which no host sent.
+	Refused bool
+	// RemoteReply: Reply is what Hop.MX answered (SPEC §4: a DSN names a
+	// Remote-MTA only for a host that sent the reply).
+	RemoteReply bool
+	// DSNOffered: the next hop's EHLO listed DSN, so the recipient's
+	// NOTIFY went on with the message (RFC 3461 §5.2.2: no "relayed"
+	// report of ours then).
+	DSNOffered bool
+	Hop        Hop
 }
 
 // failure is why a hop did not carry the group.
@@ -98,6 +112,7 @@ type failure struct {
 	text      string
 	temporary bool
 	policy    bool // the TLS requirement was not met
+	remote    bool // text is a reply hop.MX sent
 	// stale: a cached connection turned out dead at its RSET, before
 	// anything of this message was sent; another connection may do.
 	stale bool
@@ -248,9 +263,9 @@ func (r *Runner) failAll(g group, f *failure) []Result {
 	}
 	res := make([]Result, len(g.rcpts))
 	for i, rc := range g.rcpts {
-		res[i] = Result{Rcpt: rc, Kind: k, Reply: f.text, Hop: f.hop}
+		res[i] = Result{Rcpt: rc, Kind: k, Reply: f.text, Hop: f.hop, RemoteReply: f.remote}
 		if f.policy {
-			res[i].Diagnostic = f.text
+			res[i].Diagnostic, res[i].Refused = f.text, true
 		}
 	}
 	return res
@@ -302,11 +317,11 @@ func (r *Runner) connect(ctx context.Context, t target, req policy.Requirement) 
 	hop := Hop{MX: t.name, IP: hostOf(t.addr)}
 	s, err := r.dial(ctx, t)
 	if err != nil {
-		return nil, hop, &failure{hop: hop, text: sessionText(t, err), temporary: true}
+		return nil, hop, sessionFailure(hop, t, err)
 	}
 	if err := s.Hello(ctx); err != nil {
 		s.Close()
-		return nil, hop, &failure{hop: hop, text: sessionText(t, err), temporary: true}
+		return nil, hop, sessionFailure(hop, t, err)
 	}
 	out, err := s.StartTLS(ctx)
 	hop.Outcome, hop.Verdict, hop.judged = out, policy.Evaluate(req, out), true
@@ -314,7 +329,7 @@ func (r *Runner) connect(ctx context.Context, t target, req policy.Requirement) 
 		// Encrypted, then the session broke (EHLO after TLS): nothing
 		// to judge, try the next one.
 		s.Close()
-		return nil, hop, &failure{hop: hop, text: sessionText(t, err), temporary: true}
+		return nil, hop, sessionFailure(hop, t, err)
 	}
 	if !hop.Verdict.MaySend {
 		// SPEC §4: no MAIL FROM on this connection.
@@ -335,11 +350,11 @@ func (r *Runner) connect(ctx context.Context, t target, req policy.Requirement) 
 	r.cfg.Log.Info("TLS failed; retrying in clear for an unenforced recipient", "mx", t.name, "addr", t.addr, "reason", out.Failure)
 	s, err = r.dial(ctx, t)
 	if err != nil {
-		return nil, hop, &failure{hop: hop, text: sessionText(t, err), temporary: true}
+		return nil, hop, sessionFailure(hop, t, err)
 	}
 	if err := s.Hello(ctx); err != nil {
 		s.Close()
-		return nil, hop, &failure{hop: hop, text: sessionText(t, err), temporary: true}
+		return nil, hop, sessionFailure(hop, t, err)
 	}
 	clear := policy.Outcome{Failure: out.Failure}
 	hop.Outcome, hop.Verdict = clear, policy.Evaluate(req, clear)
@@ -368,47 +383,58 @@ func (r *Runner) transact(ctx context.Context, cn *conn, env *spool.Envelope, g 
 		r.cache.discard(ctx, cn, false)
 	}()
 	t := target{name: hop.MX, addr: s.Addr()}
+	// RFC 3461 §5.2.2: NOTIFY goes on only to a hop that offers DSN;
+	// otherwise a NOTIFY=SUCCESS recipient gets our "relayed" report.
+	offersDSN := s.Supports("DSN")
 	res := make([]Result, len(g.rcpts))
 	for i, rc := range g.rcpts {
-		res[i] = Result{Rcpt: rc, Hop: hop}
+		res[i] = Result{Rcpt: rc, Hop: hop, DSNOffered: offersDSN}
 		if !hop.Verdict.Met {
 			res[i].Diagnostic = hop.Verdict.Diagnostic
 		}
 	}
-	setAll := func(k Kind, text string) []Result {
+	setAll := func(k Kind, text string, remote bool) []Result {
 		for i := range res {
-			res[i].Kind, res[i].Reply = k, text
+			res[i].Kind, res[i].Reply, res[i].RemoteReply = k, text, remote
 		}
 		return res
 	}
-	opts := smtpclient.MailOptions{Size: env.Size, SMTPUTF8: env.SMTPUTF8, Body8BIT: env.Body8Bit}
+	opts := smtpclient.MailOptions{Size: env.Size, SMTPUTF8: env.SMTPUTF8, Body8BIT: env.Body8Bit,
+		Ret: env.DSNRet, EnvID: env.DSNEnvID}
 	from := env.From
 	if m, err := storedMailbox(from); err == nil {
 		from = m.String()
 	} // else "" (the null sender) or unreadable: Envelope refuses it
-	mailRep, replies, err := s.Envelope(ctx, from, opts, g.wire)
+	rcpts := make([]smtpclient.Recipient, len(g.wire))
+	for i, w := range g.wire {
+		rcpts[i] = smtpclient.Recipient{Addr: w, Notify: g.notify[i], ORcpt: g.orcpt[i]}
+	}
+	mailRep, replies, err := s.EnvelopeTo(ctx, from, opts, rcpts)
 	if e := (*smtpclient.Error)(nil); errors.As(err, &e) && e.Step == "RSET" {
-		return nil, &failure{hop: hop, text: sessionText(t, err), temporary: true, stale: true}
+		f := sessionFailure(hop, t, err)
+		f.stale = true
+		return nil, f
 	}
 	if err != nil {
 		if errors.Is(err, smtpclient.ErrSMTPUTF8) {
-			return setAll(KindBounced, fmt.Sprintf(diagSMTPUTF8, smtpclient.ErrSMTPUTF8)), nil
+			return setAll(KindBounced, fmt.Sprintf(diagSMTPUTF8, smtpclient.ErrSMTPUTF8), false), nil
 		}
 		if rep, ok := smtpclient.ReplyOf(err); ok && rep.Code != 421 {
 			s.Quit(ctx)
 			// RFC 5321 §4.2.5 / §6.1: a reply to MAIL decides for the
 			// whole transaction: 5xx returns, 4xx retries.
 			if rep.Permanent() {
-				return setAll(KindBounced, rep.String()), nil
+				return setAll(KindBounced, rep.String(), true), nil
 			}
-			return setAll(KindDeferred, rep.String()), nil
+			return setAll(KindDeferred, rep.String(), true), nil
 		}
 		if !smtpclient.IsTemporary(err) {
-			return setAll(KindBounced, sessionText(t, err)), nil
+			f := sessionFailure(hop, t, err)
+			return setAll(KindBounced, f.text, f.remote), nil
 		}
 		// 421 or a broken connection before DATA: nothing was handed
 		// over, another MX may do better.
-		return nil, &failure{hop: hop, text: sessionText(t, err), temporary: true}
+		return nil, sessionFailure(hop, t, err)
 	}
 	_ = mailRep
 	var accepted []int
@@ -424,9 +450,9 @@ func (r *Runner) transact(ctx context.Context, cn *conn, env *spool.Envelope, g 
 		case rep.Code/100 == 2:
 			accepted = append(accepted, i)
 		case rep.Permanent():
-			res[i].Kind, res[i].Reply = KindBounced, rep.String()
+			res[i].Kind, res[i].Reply, res[i].RemoteReply = KindBounced, rep.String(), true
 		default:
-			res[i].Kind, res[i].Reply = KindDeferred, rep.String()
+			res[i].Kind, res[i].Reply, res[i].RemoteReply = KindDeferred, rep.String(), true
 		}
 	}
 	if len(accepted) == 0 {
@@ -448,22 +474,20 @@ func (r *Runner) transact(ctx context.Context, cn *conn, env *spool.Envelope, g 
 	dataRep, err := s.Data(ctx, body)
 	var k Kind
 	var text string
-	switch rep, hasReply := smtpclient.ReplyOf(err); {
+	rep, remote := smtpclient.ReplyOf(err)
+	switch {
 	case err == nil:
-		k, text = KindDelivered, dataRep.String()
-	case hasReply && rep.Permanent():
+		k, text, remote = KindDelivered, dataRep.String(), true
+	case remote && rep.Permanent():
 		k, text = KindBounced, rep.String()
 	default:
 		// 4xx, or the connection broke during or after the body: the
 		// message may or may not have been taken, so it is retried
 		// (RFC 5321 §6.1 prefers a duplicate to a loss).
 		k, text = KindDeferred, sessionText(t, err)
-		if hasReply {
-			text = rep.String()
-		}
 	}
 	for _, i := range accepted {
-		res[i].Kind, res[i].Reply = k, text
+		res[i].Kind, res[i].Reply, res[i].RemoteReply = k, text, remote
 		if k == KindDelivered && hop.Verdict.WouldBounce {
 			res[i].WouldBounce = true
 		}
@@ -471,9 +495,16 @@ func (r *Runner) transact(ctx context.Context, cn *conn, env *spool.Envelope, g 
 	// A reply to "." (any code) leaves the session between transactions
 	// (RFC 5321 §4.1.1.4).
 	// A 421 closes the session (RFC 5321 §3.8).
-	rep, hasReply := smtpclient.ReplyOf(err)
-	reusable = err == nil || (hasReply && rep.Code != 421 && !s.Closed())
+	reusable = err == nil || (remote && rep.Code != 421 && !s.Closed())
 	return res, nil
+}
+
+// sessionFailure is a temporary failure of a session at hop; remote when
+// the host replied (a 421, a refusing banner) rather than the connection
+// failing.
+func sessionFailure(hop Hop, t target, err error) *failure {
+	_, remote := smtpclient.ReplyOf(err)
+	return &failure{hop: hop, text: sessionText(t, err), temporary: true, remote: remote}
 }
 
 // sessionText says what went wrong with a session, in the words a DSN and

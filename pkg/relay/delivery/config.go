@@ -59,6 +59,12 @@ type Config struct {
 
 	// Hostname is the EHLO name and the DSNs' Reporting-MTA.
 	Hostname string
+	// PolicyFile names the policy file in DSNs ("policy.conf line 3"),
+	// so the sender's administrator finds the entry; "" says "policy".
+	PolicyFile string
+	// MaxReturn caps the message a DSN returns for RET=FULL; a larger
+	// one gets its headers only. Default DefaultMaxReturn.
+	MaxReturn int64
 	// RootCAs verify peers for verify=cert; nil means the system roots.
 	RootCAs *x509.CertPool
 	// Routes send a domain (and its subdomains) to a fixed host:port
@@ -125,6 +131,9 @@ const (
 	DefaultMaxConnections    = 100 // Postfix default_process_limit
 	DefaultMaxPerDestination = 20  // Postfix default_destination_concurrency_limit
 	DefaultDrainTimeout      = 30 * time.Second
+	// DefaultMaxReturn: a DSN with more than 10 MiB of returned message
+	// would itself be refused by many servers; the headers say enough.
+	DefaultMaxReturn = 10 << 20
 )
 
 func (c *Config) withDefaults() error {
@@ -142,6 +151,9 @@ func (c *Config) withDefaults() error {
 	}
 	if c.MXPort == 0 {
 		c.MXPort = 25
+	}
+	if c.MaxReturn <= 0 {
+		c.MaxReturn = DefaultMaxReturn
 	}
 	if c.QueueLifetime <= 0 {
 		c.QueueLifetime = DefaultQueueLifetime

@@ -77,7 +77,7 @@ func newHarness(t *testing.T, pol string, tweak func(*Config)) *harness {
 	t.Cleanup(func() { al.Close() })
 	cfg := Config{
 		Spool: sp, Policy: h.pol.Load, Resolver: h.res, Audit: al,
-		Hostname: "relay.test", RootCAs: h.ca.Pool(),
+		Hostname: "relay.test", RootCAs: h.ca.Pool(), PolicyFile: "policy.conf",
 		Routes:   map[string]string{},
 		Timeouts: smtpclient.UniformTimeouts(5 * time.Second),
 		Backoff:  []time.Duration{time.Hour},
@@ -274,18 +274,24 @@ func TestEnforcedWithoutSTARTTLSBounces(t *testing.T) {
 	if d.From != "" || len(d.Rcpts) != 1 || d.Rcpts[0] != "alice@corp.test" {
 		t.Fatalf("DSN envelope = %q → %v", d.From, d.Rcpts)
 	}
-	for _, want := range []string{
-		"report-type=delivery-status",
-		"Final-Recipient: rfc822; bob@partner.test",
-		"Action: failed",
-		"Status: 5.7.0",
-		"Remote-MTA: dns; 127.0.0.1",
-		"Diagnostic-Code: smtp; 503 5.7.0 encryption too weak 0 less than 112",
-		"Subject: test", // the original headers
+	rep := parseReport(t, d.Data)
+	rc := rep.rcpt(t, "bob@partner.test")
+	for k, want := range map[string]string{
+		"Action":          "failed",
+		"Status":          "5.7.0",
+		"Diagnostic-Code": "smtp; 503 5.7.0 encryption too weak 0 less than 112",
+		// SPEC §4: the MX sent no such reply; the gateway refused.
+		"Remote-MTA": "",
 	} {
-		if !strings.Contains(d.Data, want) {
-			t.Errorf("DSN lacks %q:\n%s", want, d.Data)
+		if got := rc.Get(k); got != want {
+			t.Errorf("DSN %s = %q, want %q", k, got, want)
 		}
+	}
+	if !strings.Contains(rep.humanText(), "the gateway's TLS policy entry 'partner.test' (policy.conf line 1) requires") {
+		t.Errorf("human part does not name the policy entry:\n%s", rep.human)
+	}
+	if !strings.Contains(string(rep.original), "Subject: test") {
+		t.Errorf("original headers %q", rep.original)
 	}
 }
 

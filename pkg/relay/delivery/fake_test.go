@@ -20,6 +20,8 @@ type fakeMX struct {
 
 	// TLS, when set, makes the server offer STARTTLS.
 	TLS *tls.Config
+	// DSN makes the server offer DSN (RFC 3461).
+	DSN bool
 	// StartTLSReply replaces "220 2.0.0 Ready to start TLS".
 	StartTLSReply string
 	// Inject is sent right after the 220 to STARTTLS, before the handshake.
@@ -35,12 +37,13 @@ type fakeMX struct {
 	// a restart while the relay kept the connection cached.
 	HangUp *string
 
-	mu    sync.Mutex
-	mails int           // MAIL commands seen
-	rsets int           // RSET commands seen
-	conns int           // connections accepted
-	msgs  []fakeMessage // messages accepted after DATA
-	rcpts []string      // RCPT command lines as received
+	mu        sync.Mutex
+	mails     int           // MAIL commands seen
+	rsets     int           // RSET commands seen
+	conns     int           // connections accepted
+	msgs      []fakeMessage // messages accepted after DATA
+	rcpts     []string      // RCPT command lines as received
+	mailLines []string      // MAIL command lines as received
 }
 
 type fakeMessage struct {
@@ -103,6 +106,13 @@ func (f *fakeMX) RcptLines() []string {
 	return append([]string(nil), f.rcpts...)
 }
 
+// MailLines are the MAIL commands received, as sent.
+func (f *fakeMX) MailLines() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.mailLines...)
+}
+
 func (f *fakeMX) Messages() []fakeMessage {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -137,6 +147,9 @@ func (f *fakeMX) serve(c net.Conn) {
 		switch {
 		case strings.HasPrefix(verb, "EHLO"):
 			ext := []string{"250-fake.test", "250-PIPELINING", "250-8BITMIME", "250-SIZE 10000000"}
+			if f.DSN {
+				ext = append(ext, "250-DSN")
+			}
 			if f.TLS != nil && state == nil {
 				ext = append(ext, "250-STARTTLS")
 			}
@@ -165,6 +178,7 @@ func (f *fakeMX) serve(c net.Conn) {
 		case strings.HasPrefix(verb, "MAIL FROM:"):
 			f.mu.Lock()
 			f.mails++
+			f.mailLines = append(f.mailLines, line)
 			f.mu.Unlock()
 			cur = fakeMessage{From: addrArg(line), TLS: state}
 			if f.MailReply != "" {

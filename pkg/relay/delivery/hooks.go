@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
+	"strings"
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/relay/dsn"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
 )
@@ -111,16 +114,33 @@ func (r *Runner) warnDelayed(env *spool.Envelope, now time.Time) bool {
 		return false
 	}
 	var delayed []dsn.Recipient
+	var pol *policy.Policy
 	for _, rc := range env.Recipients {
-		if rc.State == spool.Pending && rc.Attempts > 0 {
-			delayed = append(delayed, dsn.Recipient{
-				Address: rc.Address, Action: dsn.Delayed, Diagnostic: rc.LastReply,
-				LastAttempt: now, WillRetryUntil: expires,
-			})
+		// RFC 3461 §4.1: only for recipients whose NOTIFY asks for
+		// delays (the default does; NEVER or a list without DELAY not).
+		if rc.State != spool.Pending || rc.Attempts == 0 || !dsn.Wants(rc.Notify, dsn.Delayed) {
+			continue
 		}
+		d := dsn.Recipient{
+			Address: rc.Address, ORcpt: rc.ORcpt, Action: dsn.Delayed, Diagnostic: rc.LastReply,
+			LastAttempt: now, WillRetryUntil: expires,
+		}
+		// A pending recipient whose last reply is a 5xx was held back
+		// by the gateway's own policy (on-fail=defer): a remote 5xx
+		// returns it at once. Name the entry in force.
+		if code, _, _ := dsn.SplitReply(rc.LastReply); code >= 500 {
+			if m, err := storedMailbox(rc.Address); err == nil {
+				if pol == nil {
+					pol = r.cfg.Policy()
+				}
+				req := pol.LookupMailbox(m).Requirement()
+				d.Policy = &dsn.PolicyRefusal{File: r.cfg.PolicyFile, Entry: req.Target, Line: req.Line}
+			}
+		}
+		delayed = append(delayed, d)
 	}
 	if len(delayed) == 0 {
-		return false // not tried yet: nothing to say about a delay
+		return false // not tried yet, or nobody asked: nothing to say
 	}
 	if err := r.queueDSN(env, delayed, now); err != nil {
 		r.cfg.Log.Error("queueing a delay DSN", "id", env.ID, "err", err)
@@ -151,13 +171,35 @@ func (r *Runner) forceNow(id string) {
 // recipients final afterwards. A message with the null sender is never
 // answered (RFC 5321 §4.5.5): the caller must not call this for one.
 func ReturnToSender(sp *spool.Spool, hostname string, env *spool.Envelope, rcpts []dsn.Recipient, now time.Time) (*spool.Envelope, error) {
+	return returnToSender(sp, hostname, DefaultMaxReturn, env, rcpts, now)
+}
+
+func returnToSender(sp *spool.Spool, hostname string, maxReturn int64, env *spool.Envelope, rcpts []dsn.Recipient, now time.Time) (*spool.Envelope, error) {
 	if env.From == "" {
 		return nil, errors.New("delivery: a message with the null sender is never returned")
 	}
-	msg, err := dsn.Build(dsn.Report{
+	rep := dsn.Report{
 		Hostname: hostname, To: env.From, QueueID: env.ID, OriginalMessageID: env.MessageID,
-		Arrival: env.Arrival, Recipients: rcpts, Headers: headerBlock(sp, env.ID), Now: now,
-	})
+		EnvID: env.DSNEnvID, Arrival: env.Arrival, Recipients: rcpts, Now: now,
+		Global: env.SMTPUTF8,
+	}
+	// RFC 3461 §4.3: RET=FULL returns the message, up to maxReturn. RFC
+	// 8689 §5: a REQUIRETLS message is returned as if RET=HDRS, since the
+	// report may travel where the message could not.
+	full := strings.EqualFold(env.DSNRet, "FULL") && !env.RequireTLS
+	switch {
+	case full && env.Size > maxReturn:
+		rep.TooLarge = maxReturn
+	case full:
+		// Unreadable (or larger than stored): the headers, below.
+		if msg, err := wholeBody(sp, env.ID, maxReturn); err == nil {
+			rep.Return, rep.Original = dsn.ReturnFull, msg
+		}
+	}
+	if rep.Original == nil {
+		rep.Original = headerBlock(sp, env.ID)
+	}
+	msg, err := dsn.Build(rep)
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +214,24 @@ func ReturnToSender(sp *spool.Spool, hostname string, env *spool.Envelope, rcpts
 		return nil, err
 	}
 	return d, nil
+}
+
+// wholeBody is the stored message, for RET=FULL; an error when it cannot
+// be read or is larger than limit (stored sizes can be wrong).
+func wholeBody(sp *spool.Spool, id string, limit int64) ([]byte, error) {
+	body, err := sp.Body(id)
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	b, err := io.ReadAll(io.LimitReader(body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("message larger than %d octets", limit)
+	}
+	return b, nil
 }
 
 // headerBlock is the stored message's header block, for a DSN's

@@ -436,6 +436,8 @@ func groupRecipients(env *spool.Envelope, pol *policy.Policy, now time.Time, for
 		}
 		gs[i].rcpts = append(gs[i].rcpts, rc.Address)
 		gs[i].wire = append(gs[i].wire, m.String())
+		gs[i].notify = append(gs[i].notify, rc.Notify)
+		gs[i].orcpt = append(gs[i].orcpt, rc.ORcpt)
 	}
 	return gs
 }
@@ -499,8 +501,9 @@ type message struct {
 	r   *Runner
 	mu  sync.Mutex
 	env *spool.Envelope
-	// failed are recipients to report in this attempt's DSN.
-	failed []dsn.Recipient
+	// returned are the recipients returned in this attempt, to mark
+	// final and, where their NOTIFY wants it, to report in its DSN.
+	returned []returned
 	// unstored: the final state is only in memory; the message must be
 	// removed (or, failing that, its envelope written).
 	unstored bool
@@ -517,6 +520,12 @@ func (m *message) rcpt(addr string) *spool.Recipient {
 	return nil
 }
 
+// returned is a recipient returned to the sender in this attempt.
+type returned struct {
+	dsn.Recipient
+	report bool // its NOTIFY asks for a failure report (RFC 3461 §4.1)
+}
+
 // record applies a group's results to the envelope, stores it and writes
 // the audit lines.
 func (m *message) record(ctx context.Context, g group, res []Result) {
@@ -527,6 +536,7 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 	env := m.env
 	expires := env.Arrival.Add(r.cfg.QueueLifetime)
 	recs := make([]audit.Record, 0, len(res))
+	var relayed []dsn.Recipient
 	for _, x := range res {
 		rc := m.rcpt(x.Rcpt)
 		if rc == nil {
@@ -547,9 +557,17 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 				event = audit.WouldBounce
 				r.stats.wouldBounce.Add(1)
 			}
+			// RFC 3461 §5.2.2: past a hop without DSN, NOTIFY=SUCCESS
+			// is answered with "relayed", as nothing further will come.
+			if !x.DSNOffered && dsn.Wants(rc.Notify, dsn.Relayed) {
+				relayed = append(relayed, dsn.Recipient{
+					Address: rc.Address, ORcpt: rc.ORcpt, Action: dsn.Relayed,
+					RemoteMTA: x.Hop.MX, Diagnostic: x.Reply, LastAttempt: now,
+				})
+			}
 		case KindBounced:
 			event = audit.Bounced
-			m.returnRcpt(rc, x, "", now)
+			m.returnRcpt(rc, x, g, "", now)
 		case KindDeferred:
 			if !now.Before(expires) {
 				// RFC 3463 4.4.7: the queue lifetime ran out. A 5xx
@@ -561,7 +579,7 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 					status = ""
 				}
 				event = audit.Bounced
-				m.returnRcpt(rc, x, status, now)
+				m.returnRcpt(rc, x, g, status, now)
 				break
 			}
 			rc.NextAttempt = now.Add(r.cfg.backoff(rc.Attempts))
@@ -576,6 +594,14 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 		if err := r.cfg.Audit.Write(recs...); err != nil {
 			r.cfg.Log.Error("writing the audit log; the message stays queued", "id", env.ID, "err", err)
 			m.unaudited = true
+		}
+	}
+	// The "relayed" report is spooled before the envelope says
+	// delivered: a crash in between costs a second delivery and report,
+	// never the report. A failure to spool it loses only the report.
+	if len(relayed) > 0 && env.From != "" {
+		if err := r.queueDSN(env, relayed, now); err != nil {
+			r.cfg.Log.Error("queueing a relayed DSN; the sender is not told", "id", env.ID, "err", err)
 		}
 	}
 	if !env.Pending() {
@@ -598,18 +624,25 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 	}
 }
 
-// returnRcpt notes a recipient for this attempt's DSN. It stays pending
-// until the DSN is queued (finish).
-func (m *message) returnRcpt(rc *spool.Recipient, x Result, status string, now time.Time) {
+// returnRcpt notes a recipient returned in this attempt. It stays pending
+// until its DSN is queued (finish).
+func (m *message) returnRcpt(rc *spool.Recipient, x Result, g group, status string, now time.Time) {
 	m.r.stats.bounced.Add(1)
-	m.failed = append(m.failed, dsn.Recipient{
+	d := dsn.Recipient{
 		Address:     rc.Address,
+		ORcpt:       rc.ORcpt,
 		Action:      dsn.Failed,
 		Status:      status,
-		RemoteMTA:   x.Hop.MX,
 		Diagnostic:  x.Reply,
 		LastAttempt: now,
-	})
+	}
+	if x.RemoteReply {
+		d.RemoteMTA = x.Hop.MX
+	}
+	if x.Refused {
+		d.Policy = &dsn.PolicyRefusal{File: m.r.cfg.PolicyFile, Entry: g.req.Target, Line: g.req.Line, Host: x.Hop.MX}
+	}
+	m.returned = append(m.returned, returned{Recipient: d, report: dsn.Wants(rc.Notify, dsn.Failed)})
 	rc.NextAttempt = time.Time{}
 }
 
@@ -620,21 +653,33 @@ func (m *message) finish() {
 	env := m.env
 	now := r.cfg.Now()
 	changed := false
-	if len(m.failed) > 0 {
-		if env.From == "" {
+	if len(m.returned) > 0 {
+		var report []dsn.Recipient
+		for _, f := range m.returned {
+			if f.report {
+				report = append(report, f.Recipient)
+			}
+		}
+		switch {
+		case env.From == "":
 			// RFC 5321 §4.5.5 / RFC 3464: a DSN is never answered by
 			// another; its failure is in the log and the audit log.
 			r.cfg.Log.Warn("undeliverable message with the null sender dropped", "id", env.ID, "dsn_of", env.DSNOf)
-		} else if err := r.queueDSN(env, m.failed, now); err != nil {
-			r.cfg.Log.Error("queueing a DSN; the recipients stay queued", "id", env.ID, "err", err)
-			for _, f := range m.failed {
-				if rc := m.rcpt(f.Address); rc != nil {
-					rc.NextAttempt = now.Add(r.cfg.backoff(1))
+		case len(report) == 0:
+			// RFC 3461 §4.1: NOTIFY=NEVER, or a list without FAILURE.
+			r.cfg.Log.Info("no DSN: the sender's NOTIFY excludes failures", "id", env.ID, "recipients", len(m.returned))
+		default:
+			if err := r.queueDSN(env, report, now); err != nil {
+				r.cfg.Log.Error("queueing a DSN; the recipients stay queued", "id", env.ID, "err", err)
+				for _, f := range m.returned {
+					if rc := m.rcpt(f.Address); rc != nil {
+						rc.NextAttempt = now.Add(r.cfg.backoff(1))
+					}
 				}
+				m.returned = nil
 			}
-			m.failed = nil
 		}
-		for _, f := range m.failed {
+		for _, f := range m.returned {
 			if rc := m.rcpt(f.Address); rc != nil {
 				rc.State = spool.Bounced
 				if f.Status == "4.4.7" {
@@ -662,7 +707,7 @@ const maxHeaders = 64 << 10
 // queueDSN builds a report on env for rcpts and spools it with the null
 // sender, to the original sender.
 func (r *Runner) queueDSN(env *spool.Envelope, rcpts []dsn.Recipient, now time.Time) error {
-	d, err := ReturnToSender(r.cfg.Spool, r.cfg.Hostname, env, rcpts, now)
+	d, err := returnToSender(r.cfg.Spool, r.cfg.Hostname, r.cfg.MaxReturn, env, rcpts, now)
 	if err != nil {
 		return err
 	}

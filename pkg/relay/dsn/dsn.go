@@ -1,6 +1,7 @@
-// Package dsn builds delivery status notifications: the non-delivery and
-// delay reports the relay returns to a message's sender (RFC 3464, carried
-// in a multipart/report of RFC 6522).
+// Package dsn builds delivery status notifications: the non-delivery,
+// delay and "relayed" reports the relay returns to a message's sender
+// (RFC 3464, carried in a multipart/report of RFC 6522; RFC 6533's
+// message/global-delivery-status for SMTPUTF8 mail).
 //
 // The builder is total: whatever bytes the diagnostics, addresses or the
 // original headers hold, the result is a well-formed MIME message. Values
@@ -28,18 +29,31 @@ const (
 	Failed Action = "failed"
 	// Delayed: not delivered yet, still being retried.
 	Delayed Action = "delayed"
+	// Relayed: handed to a next hop that does not offer DSN, so no
+	// further notification will come (RFC 3461 §5.2.2, RFC 3464 §2.3.3);
+	// sent only when the client asked NOTIFY=SUCCESS.
+	Relayed Action = "relayed"
 )
 
 // Recipient is the per-recipient part of a report.
 type Recipient struct {
 	Address string // the envelope recipient (Final-Recipient)
-	Action  Action
+	// ORcpt is the client's ORCPT as stored, "addr-type;address" with the
+	// address decoded (RFC 3461 §4.2): Original-Recipient (RFC 3464
+	// §2.3.1). "" when the client sent none.
+	ORcpt  string
+	Action Action
 	// Status is the RFC 3463 code; empty means: take it from Diagnostic's
 	// enhanced status code, else from its reply code class.
 	Status string
-	// RemoteMTA is the MX host that gave the diagnostic; empty when the
-	// failure happened before any MX answered (e.g. null MX, DNS).
+	// RemoteMTA is the host that sent the reply in Diagnostic; empty when
+	// no host did: DNS, null MX, a connection failure, or the gateway's
+	// own refusal (SPEC §4: Remote-MTA only for a host that replied).
 	RemoteMTA string
+	// Policy is set when the gateway's TLS policy refused the delivery:
+	// the human part then names the entry and says the refusal was the
+	// gateway's, not the partner server's.
+	Policy *PolicyRefusal
 	// Diagnostic is the SMTP reply (a remote's, or the relay's own policy
 	// text such as "503 5.7.0 encryption too weak 0 less than 112"). Text
 	// that does not start with a reply code is reported as X-smgctl.
@@ -48,6 +62,26 @@ type Recipient struct {
 	// WillRetryUntil is reported for delayed recipients (RFC 3464 §2.3.9).
 	WillRetryUntil time.Time
 }
+
+// PolicyRefusal names the policy entry whose requirement stopped a
+// delivery and the host that did not meet it.
+type PolicyRefusal struct {
+	File  string // the policy file's name, e.g. "policy.conf"; "" if unknown
+	Entry string // the entry's key ("partner.com", "*")
+	Line  int    // its line in the file
+	// Host is the MX host (or route) that was judged; "" if none.
+	Host string
+}
+
+// Return says what of the original message a report carries.
+type Return uint8
+
+const (
+	// ReturnHeaders: the header block only (RET=HDRS, or none given).
+	ReturnHeaders Return = iota
+	// ReturnFull: the whole message (RET=FULL, RFC 3461 §4.3).
+	ReturnFull
+)
 
 // Report is everything a DSN says about one message.
 type Report struct {
@@ -58,11 +92,25 @@ type Report struct {
 	QueueID string
 	// OriginalMessageID links the report to the message (In-Reply-To).
 	OriginalMessageID string
-	Arrival           time.Time
-	Recipients        []Recipient
-	// Headers is the original message's header block; anything after the
-	// first empty line is ignored.
-	Headers []byte
+	// EnvID is the client's ENVID, decoded (RFC 3461 §4.4):
+	// Original-Envelope-Id (RFC 3464 §2.2.1). "" when none.
+	EnvID      string
+	Arrival    time.Time
+	Recipients []Recipient
+	// Return selects what Original holds: with ReturnHeaders anything
+	// after the header block is ignored; with ReturnFull the whole
+	// message is returned (message/rfc822, RFC 6522 §3).
+	Return Return
+	// Original is the original message (or at least its header block).
+	Original []byte
+	// TooLarge, when not zero, says RET=FULL was asked but the message was
+	// larger than this cap: only the headers are returned, and the human
+	// part says so.
+	TooLarge int64
+	// Global: the original was sent with SMTPUTF8. The report then uses
+	// RFC 6533's message/global-delivery-status and message/global(-headers)
+	// so that UTF-8 addresses and headers are carried as they are.
+	Global bool
 	// Now is the report's Date; zero means time.Now().
 	Now time.Time
 }
@@ -75,8 +123,9 @@ var ErrNullSender = errors.New("dsn: the message had the null sender; no report 
 type Message struct {
 	Bytes     []byte
 	MessageID string // without angle brackets
-	// EightBit is true when the original headers carry 8-bit bytes, so the
-	// report needs 8BITMIME (RFC 6152) on the way out.
+	// EightBit is true when the report carries 8-bit bytes (the original
+	// message, UTF-8 fields of a global report), so it needs 8BITMIME
+	// (RFC 6152) on the way out.
 	EightBit bool
 	// UTF8 is true when the recipient address is not ASCII, so the report
 	// needs SMTPUTF8 (RFC 6531).
@@ -115,12 +164,7 @@ func Build(r Report) (*Message, error) {
 	boundary := "smgctl-dsn-" + tok
 	m := &Message{MessageID: msgID}
 
-	delayed := true
-	for _, rc := range r.Recipients {
-		if rc.Action != Delayed {
-			delayed = false
-		}
-	}
+	kind := kindOf(r.Recipients)
 	to := fieldSafe(r.To)
 	m.UTF8 = !isASCII(to)
 
@@ -129,11 +173,7 @@ func Build(r Report) (*Message, error) {
 	hdr("Date", now.Format(time.RFC1123Z))
 	hdr("From", "MAILER-DAEMON@"+mailHost+" (Mail Delivery System)")
 	hdr("To", "<"+to+">")
-	if delayed {
-		hdr("Subject", "Delayed Mail (still being retried)")
-	} else {
-		hdr("Subject", "Undelivered Mail Returned to Sender")
-	}
+	hdr("Subject", kind.subject())
 	hdr("Message-ID", "<"+msgID+">")
 	if id := fieldSafe(r.OriginalMessageID); id != "" && isASCII(id) {
 		id = "<" + strings.Trim(id, "<>") + ">"
@@ -147,35 +187,55 @@ func Build(r Report) (*Message, error) {
 	hdr("Content-Type", `multipart/report; report-type=delivery-status; boundary="`+boundary+`"`)
 	b.WriteString("\r\nThis is a MIME-encapsulated message.\r\n")
 
+	// What is returned: RFC 3461 §4.3's RET=FULL gets the whole message,
+	// anything else the header block; a "relayed" or "delayed" report
+	// carries the headers only (RET speaks of failed DSNs).
+	full := r.Return == ReturnFull && kind == reportFailed
+	var orig []byte
+	if full {
+		orig = wholeMessage(r.Original)
+	} else {
+		orig = headerBlock(r.Original)
+	}
+
 	// Part 1: for the human (RFC 6522 §3: the first part).
 	b.WriteString("\r\n--" + boundary + "\r\n")
 	b.WriteString("Content-Description: Notification\r\n")
 	b.WriteString("Content-Type: text/plain; charset=utf-8\r\n")
 	b.WriteString("Content-Transfer-Encoding: quoted-printable\r\n\r\n")
 	qp := quotedprintable.NewWriter(&b)
-	qp.Write([]byte(strings.ReplaceAll(humanText(r, host, delayed), "\n", "\r\n")))
+	qp.Write([]byte(strings.ReplaceAll(humanText(r, host, kind, full), "\n", "\r\n")))
 	qp.Close()
 	b.WriteString("\r\n")
 
-	// Part 2: for the machine (RFC 3464 §2).
+	// Part 2: for the machine (RFC 3464 §2; RFC 6533 §6 for the global
+	// form, whose fields may carry UTF-8 as it is).
 	b.WriteString("\r\n--" + boundary + "\r\n")
 	b.WriteString("Content-Description: Delivery report\r\n")
-	b.WriteString("Content-Type: message/delivery-status\r\n\r\n")
+	if r.Global {
+		b.WriteString("Content-Type: message/global-delivery-status\r\n\r\n")
+	} else {
+		b.WriteString("Content-Type: message/delivery-status\r\n\r\n")
+	}
 	hdr("Reporting-MTA", "dns; "+host)
 	if id := fieldSafe(r.QueueID); id != "" {
 		hdr("X-Smgctl-Queue-ID", id)
+	}
+	if id := fieldSafe(r.EnvID); id != "" {
+		// RFC 3464 §2.2.1: the ENVID as the client gave it (decoded);
+		// it is printable ASCII by RFC 3461 §4.4.
+		hdr("Original-Envelope-Id", toASCII(id))
 	}
 	if !r.Arrival.IsZero() {
 		hdr("Arrival-Date", r.Arrival.Format(time.RFC1123Z))
 	}
 	for _, rc := range r.Recipients {
 		b.WriteString("\r\n")
-		hdr("Final-Recipient", addressField(rc.Address))
-		action := rc.Action
-		if action != Delayed {
-			action = Failed
+		if o := origRcptField(rc.ORcpt, r.Global); o != "" {
+			hdr("Original-Recipient", o)
 		}
-		hdr("Action", string(action))
+		hdr("Final-Recipient", addressField(rc.Address, r.Global))
+		hdr("Action", string(actionOf(rc)))
 		hdr("Status", statusOf(rc))
 		if mta := fieldSafe(rc.RemoteMTA); mta != "" {
 			hdr("Remote-MTA", "dns; "+toASCII(mta))
@@ -186,53 +246,83 @@ func Build(r Report) (*Message, error) {
 		if !rc.LastAttempt.IsZero() {
 			hdr("Last-Attempt-Date", rc.LastAttempt.Format(time.RFC1123Z))
 		}
-		if action == Delayed && !rc.WillRetryUntil.IsZero() {
+		if actionOf(rc) == Delayed && !rc.WillRetryUntil.IsZero() {
 			hdr("Will-Retry-Until", rc.WillRetryUntil.Format(time.RFC1123Z))
 		}
 	}
 
-	// Part 3: the original headers (RFC 6522 §3, text/rfc822-headers).
-	orig, eight := headerBlock(r.Headers)
-	m.EightBit = eight
+	// Part 3: the original (RFC 6522 §3): text/rfc822-headers or
+	// message/rfc822; RFC 6533 §6's message/global-headers and
+	// message/global for SMTPUTF8 mail.
 	b.WriteString("\r\n--" + boundary + "\r\n")
-	b.WriteString("Content-Description: Undelivered Message Headers\r\n")
-	b.WriteString("Content-Type: text/rfc822-headers\r\n")
-	if eight {
+	switch {
+	case full && r.Global:
+		b.WriteString("Content-Description: Undelivered Message\r\n")
+		b.WriteString("Content-Type: message/global\r\n")
+	case full:
+		b.WriteString("Content-Description: Undelivered Message\r\n")
+		b.WriteString("Content-Type: message/rfc822\r\n")
+	case r.Global:
+		b.WriteString("Content-Description: Message Headers\r\n")
+		b.WriteString("Content-Type: message/global-headers\r\n")
+	default:
+		b.WriteString("Content-Description: Message Headers\r\n")
+		b.WriteString("Content-Type: text/rfc822-headers\r\n")
+	}
+	if !isASCIIBytes(orig) {
+		// RFC 2045 §6.4: a message/* part is not encoded; 8bit says
+		// what it carries.
 		b.WriteString("Content-Transfer-Encoding: 8bit\r\n")
 	}
 	b.WriteString("\r\n")
 	b.Write(orig)
 	b.WriteString("\r\n--" + boundary + "--\r\n")
 	m.Bytes = b.Bytes()
+	m.EightBit = !isASCIIBytes(m.Bytes)
 	return m, nil
 }
 
-func humanText(r Report, host string, delayed bool) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "This is the mail system at host %s.\n\n", host)
-	if delayed {
-		b.WriteString("####################################################################\n")
-		b.WriteString("# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\n")
-		b.WriteString("####################################################################\n\n")
-		b.WriteString("Your message could not be delivered yet to one or more recipients.\n")
-		b.WriteString("It will be retried until it is delivered or its time runs out.\n\n")
-	} else {
-		b.WriteString("I'm sorry to have to inform you that your message could not\n")
-		b.WriteString("be delivered to one or more recipients. It's attached below.\n\n")
+// reportKind is what a report is about, for its subject and wording.
+type reportKind uint8
+
+const (
+	reportFailed  reportKind = iota // at least one recipient failed
+	reportDelayed                   // every recipient is delayed
+	reportRelayed                   // every recipient was relayed
+)
+
+func kindOf(rcpts []Recipient) reportKind {
+	delayed, relayed := true, true
+	for _, rc := range rcpts {
+		a := actionOf(rc)
+		delayed = delayed && a == Delayed
+		relayed = relayed && a == Relayed
 	}
-	for _, rc := range r.Recipients {
-		addr := strings.ToValidUTF8(oneLine(rc.Address), "?")
-		diag := strings.ToValidUTF8(oneLine(rc.Diagnostic), "?")
-		switch {
-		case rc.RemoteMTA != "" && diag != "":
-			fmt.Fprintf(&b, "<%s>: host %s: %s\n", addr, strings.ToValidUTF8(oneLine(rc.RemoteMTA), "?"), diag)
-		case diag != "":
-			fmt.Fprintf(&b, "<%s>: %s\n", addr, diag)
-		default:
-			fmt.Fprintf(&b, "<%s>: %s\n", addr, rc.Action)
-		}
+	switch {
+	case delayed:
+		return reportDelayed
+	case relayed:
+		return reportRelayed
 	}
-	return b.String()
+	return reportFailed
+}
+
+func (k reportKind) subject() string {
+	switch k {
+	case reportDelayed:
+		return "Delayed Mail (still being retried)"
+	case reportRelayed:
+		return "Successful Mail Delivery Report"
+	}
+	return "Undelivered Mail Returned to Sender"
+}
+
+// actionOf is the recipient's action; anything unknown is "failed".
+func actionOf(rc Recipient) Action {
+	if rc.Action == Delayed || rc.Action == Relayed {
+		return rc.Action
+	}
+	return Failed
 }
 
 // statusOf is the RFC 3463 code: the one given, else the diagnostic's
@@ -250,6 +340,8 @@ func statusOf(rc Recipient) string {
 		return "5.0.0"
 	case code >= 400:
 		return "4.0.0"
+	case code >= 200 && code < 300, rc.Action == Relayed:
+		return "2.0.0"
 	case rc.Action == Delayed:
 		return "4.0.0"
 	}
@@ -304,13 +396,46 @@ func diagnosticField(d string) string {
 }
 
 // addressField is "rfc822; addr" for ASCII addresses and RFC 6533's
-// "utf-8; " with \x{HEX} escapes otherwise, so the field stays 7-bit.
-func addressField(a string) string {
+// "utf-8; " otherwise: with \x{HEX} escapes so the field stays 7-bit,
+// or as it is in a global report (RFC 6533 §3, utf-8-addr-unitext).
+func addressField(a string, global bool) string {
 	a = fieldSafe(a)
-	if isASCII(a) {
+	switch {
+	case isASCII(a):
 		return "rfc822; " + a
+	case global:
+		return "utf-8; " + a
 	}
 	return "utf-8; " + toASCII(a)
+}
+
+// origRcptField renders a stored ORCPT ("addr-type;address") as RFC 3464
+// §2.3.1's Original-Recipient value. A non-ASCII address is given the
+// utf-8 type, escaped unless the report is global (RFC 6533 §3).
+func origRcptField(orcpt string, global bool) string {
+	typ, addr, ok := strings.Cut(orcpt, ";")
+	typ, addr = fieldSafe(typ), fieldSafe(addr)
+	if !ok || !isAtom(typ) || addr == "" {
+		return ""
+	}
+	if isASCII(addr) {
+		return strings.ToLower(typ) + "; " + addr
+	}
+	if global {
+		return "utf-8; " + addr
+	}
+	return "utf-8; " + toASCII(addr)
+}
+
+// isAtom: an addr-type is an RFC 3461 atom of letters, digits and "-".
+func isAtom(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isDigit(c) && (c|0x20 < 'a' || c|0x20 > 'z') && c != '-' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // toASCII keeps printable ASCII and writes anything else as RFC 6533's
@@ -368,27 +493,23 @@ func oneLine(s string) string {
 }
 
 // headerBlock returns the original header section with CRLF line ends, up
-// to (not including) the first empty line, and whether it has 8-bit bytes.
-// Bare CR and NUL are dropped: they have no place in RFC 5322 text.
-func headerBlock(h []byte) ([]byte, bool) {
+// to (not including) the first empty line. Bare CR and NUL are dropped:
+// they have no place in RFC 5322 text.
+func headerBlock(h []byte) []byte {
 	var out bytes.Buffer
-	eight := false
 	lineLen := 0
 	for i := 0; i < len(h); i++ {
 		c := h[i]
 		switch {
 		case c == '\n':
 			if lineLen == 0 {
-				return finishHeaders(&out), eight
+				return finishHeaders(&out)
 			}
 			out.WriteString("\r\n")
 			lineLen = 0
 		case c == '\r' || c == 0:
 			continue
 		default:
-			if c >= 0x80 {
-				eight = true
-			}
 			// RFC 5322 §2.1.1: 998 octets per line at most; fold by
 			// continuing on a new line that starts with a space.
 			if lineLen >= 990 {
@@ -399,7 +520,33 @@ func headerBlock(h []byte) ([]byte, bool) {
 			lineLen++
 		}
 	}
-	return finishHeaders(&out), eight
+	return finishHeaders(&out)
+}
+
+// wholeMessage is the original message for a message/rfc822 part: every
+// line ending made CRLF (a bare CR or LF ends a line, as the outbound
+// client would send it) and NUL dropped, so the part carries nothing
+// SMTP cannot.
+func wholeMessage(msg []byte) []byte {
+	out := make([]byte, 0, len(msg)+len(msg)/32+2)
+	for i := 0; i < len(msg); i++ {
+		switch c := msg[i]; c {
+		case '\r':
+			out = append(out, '\r', '\n')
+			if i+1 < len(msg) && msg[i+1] == '\n' {
+				i++
+			}
+		case '\n':
+			out = append(out, '\r', '\n')
+		case 0:
+		default:
+			out = append(out, c)
+		}
+	}
+	if len(out) > 0 && !bytes.HasSuffix(out, []byte("\r\n")) {
+		out = append(out, '\r', '\n')
+	}
+	return out
 }
 
 func finishHeaders(b *bytes.Buffer) []byte {
@@ -407,6 +554,15 @@ func finishHeaders(b *bytes.Buffer) []byte {
 		b.WriteString("\r\n")
 	}
 	return b.Bytes()
+}
+
+func isASCIIBytes(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 func isASCII(s string) bool {

@@ -22,7 +22,8 @@ type parsed struct {
 	human    string
 	perMsg   textproto.MIMEHeader
 	perRcpt  []textproto.MIMEHeader
-	headers  []byte
+	headers  []byte // a text/rfc822-headers or message/global-headers part
+	full     []byte // a message/rfc822 or message/global part
 	partType []string
 }
 
@@ -62,7 +63,7 @@ func parse(t testing.TB, raw []byte) parsed {
 				body = dec
 			}
 			p.human = string(body)
-		case "message/delivery-status":
+		case "message/delivery-status", "message/global-delivery-status":
 			r := textproto.NewReader(bufio.NewReader(bytes.NewReader(body)))
 			h, err := r.ReadMIMEHeader()
 			if err != nil && err != io.EOF {
@@ -81,8 +82,10 @@ func parse(t testing.TB, raw []byte) parsed {
 					t.Fatalf("per-recipient fields: %v\n%s", err, body)
 				}
 			}
-		case "text/rfc822-headers":
+		case "text/rfc822-headers", "message/global-headers":
 			p.headers = body
+		case "message/rfc822", "message/global":
+			p.full = body
 		}
 	}
 	return p
@@ -111,7 +114,7 @@ func TestBuildBounce(t *testing.T) {
 			RemoteMTA:   "mx.other.example",
 			LastAttempt: attempt,
 		}},
-		Headers: []byte("From: alice@corp.example\r\nTo: bob@partner.example\r\nSubject: hello\r\nMessage-ID: <orig@corp.example>\r\n\r\nbody must not appear\r\n"),
+		Original: []byte("From: alice@corp.example\r\nTo: bob@partner.example\r\nSubject: hello\r\nMessage-ID: <orig@corp.example>\r\n\r\nbody must not appear\r\n"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +250,7 @@ func TestInjectionContained(t *testing.T) {
 			Diagnostic: "550 5.7.1 no\r\nAction: delivered",
 			RemoteMTA:  "mx\nRemote-MTA: dns; forged",
 		}},
-		Headers: []byte("Subject: x\r\nX-Bad: a\rb\x00c\r\n"),
+		Original: []byte("Subject: x\r\nX-Bad: a\rb\x00c\r\n"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -268,7 +271,7 @@ func TestEightBitAndUTF8(t *testing.T) {
 	m, err := Build(Report{
 		Hostname: "relay", To: "jörg@example.de",
 		Recipients: []Recipient{{Address: "пользователь@пример.рф", Diagnostic: "550 5.1.1 no"}},
-		Headers:    []byte("Subject: Grüße\n"),
+		Original:   []byte("Subject: Grüße\n"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +287,7 @@ func TestEightBitAndUTF8(t *testing.T) {
 
 func TestLongHeaderLineFolded(t *testing.T) {
 	long := "X-Long: " + strings.Repeat("a", 3000) + "\r\n"
-	m, err := Build(Report{Hostname: "h", To: "a@b", Recipients: []Recipient{{Address: "c@d", Diagnostic: strings.Repeat("5", 5000)}}, Headers: []byte(long)})
+	m, err := Build(Report{Hostname: "h", To: "a@b", Recipients: []Recipient{{Address: "c@d", Diagnostic: strings.Repeat("5", 5000)}}, Original: []byte(long)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,11 +307,13 @@ func FuzzBuild(f *testing.F) {
 	f.Fuzz(func(t *testing.T, diag, rcpt, sender, mx, host string, headers []byte) {
 		m, err := Build(Report{
 			Hostname: host, To: sender, QueueID: rcpt, OriginalMessageID: diag, Arrival: time.Unix(0, 0),
+			EnvID: diag, Global: len(host)%2 == 1, Return: Return(len(headers) % 2),
 			Recipients: []Recipient{
-				{Address: rcpt, Action: Failed, RemoteMTA: mx, Diagnostic: diag, LastAttempt: time.Unix(1, 0)},
-				{Address: sender, Action: Delayed, Diagnostic: mx},
+				{Address: rcpt, Action: Failed, RemoteMTA: mx, Diagnostic: diag, LastAttempt: time.Unix(1, 0), ORcpt: mx + ";" + rcpt,
+					Policy: &PolicyRefusal{File: host, Entry: rcpt, Line: len(diag), Host: mx}},
+				{Address: sender, Action: Delayed, Diagnostic: mx, ORcpt: "rfc822;" + diag},
 			},
-			Headers: headers,
+			Original: headers,
 		})
 		if strings.TrimSpace(sender) == "" {
 			if !errors.Is(err, ErrNullSender) {
@@ -341,7 +346,7 @@ func BenchmarkBuild(b *testing.B) {
 	r := Report{
 		Hostname: "relay.corp.example", To: "alice@corp.example", Arrival: time.Now(),
 		Recipients: []Recipient{{Address: "bob@partner.example", Action: Failed, RemoteMTA: "mx1.partner.example", Diagnostic: "503 5.7.0 encryption too weak 0 less than 112"}},
-		Headers:    bytes.Repeat([]byte("Received: from a by b with ESMTPS id x\r\n"), 20),
+		Original:   bytes.Repeat([]byte("Received: from a by b with ESMTPS id x\r\n"), 20),
 	}
 	b.ReportAllocs()
 	for b.Loop() {

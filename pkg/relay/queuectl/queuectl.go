@@ -284,19 +284,24 @@ func (q *Queue) Bounce(ctx context.Context, ids []string) []Result {
 	return q.each(ctx, ids, func(env *spool.Envelope, res *Result) error {
 		now := q.now()
 		a := q.action(ActionReturned, env)
-		var rcpts []dsn.Recipient
+		var rcpts, report []dsn.Recipient
 		for i := range env.Recipients {
 			rc := &env.Recipients[i]
 			if rc.State != spool.Pending {
 				continue
 			}
 			res.Recipients = append(res.Recipients, rc.Address)
-			rcpts = append(rcpts, dsn.Recipient{
-				Address: rc.Address, Action: dsn.Failed, Diagnostic: AdminReturn, LastAttempt: now,
-			})
+			d := dsn.Recipient{
+				Address: rc.Address, ORcpt: rc.ORcpt, Action: dsn.Failed, Diagnostic: AdminReturn, LastAttempt: now,
+			}
+			rcpts = append(rcpts, d)
+			// RFC 3461 §4.1: only those whose NOTIFY asks for failures.
+			if dsn.Wants(rc.Notify, dsn.Failed) {
+				report = append(report, d)
+			}
 		}
-		if len(rcpts) > 0 && env.From != "" {
-			d, err := delivery.ReturnToSender(q.sp, q.Hostname, env, rcpts, now)
+		if len(report) > 0 && env.From != "" {
+			d, err := delivery.ReturnToSender(q.sp, q.Hostname, env, report, now)
 			if err != nil {
 				return err
 			}

@@ -147,6 +147,44 @@ func TestBounceQueuesDSN(t *testing.T) {
 	}
 }
 
+// RFC 3461 §4.1: an operator's bounce reports only on recipients whose
+// NOTIFY asks for failures; the message leaves the queue either way.
+func TestBounceHonoursNotify(t *testing.T) {
+	q, sp, id := newQueue(t, "a@corp.test", "never@p.test", "b@p.test")
+	env, err := sp.Envelope(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Recipients[0].Notify = []string{"NEVER"}
+	env.Recipients[1].ORcpt = "rfc822;B.Orig@corp.test"
+	if err := sp.Update(env); err != nil {
+		t.Fatal(err)
+	}
+	res := q.Bounce(context.Background(), []string{id})
+	if !res[0].Done || res[0].DSN == "" {
+		t.Fatalf("bounce: %+v", res)
+	}
+	var b strings.Builder
+	if _, err := q.Show(res[0].DSN, &b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "never@p.test") || !strings.Contains(b.String(), "Original-Recipient: rfc822; B.Orig@corp.test") {
+		t.Errorf("DSN:\n%s", b.String())
+	}
+	q2, sp2, id2 := newQueue(t, "a@corp.test", "never@p.test")
+	env2, _ := sp2.Envelope(id2)
+	env2.Recipients[0].Notify = []string{"NEVER"}
+	if err := sp2.Update(env2); err != nil {
+		t.Fatal(err)
+	}
+	if res := q2.Bounce(context.Background(), []string{id2}); !res[0].Done || res[0].DSN != "" {
+		t.Errorf("bounce with NOTIFY=NEVER: %+v", res)
+	}
+	if ids, _ := sp2.List(); len(ids) != 0 {
+		t.Errorf("queue after bounce: %v", ids)
+	}
+}
+
 func TestWake(t *testing.T) {
 	dir := t.TempDir()
 	if ok, err := Wake(dir); ok || err != nil {
