@@ -3,6 +3,8 @@ package smtpserver
 import (
 	"strings"
 	"testing"
+
+	"github.com/smgctl/smgctl/pkg/xtext"
 )
 
 func TestParsePathArg(t *testing.T) {
@@ -141,7 +143,7 @@ func TestRcptParams(t *testing.T) {
 
 func TestXtextRoundTrip(t *testing.T) {
 	for _, s := range []string{"", "abc", "a+b=c d\x00\xff", "<id@example.com>"} {
-		enc := EncodeXtext(s)
+		enc := xtext.Encode(s)
 		if dec, err := decodeXtext(enc, false); err != nil || dec != s {
 			t.Errorf("%q: encoded %q, decoded %q %v", s, enc, dec, err)
 		}

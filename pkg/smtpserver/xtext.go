@@ -61,22 +61,6 @@ func hexDigit(c byte) (byte, bool) {
 	return 0, false
 }
 
-// EncodeXtext is decodeXtext's inverse, for passing ENVID and ORCPT on to
-// the next hop (RFC 3461 §4).
-func EncodeXtext(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= '!' && c <= '~' && c != '+' && c != '=' {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('+')
-		b.WriteString(strings.ToUpper(strconv.FormatUint(uint64(c)|0x100, 16)[1:]))
-	}
-	return b.String()
-}
-
 // decodeUTF8Addr undoes RFC 6533 §3's "\x{HEX}" escapes of a utf-8
 // addr-type ORCPT, after xtext decoding.
 func decodeUTF8Addr(s string) (string, error) {
