@@ -20,7 +20,7 @@ type Entry struct {
 
 // String renders the entry as a policy line.
 func (e *Entry) String() string {
-	s := e.Target.Key()
+	s := e.Target.Written()
 	if o := e.Options.String(); o != "" {
 		s = fmt.Sprintf("%-24s %s", s, o)
 	}

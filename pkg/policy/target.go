@@ -45,6 +45,17 @@ func (t Target) Key() string {
 
 func (t Target) String() string { return t.Key() }
 
+// Written is the target as a policy file line starts: the key, except
+// that a local part beginning with '#' is quoted, since '#' at the start
+// of a token opens a comment ("#00"@x is the mailbox #00@x, RFC 5321
+// §4.1.2, and reads back as the same key).
+func (t Target) Written() string {
+	if t.Kind == KindAddress && strings.HasPrefix(t.Local, "#") {
+		return `"` + t.Local + `"@` + t.Domain
+	}
+	return t.Key()
+}
+
 // Display is the key with internationalised domains also shown as U-labels:
 // "xn--bcher-kva.example (bücher.example)".
 func (t Target) Display() string {

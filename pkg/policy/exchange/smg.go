@@ -56,7 +56,7 @@ func WriteSMG(w io.Writer, entries []*policy.Entry) ([]Note, error) {
 				Text: fmt.Sprintf("%s: %s cannot be expressed in the plain list; written with the defaults", e.Target.Display(), o)})
 		}
 		if e.Target.Kind != policy.KindCatchAll {
-			bw.WriteString(e.Target.Key())
+			bw.WriteString(e.Target.Written())
 		}
 		bw.WriteByte('\n')
 	}
