@@ -11,7 +11,7 @@ import (
 func init() { subcommands = append(subcommands, newDocsCmd) }
 
 // newDocsCmd generates reference documentation from the command tree
-// itself, so the man pages cannot drift from the flags (SPEC §5). Shell
+// itself, so the man pages cannot drift from the flags. Shell
 // completion is cobra's own `smgctl completion bash|zsh|fish|powershell`.
 func newDocsCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{

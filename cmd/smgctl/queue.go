@@ -370,7 +370,7 @@ postsuper -d - does.`,
 			}
 		}
 		switch {
-		case badInput: // an ID that is not queued: the caller's input (SPEC §5)
+		case badInput: // an ID that is not queued: the caller's input
 			return &exitError{code: exitUsage}
 		case failed: // e.g. the relay held the message past --wait
 			return checkFailed()
