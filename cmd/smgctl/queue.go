@@ -70,6 +70,15 @@ once (through the spool's "wake" FIFO) to act on it.`,
 	} {
 		c.AddCommand(newQueueActionCmd(open, a))
 	}
+	for _, sub := range c.Commands() {
+		if sub.Name() != "list" {
+			maxArgs := 0
+			if sub.Name() == "show" {
+				maxArgs = 1
+			}
+			sub.ValidArgsFunction = completeQueueIDs(g, open, maxArgs)
+		}
+	}
 	return c
 }
 
