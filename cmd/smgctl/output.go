@@ -1,6 +1,6 @@
 package main
 
-// Shared output helpers for every command (SPEC §5): --output validation,
+// Shared output helpers for every command: --output validation,
 // terminal and NO_COLOR detection, tables, colour and JSON.
 
 import (

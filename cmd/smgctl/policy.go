@@ -286,8 +286,9 @@ func newPolicyRemoveCmd(g *globals) *cobra.Command {
 changes nothing and exits 0, so scripts can run it again safely.`,
 		Example: `  smgctl policy remove partner.com
   smgctl policy remove '*'`,
-		Aliases: []string{"rm"},
-		Args:    cobra.ExactArgs(1),
+		Aliases:           []string{"rm"},
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completePolicyTargets(g, true, 1),
 		RunE: func(c *cobra.Command, args []string) error {
 			t, err := parseTarget(args[0])
 			if err != nil {

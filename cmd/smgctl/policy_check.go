@@ -45,7 +45,8 @@ its line, found in the relay's order: local@domain, the domain, each
 parent domain, then the catch-all *. No entry means opportunistic TLS.`,
 		Example: `  smgctl policy check ceo@sales.partner.com
   smgctl policy check partner.com other.org --output json`,
-		Args: cobra.MinimumNArgs(1),
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completePolicyTargets(g, false, 0),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.check(); err != nil {
 				return err

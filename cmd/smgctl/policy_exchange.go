@@ -33,7 +33,8 @@ left alone. Each change is journaled with action "import".
 
 Formats:
   smg       the vendor's plain list: one domain or address per line; a
-            blank line is the catch-all * (B3)
+            blank line is the catch-all *: TLS with every
+            recipient domain
   json      smgctl's own JSON (policy export --format json); all or nothing
   sendmail  TLS_Rcpt: lines of a Sendmail access file
   postfix   an smtp_tls_policy_maps table

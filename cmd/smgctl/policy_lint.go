@@ -21,7 +21,7 @@ that do nothing or more than intended:
   parse            error: the file does not parse; the relay would refuse it
   redundant        a broader entry with the same options already covers it
   exempts-nothing  mode=off, but no broader entry applies to exempt from
-  catch-all        * requires TLS with every recipient domain (B3)
+  catch-all        * requires TLS with every recipient domain
   public-suffix    an entry for a top-level domain or registry suffix
   weak-bits        bits below RFC 9325's floor of 112
 
@@ -32,7 +32,7 @@ Exit 0 when clean or only warnings, 1 on errors (or on warnings with
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if out.value == "text" {
-				// The name before SPEC §5's table|json; kept so that
+				// The name before --output table|json; kept so that
 				// existing scripts keep working, not advertised.
 				out.value = "table"
 			}

@@ -70,6 +70,15 @@ once (through the spool's "wake" FIFO) to act on it.`,
 	} {
 		c.AddCommand(newQueueActionCmd(open, a))
 	}
+	for _, sub := range c.Commands() {
+		if sub.Name() != "list" {
+			maxArgs := 0
+			if sub.Name() == "show" {
+				maxArgs = 1
+			}
+			sub.ValidArgsFunction = completeQueueIDs(g, open, maxArgs)
+		}
+	}
 	return c
 }
 
@@ -370,7 +379,7 @@ postsuper -d - does.`,
 			}
 		}
 		switch {
-		case badInput: // an ID that is not queued: the caller's input (SPEC §5)
+		case badInput: // an ID that is not queued: the caller's input
 			return &exitError{code: exitUsage}
 		case failed: // e.g. the relay held the message past --wait
 			return checkFailed()

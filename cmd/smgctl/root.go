@@ -12,7 +12,7 @@ import (
 	"github.com/smgctl/smgctl/pkg/relay"
 )
 
-// Exit codes, the same for every command (SPEC §5).
+// Exit codes, the same for every command (docs/exit-codes.md).
 const (
 	exitOK      = 0
 	exitFailed  = 1 // a check failed: probe, lint, audit verify

@@ -69,7 +69,7 @@ ceo@supplier.example
 *
 bank.example
 xn--bcher-kva.example
-`, `3 note: blank line: the catch-all * (B3: TLS with every recipient domain)
+`, `3 note: blank line: the catch-all * (TLS with every recipient domain)
 6 note: partner.com again (first on line 1); imported once
 `, false},
 		{Sendmail, "access", ReadOptions{}, `partner.com

@@ -21,7 +21,7 @@ func ReadSMG(data []byte) *Result {
 		n := i + 1
 		s := strings.TrimSpace(raw)
 		if s == "" {
-			c.res.note(n, false, "blank line: the catch-all * (B3: TLS with every recipient domain)")
+			c.res.note(n, false, "blank line: the catch-all * (TLS with every recipient domain)")
 			c.add(n, policy.Entry{Target: policy.CatchAll, Options: policy.DefaultOptions()})
 			continue
 		}

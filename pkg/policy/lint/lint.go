@@ -81,7 +81,7 @@ func Entries(entries []*policy.Entry) []Finding {
 		if e.Target.Kind == policy.KindCatchAll {
 			switch e.Options.Mode {
 			case policy.ModeEnforce:
-				add(e, CheckCatchAll, "the catch-all * requires TLS with every recipient domain (B3): mail to any domain that cannot meet it is %s",
+				add(e, CheckCatchAll, "the catch-all * requires TLS with every recipient domain: mail to any domain that cannot meet it is %s",
 					map[policy.OnFail]string{policy.OnFailBounce: "bounced", policy.OnFailDefer: "deferred, then bounced"}[e.Options.OnFail])
 			case policy.ModeTesting:
 				add(e, CheckCatchAll, "the catch-all * (mode=testing) records a would-be bounce for every recipient domain without sufficient TLS")
