@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -24,15 +27,16 @@ type fleetRelay struct {
 	stop  func()
 }
 
-func startFleetRelay(t *testing.T, dir, policyPath string, ca *testpeer.CA, mx string, auditMaxSize int64) *fleetRelay {
+func startFleetRelay(t *testing.T, dir string, ca *testpeer.CA, mx string, auditMaxSize int64) *fleetRelay {
 	t.Helper()
 	cfg := relay.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
+	cfg.Admin = "127.0.0.1:0"
 	cfg.Hostname = filepath.Base(dir) + ".corp.test"
 	cfg.Spool = filepath.Join(dir, "spool")
 	cfg.AuditLog = filepath.Join(dir, "audit.log")
 	cfg.AuditMaxSize = auditMaxSize
-	cfg.Policy = policyPath
+	cfg.Policy = filepath.Join(dir, "etc", "policy.conf")
 	cfg.CAFile = ca.CertFile()
 	cfg.DelayWarning = 0
 	cfg.Routes = map[string]string{"partner.test": mx, "other.test": mx}
@@ -55,6 +59,64 @@ func startFleetRelay(t *testing.T, dir, policyPath string, ca *testpeer.CA, mx s
 	}
 	t.Cleanup(stop)
 	return &fleetRelay{relay: r, log: cfg.AuditLog, stop: stop}
+}
+
+// pushPolicy copies CI's policy file and journal into a relay's
+// directory as docs/operations.md ("The shared policy, pushed by CI")
+// says: journal first, then the file, each renamed into place.
+func pushPolicy(t *testing.T, ciPolicy, relayDir string) {
+	t.Helper()
+	etc := filepath.Join(relayDir, "etc")
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"policy.conf.journal", "policy.conf"} {
+		data, err := os.ReadFile(filepath.Join(filepath.Dir(ciPolicy), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := filepath.Join(etc, "."+name+".new")
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(etc, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitPolicy waits until the relay's /healthz says the policy with this
+// SHA-256 is in force without error.
+func (f *fleetRelay) waitPolicy(t *testing.T, sha string) {
+	t.Helper()
+	var h struct {
+		SHA256    string `json:"policy_sha256"`
+		LastError string `json:"policy_last_error"`
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp, err := http.Get("http://" + f.relay.AdminAddr().String() + "/healthz")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&h)
+			resp.Body.Close()
+		}
+		if err == nil && h.SHA256 == sha && h.LastError == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay %s: policy %s not in force (healthz: %+v, %v)", f.log, sha, h, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func fileSHA256(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
 }
 
 // send submits one message with swaks and returns its queue ID.
@@ -104,11 +166,13 @@ func (f *fleetRelay) waitDelivered(t *testing.T, rcpts ...string) {
 }
 
 // TestFleetTwoRelays: two relays behind one smarthost, each with its own
-// spool and audit log, share one policy file and deliver to a real
-// Postfix MX. The audit commands read both logs at once: the report
-// counts both relays' messages, trace finds a message from either (and
-// one whose recipients were split between them), verify checks each
-// relay's chain on its own and names the relay whose log was altered.
+// spool and audit log, enforce one policy that CI edits, gates with
+// `policy lint` and pushes to both (file and journal, as
+// docs/operations.md says), and deliver to a real Postfix MX. The audit
+// commands then read both logs at once: the report counts both relays'
+// messages, trace finds a message from either (and one whose recipients
+// were split between them), verify checks each relay's chain on its own
+// and names the relay whose log was altered.
 func TestFleetTwoRelays(t *testing.T) {
 	testpeer.RequirePostfix(t)
 	testpeer.RequireSwaks(t)
@@ -118,13 +182,41 @@ func TestFleetTwoRelays(t *testing.T) {
 	t.Setenv("NO_COLOR", "1")
 
 	dir := t.TempDir()
-	policyPath := filepath.Join(dir, "policy.conf") // as CI pushes it to every relay
-	if err := os.WriteFile(policyPath, []byte("partner.test verify=cert\n"), 0o644); err != nil {
-		t.Fatal(err)
+	// CI's copy of the policy, edited with smgctl and gated by lint.
+	ciPolicy := filepath.Join(dir, "ci", "policy.conf")
+	os.MkdirAll(filepath.Dir(ciPolicy), 0o755)
+	os.WriteFile(ciPolicy, nil, 0o644)
+	ciEdit := func(args ...string) string {
+		t.Helper()
+		for _, cmd := range [][]string{append([]string{"policy"}, args...), {"policy", "lint", "--strict"}, {"audit", "verify", ciPolicy + ".journal"}} {
+			if code, out, errs := run(t, append([]string{"--policy", ciPolicy}, cmd...)...); code != 0 {
+				t.Fatalf("CI %v: exit %d\n%s%s", cmd, code, out, errs)
+			}
+		}
+		return fileSHA256(t, ciPolicy)
 	}
+	sha := ciEdit("add", "partner.test", "--verify", "cert", "--actor", "ci")
+	dirA, dirB := filepath.Join(dir, "relay-a"), filepath.Join(dir, "relay-b")
+	pushPolicy(t, ciPolicy, dirA)
+	pushPolicy(t, ciPolicy, dirB)
+	// A policy that fails the gate is never pushed.
+	broken := filepath.Join(dir, "ci", "broken.conf")
+	os.WriteFile(broken, []byte("partner.test bits=nine\n"), 0o644)
+	if code, _, _ := run(t, "--policy", broken, "policy", "lint", "--strict"); code == 0 {
+		t.Fatal("lint passed a broken policy")
+	}
+
 	// Relay A rotates its log after a few records: its chain spans files.
-	a := startFleetRelay(t, filepath.Join(dir, "relay-a"), policyPath, ca, mx.Addr(), 1500)
-	b := startFleetRelay(t, filepath.Join(dir, "relay-b"), policyPath, ca, mx.Addr(), 0)
+	a := startFleetRelay(t, dirA, ca, mx.Addr(), 1500)
+	b := startFleetRelay(t, dirB, ca, mx.Addr(), 0)
+	a.waitPolicy(t, sha)
+	b.waitPolicy(t, sha)
+	// A second push reaches both running relays.
+	sha = ciEdit("add", "other.test", "--actor", "ci")
+	pushPolicy(t, ciPolicy, dirA)
+	pushPolicy(t, ciPolicy, dirB)
+	a.waitPolicy(t, sha)
+	b.waitPolicy(t, sha)
 
 	qa1 := a.send(t, "<a1@corp.test>", "a1@partner.test")
 	a.send(t, "<split@corp.test>", "x@partner.test")
@@ -138,6 +230,24 @@ func TestFleetTwoRelays(t *testing.T) {
 	b.stop()
 	if files, _ := audit.Files(a.log); len(files) < 2 {
 		t.Fatalf("relay A's log did not rotate: %v", files)
+	}
+	// The pushes came with their journal: no relay took them for edits
+	// made outside it.
+	for _, f := range []*fleetRelay{a, b} {
+		files, _ := audit.Files(f.log)
+		for _, p := range files {
+			fh, err := os.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			audit.Scan(fh, func(r audit.Record) error {
+				if r.Event == audit.PolicyOutsideJournal {
+					t.Errorf("%s: %+v", p, r)
+				}
+				return nil
+			})
+			fh.Close()
+		}
 	}
 
 	reportOf := func(args ...string) *report.Report {
@@ -177,6 +287,9 @@ func TestFleetTwoRelays(t *testing.T) {
 		if len(r.Files) < 3 || !fromB {
 			t.Errorf("%v: files %v", args, r.Files)
 		}
+	}
+	if code, _, errs := run(t, "audit", "report", "--audit-log", filepath.Join(dir, "relay-x*", "audit.log")); code != exitUsage || !strings.Contains(errs, "no audit log matches") {
+		t.Errorf("a glob matching nothing: exit %d %s", code, errs)
 	}
 	// A log named twice would count its records twice: refused.
 	if code, _, errs := run(t, "audit", "report", "--audit-log", a.log, "--audit-log", a.log); code != exitUsage || !strings.Contains(errs, "both hold") {
