@@ -65,24 +65,11 @@ func addAuditLogFlag(c *cobra.Command, g *globals) func() []string {
 	}
 }
 
-// auditLogs finds each relay's log set. A path with glob characters
-// that names no file is expanded ('/var/log/fleet/*/audit.log'), so one
-// flag can name every relay's log.
+// auditLogs finds each relay's log set (expandLogGlobs first).
 func auditLogs(paths []string) ([]logset.Log, error) {
-	var named []string
-	for _, p := range paths {
-		if _, err := os.Stat(p); err == nil || !strings.ContainsAny(p, "*?[") {
-			named = append(named, p)
-			continue
-		}
-		m, err := filepath.Glob(p)
-		if err != nil {
-			return nil, &exitError{code: exitUsage, err: fmt.Errorf("--audit-log %s: %w", p, err)}
-		}
-		if len(m) == 0 {
-			return nil, &exitError{code: exitUsage, err: fmt.Errorf("no audit log matches %s (see --audit-log)", p)}
-		}
-		named = append(named, m...)
+	named, err := expandLogGlobs(paths)
+	if err != nil {
+		return nil, err
 	}
 	logs, err := logset.Logs(named)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -92,6 +79,29 @@ func auditLogs(paths []string) ([]logset.Log, error) {
 		return nil, &exitError{code: exitUsage, err: err}
 	}
 	return logs, nil
+}
+
+// expandLogGlobs expands a path with glob characters that names no file
+// ('/srv/smgctl-fleet/*/audit.log', quoted so the shell leaves it alone),
+// so one argument can name every relay's log. A pattern that matches
+// nothing is a usage error.
+func expandLogGlobs(paths []string) ([]string, error) {
+	var named []string
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil || !strings.ContainsAny(p, "*?[") {
+			named = append(named, p)
+			continue
+		}
+		m, err := filepath.Glob(p)
+		if err != nil {
+			return nil, &exitError{code: exitUsage, err: fmt.Errorf("%s: %w", p, err)}
+		}
+		if len(m) == 0 {
+			return nil, &exitError{code: exitUsage, err: fmt.Errorf("no audit log matches %s", p)}
+		}
+		named = append(named, m...)
+	}
+	return named, nil
 }
 
 // missingLog names the first path without any file.
