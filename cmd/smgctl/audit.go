@@ -7,6 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,7 +37,10 @@ how mail to each domain left, and how one message left.
 
 --audit-log defaults to the relay's default audit-log path; rotated files
 beside it (audit.log.1, audit.log-20260101, audit.log.2.gz …) are read too,
-oldest first.`,
+oldest first. For a fleet of relays, give --audit-log once per relay (or
+a quoted glob, '/var/log/smgctl/fleet/*/audit.log'): report and trace merge
+their records, trace names the relay of each attempt, and
+` + "`smgctl audit verify A B`" + ` checks each relay's chain on its own.`,
 		Args: cobra.NoArgs,
 	}
 	c.AddCommand(newAuditReportCmd(g), newAuditTraceCmd(g))
@@ -45,29 +50,68 @@ oldest first.`,
 	return c
 }
 
-// addAuditLogFlag adds --audit-log; the function it returns gives the
-// path in force: the flag, else the relay's audit log as the config file
-// and SMGCTL_AUDIT_LOG set it, else the default.
-func addAuditLogFlag(c *cobra.Command, g *globals) func() string {
-	p := new(string)
-	c.Flags().StringVar(p, "audit-log", "", "audit log; rotated siblings (PATH*) are read too (default: the relay's, from --config or SMGCTL_AUDIT_LOG, else "+relay.DefaultAuditLog+")")
-	return func() string {
-		if *p != "" {
+// addAuditLogFlag adds --audit-log, which may be given once per relay
+// (a fleet: docs/operations.md) or as a quoted glob; the function it
+// returns gives the paths in force: the flags, else the relay's audit log
+// as the config file and SMGCTL_AUDIT_LOG set it, else the default.
+func addAuditLogFlag(c *cobra.Command, g *globals) func() []string {
+	p := new([]string)
+	c.Flags().StringArrayVar(p, "audit-log", nil, "the audit log at `PATH` and its rotated files (PATH*); repeat it, or quote a glob, for several relays (default: the relay's, from --config or SMGCTL_AUDIT_LOG, else "+relay.DefaultAuditLog+")")
+	return func() []string {
+		if len(*p) > 0 {
 			return *p
 		}
-		return g.settings().AuditLog
+		return []string{g.settings().AuditLog}
 	}
 }
 
-func auditFiles(path string) ([]logset.File, error) {
-	files, err := logset.Files(path)
+// auditLogs finds each relay's log set (expandLogGlobs first).
+func auditLogs(paths []string) ([]logset.Log, error) {
+	named, err := expandLogGlobs(paths)
+	if err != nil {
+		return nil, err
+	}
+	logs, err := logset.Logs(named)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, &exitError{code: exitUsage, err: fmt.Errorf("no audit log at %s (see --audit-log)", path)}
+		return nil, &exitError{code: exitUsage, err: fmt.Errorf("no audit log at %s (see --audit-log)", missingLog(named))}
 	}
 	if err != nil {
 		return nil, &exitError{code: exitUsage, err: err}
 	}
-	return files, nil
+	return logs, nil
+}
+
+// expandLogGlobs expands a path with glob characters that names no file
+// ('/srv/smgctl-fleet/*/audit.log', quoted so the shell leaves it alone),
+// so one argument can name every relay's log. A pattern that matches
+// nothing is a usage error.
+func expandLogGlobs(paths []string) ([]string, error) {
+	var named []string
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil || !strings.ContainsAny(p, "*?[") {
+			named = append(named, p)
+			continue
+		}
+		m, err := filepath.Glob(p)
+		if err != nil {
+			return nil, &exitError{code: exitUsage, err: fmt.Errorf("%s: %w", p, err)}
+		}
+		if len(m) == 0 {
+			return nil, &exitError{code: exitUsage, err: fmt.Errorf("no audit log matches %s", p)}
+		}
+		named = append(named, m...)
+	}
+	return named, nil
+}
+
+// missingLog names the first path without any file.
+func missingLog(paths []string) string {
+	for _, p := range paths {
+		if _, err := logset.Files(p); errors.Is(err, fs.ErrNotExist) {
+			return p
+		}
+	}
+	return strings.Join(paths, ", ")
 }
 
 // parseWhen reads --from/--to: RFC 3339, or a date (midnight UTC).
@@ -97,7 +141,8 @@ whose every delivery met the default requirement (candidates to list).
 script, no external reference) to attach to an audit.`,
 		Example: `  smgctl audit report --since 24h
   smgctl audit report --from 2026-01-01 --to 2026-02-01 --domain partner.com
-  smgctl audit report --since 30d --output html > tls-report.html`,
+  smgctl audit report --since 30d --output html > tls-report.html
+  smgctl audit report --since 24h --audit-log /srv/relay1/audit.log --audit-log /srv/relay2/audit.log`,
 		Args: cobra.NoArgs,
 	}
 	auditLog := addAuditLogFlag(c, g)
@@ -136,11 +181,11 @@ script, no external reference) to attach to an audit.`,
 			return &exitError{code: exitUsage, err: errors.New("--from must be before --to")}
 		}
 		opt.Domain = domain
-		files, err := auditFiles(auditLog())
+		logs, err := auditLogs(auditLog())
 		if err != nil {
 			return err
 		}
-		r, err := report.Build(cmd.Context(), files, opt)
+		r, err := report.Build(cmd.Context(), logset.AllFiles(logs), opt)
 		if err != nil {
 			return &exitError{code: exitUsage, err: err}
 		}
@@ -264,16 +309,20 @@ message is not in the log.`,
 		if err := out.check(); err != nil {
 			return err
 		}
-		files, err := auditFiles(auditLog())
+		logs, err := auditLogs(auditLog())
 		if err != nil {
 			return err
 		}
-		tr, err := trace.Find(cmd.Context(), files, args[0])
+		tr, err := trace.FindLogs(cmd.Context(), logs, args[0])
 		if err != nil {
 			return &exitError{code: exitUsage, err: err}
 		}
 		if tr == nil {
-			fmt.Fprintf(cmd.ErrOrStderr(), "smgctl: no record of %s in %s\n", args[0], auditLog())
+			var paths []string
+			for _, l := range logs {
+				paths = append(paths, l.Path)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "smgctl: no record of %s in %s\n", args[0], strings.Join(paths, ", "))
 			return checkFailed()
 		}
 		w := cmd.OutOrStdout()
@@ -307,6 +356,12 @@ func renderTrace(w io.Writer, tr *trace.Trace, p painter) error {
 			final += " by " + r.By
 		}
 		fmt.Fprintf(w, "\n%s: %s\n", r.Address, final)
+		// With several relays' logs, each attempt names its relay.
+		header := []string{"attempt", "time", "event", "mx", "ip", "tls", "bits", "verified", "entry", "reply"}
+		fleet := slices.ContainsFunc(r.Attempts, func(a trace.Attempt) bool { return a.Relay != "" })
+		if fleet {
+			header = append([]string{"relay"}, header...)
+		}
 		var rows [][]string
 		for _, a := range r.Attempts {
 			tlsText := "none"
@@ -321,10 +376,14 @@ func renderTrace(w io.Writer, tr *trace.Trace, p painter) error {
 			if a.Diagnostic != "" && a.Diagnostic != a.Reply {
 				reply = strings.TrimSpace(reply + " [" + a.Diagnostic + "]")
 			}
-			rows = append(rows, []string{strconv.Itoa(a.Attempt), a.Time.UTC().Format(time.RFC3339), string(a.Event),
-				orDash(a.MX), orDash(a.IP), tlsText, strconv.Itoa(a.Bits), strconv.FormatBool(a.CertVerified), entry, orDash(reply)})
+			row := []string{strconv.Itoa(a.Attempt), a.Time.UTC().Format(time.RFC3339), string(a.Event),
+				orDash(a.MX), orDash(a.IP), tlsText, strconv.Itoa(a.Bits), strconv.FormatBool(a.CertVerified), entry, orDash(reply)}
+			if fleet {
+				row = append([]string{a.Relay}, row...)
+			}
+			rows = append(rows, row)
 		}
-		if err := renderTable(w, []string{"attempt", "time", "event", "mx", "ip", "tls", "bits", "verified", "entry", "reply"}, rows); err != nil {
+		if err := renderTable(w, header, rows); err != nil {
 			return err
 		}
 	}

@@ -35,6 +35,10 @@ catches lines cut from the end.
 A FILE ending in .journal, or whose records are policy changes, is checked
 as a journal.
 
+Several FILEs — the logs of a fleet's relays, or a quoted glob such as
+'/srv/smgctl-fleet/*/audit.log' — are each checked on their own, one line
+per chain, so a broken one is named.
+
 With no FILE: the relay's audit log (the config file's audit-log, SMGCTL_AUDIT_LOG, else
 ` + relay.DefaultAuditLog + `) and the policy journal (the policy file's name + .journal), each
 if it exists.
@@ -50,10 +54,15 @@ The first line that cannot be trusted is reported as FILE:LINE. Exit 0:
 every chain is intact; 1: one is broken; 2: nothing to read.`,
 		Example: `  smgctl audit verify
   smgctl audit verify /var/log/smgctl/audit.log
+  smgctl audit verify /srv/smgctl-fleet/*/audit.log
   smgctl audit verify --anchor 1234:9f2c… /var/log/smgctl/audit.log
   smgctl audit verify /etc/smgctl/policy.conf.journal --output json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := out.check(); err != nil {
+				return err
+			}
+			args, err := expandLogGlobs(args)
+			if err != nil {
 				return err
 			}
 			var opt verify.Options

@@ -190,3 +190,44 @@ func eachLine(ctx context.Context, path string, fn func([]byte, int) error) erro
 	}
 	return nil
 }
+
+// Log is one relay's audit log: the path it was named by and its files,
+// oldest first. In a fleet each relay keeps its own log, so the path is
+// what tells the relays apart (the records do not name their relay).
+type Log struct {
+	Path  string
+	Files []File
+}
+
+// Logs finds the files of each path (Files). Two paths that share a file
+// are refused: the same log named twice, or two relays' logs in one
+// directory where one's name extends the other's (audit.log and
+// audit.log-b: the second would be read as a rotated file of the first).
+// Either way its records would be counted twice.
+func Logs(paths []string) ([]Log, error) {
+	owner := map[string]string{}
+	var logs []Log
+	for _, p := range paths {
+		files, err := Files(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			if other, dup := owner[f.Path]; dup {
+				return nil, fmt.Errorf("audit logs %s and %s both hold %s: name each log once, and keep each relay's log where no other log's name extends it (a directory per relay)", other, p, f.Path)
+			}
+			owner[f.Path] = p
+		}
+		logs = append(logs, Log{Path: p, Files: files})
+	}
+	return logs, nil
+}
+
+// AllFiles is the files of every log, log after log.
+func AllFiles(logs []Log) []File {
+	var all []File
+	for _, l := range logs {
+		all = append(all, l.Files...)
+	}
+	return all
+}

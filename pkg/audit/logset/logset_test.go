@@ -5,6 +5,8 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -211,5 +213,36 @@ func BenchmarkDecoder(b *testing.B) {
 		if err := x.Decode(line, &rec); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A fleet's logs: one set per relay; a log named twice, or one whose
+// name extends another's in the same directory, would count records twice.
+func TestLogs(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a", "audit.log")
+	b := filepath.Join(dir, "b", "audit.log")
+	for _, p := range []string{a, b} {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+	}
+	writeLog(t, a, false, "2026-01-02T00:00:00Z")
+	writeLog(t, a+".1", false, "2026-01-01T00:00:00Z")
+	writeLog(t, b, false, "2026-01-03T00:00:00Z")
+	logs, err := Logs([]string{a, b})
+	if err != nil || len(logs) != 2 || logs[0].Path != a || len(logs[0].Files) != 2 || logs[1].Path != b || len(logs[1].Files) != 1 {
+		t.Fatalf("Logs: %+v %v", logs, err)
+	}
+	if all := AllFiles(logs); len(all) != 3 || all[0].Path != a+".1" || all[2].Path != b {
+		t.Errorf("AllFiles: %+v", all)
+	}
+	if _, err := Logs([]string{a, a}); err == nil || !strings.Contains(err.Error(), "both hold") {
+		t.Errorf("a log named twice: %v", err)
+	}
+	writeLog(t, a+"-b", false, "2026-01-03T00:00:00Z")
+	if _, err := Logs([]string{a, a + "-b"}); err == nil || !strings.Contains(err.Error(), "both hold "+a+"-b") {
+		t.Errorf("overlapping names: %v", err)
+	}
+	if _, err := Logs([]string{a, filepath.Join(dir, "c", "audit.log")}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing log: %v", err)
 	}
 }

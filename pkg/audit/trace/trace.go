@@ -17,8 +17,11 @@ import (
 // Attempt is one audit record of the message, with where it was read.
 type Attempt struct {
 	audit.Record
-	File string `json:"file"`
-	Line int    `json:"line"`
+	// Relay is the audit log the record was read from, set when several
+	// relays' logs are read at once (FindLogs): the path it was named by.
+	Relay string `json:"relay,omitempty"`
+	File  string `json:"file"`
+	Line  int    `json:"line"`
 }
 
 // Recipient is one recipient's history.
@@ -59,6 +62,15 @@ func Matches(rec *audit.Record, id string) bool {
 // Find reads the log set and collects the message's records in log
 // order. It returns nil when no record matches.
 func Find(ctx context.Context, files []logset.File, id string) (*Trace, error) {
+	return FindLogs(ctx, []logset.Log{{Files: files}}, id)
+}
+
+// FindLogs is Find over the logs of several relays. Each log is read on
+// its own; a recipient's attempts from all of them are put in time order
+// (stable, so one log's order holds for records of the same instant), as
+// the smarthost may hand one message's recipients, or its retries, to
+// different relays. With more than one log each attempt names its Relay.
+func FindLogs(ctx context.Context, logs []logset.Log, id string) (*Trace, error) {
 	id = strings.TrimSpace(id)
 	if id == "" {
 		return nil, fmt.Errorf("empty queue ID or Message-ID")
@@ -72,41 +84,56 @@ func Find(ctx context.Context, files []logset.File, id string) (*Trace, error) {
 	}
 	t := &Trace{ID: id}
 	byRcpt := map[string]int{}
-	err := logset.Lines(ctx, files, func(file string, n int, line []byte) error {
-		if needle != nil && !bytes.Contains(line, needle) {
+	for _, l := range logs {
+		relay := ""
+		if len(logs) > 1 {
+			relay = l.Path
+		}
+		err := logset.Lines(ctx, l.Files, func(file string, n int, line []byte) error {
+			if needle != nil && !bytes.Contains(line, needle) {
+				return nil
+			}
+			var rec audit.Record
+			if logset.Decode(line, &rec) != nil || audit.IsMark(rec.Event) || !Matches(&rec, id) {
+				return nil
+			}
+			if !slices.Contains(t.QueueIDs, rec.QueueID) {
+				t.QueueIDs = append(t.QueueIDs, rec.QueueID)
+			}
+			if rec.MessageID != "" && !slices.Contains(t.MessageIDs, rec.MessageID) {
+				t.MessageIDs = append(t.MessageIDs, rec.MessageID)
+			}
+			i, ok := byRcpt[rec.Recipient]
+			if !ok {
+				i = len(t.Recipients)
+				byRcpt[rec.Recipient] = i
+				t.Recipients = append(t.Recipients, Recipient{Address: rec.Recipient})
+			}
+			r := &t.Recipients[i]
+			r.Attempts = append(r.Attempts, Attempt{Record: rec, Relay: relay, File: file, Line: n})
 			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		var rec audit.Record
-		if logset.Decode(line, &rec) != nil || audit.IsMark(rec.Event) || !Matches(&rec, id) {
-			return nil
-		}
-		if !slices.Contains(t.QueueIDs, rec.QueueID) {
-			t.QueueIDs = append(t.QueueIDs, rec.QueueID)
-		}
-		if rec.MessageID != "" && !slices.Contains(t.MessageIDs, rec.MessageID) {
-			t.MessageIDs = append(t.MessageIDs, rec.MessageID)
-		}
-		i, ok := byRcpt[rec.Recipient]
-		if !ok {
-			i = len(t.Recipients)
-			byRcpt[rec.Recipient] = i
-			t.Recipients = append(t.Recipients, Recipient{Address: rec.Recipient})
-		}
-		r := &t.Recipients[i]
-		r.Attempts = append(r.Attempts, Attempt{Record: rec, File: file, Line: n})
-		if rec.Event == audit.Deferred {
-			r.Final = Pending
-		} else {
-			r.Final = string(rec.Event)
-		}
-		r.By = rec.Actor
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
 	if len(t.Recipients) == 0 {
 		return nil, nil
+	}
+	for i := range t.Recipients {
+		r := &t.Recipients[i]
+		if len(logs) > 1 {
+			slices.SortStableFunc(r.Attempts, func(a, b Attempt) int { return a.Time.Compare(b.Time) })
+		}
+		last := r.Attempts[len(r.Attempts)-1]
+		r.Final = string(last.Event)
+		if last.Event == audit.Deferred {
+			r.Final = Pending
+		}
+		r.By = last.Actor
+	}
+	if len(logs) > 1 {
+		slices.SortStableFunc(t.Recipients, func(a, b Recipient) int { return a.Attempts[0].Time.Compare(b.Attempts[0].Time) })
 	}
 	return t, nil
 }

@@ -128,3 +128,52 @@ func TestFindAdminActions(t *testing.T) {
 		t.Errorf("Q2: %+v %v", tr, err)
 	}
 }
+
+// Two relays' logs: a message whose recipients the smarthost split
+// between them, one deferred on relay A and delivered on its retry
+// through relay B. Attempts merge in time order and name their relay.
+func TestFindLogs(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	write := func(p string, recs ...audit.Record) {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		l, err := audit.Open(p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Write(recs...); err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+	}
+	a, b := filepath.Join(dir, "a", "audit.log"), filepath.Join(dir, "b", "audit.log")
+	msg := "<m1@corp.test>"
+	// B's log is written first and holds the later record: file order is
+	// not time order.
+	write(b, audit.Record{Time: t0.Add(time.Hour), QueueID: "QB", MessageID: msg, Recipient: "x@p.test", Event: audit.Delivered, Attempt: 1},
+		audit.Record{Time: t0.Add(time.Minute), QueueID: "QB2", MessageID: msg, Recipient: "y@p.test", Event: audit.Delivered, Attempt: 1})
+	write(a, audit.Record{Time: t0, QueueID: "QA", MessageID: msg, Recipient: "x@p.test", Event: audit.Deferred, Attempt: 1})
+	logs, err := logset.Logs([]string{b, a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := FindLogs(context.Background(), logs, msg)
+	if err != nil || tr == nil || len(tr.Recipients) != 2 {
+		t.Fatalf("%+v %v", tr, err)
+	}
+	x, y := tr.Recipients[0], tr.Recipients[1]
+	if x.Address != "x@p.test" || x.Final != "delivered" || len(x.Attempts) != 2 ||
+		x.Attempts[0].Relay != a || x.Attempts[0].QueueID != "QA" || x.Attempts[1].Relay != b {
+		t.Errorf("x: %+v", x)
+	}
+	if y.Address != "y@p.test" || y.Final != "delivered" || y.Attempts[0].Relay != b {
+		t.Errorf("y: %+v", y)
+	}
+	if tr, err := FindLogs(context.Background(), logs, "QA"); err != nil || tr == nil || tr.Recipients[0].Final != Pending {
+		t.Errorf("QA: %+v %v", tr, err)
+	}
+	// One log: no relay named, as before.
+	if tr, err := FindLogs(context.Background(), logs[1:], msg); err != nil || tr == nil || tr.Recipients[0].Attempts[0].Relay != "" {
+		t.Errorf("one log: %+v %v", tr, err)
+	}
+}
