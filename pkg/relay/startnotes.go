@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,11 +56,27 @@ func (r *Relay) logStartNotes() {
 		r.log.Info(fmt.Sprintf("enforcing %d %s from %s", n, plural(n, "policy entry", "policy entries"), c.Policy))
 	}
 	r.log.Info(fmt.Sprintf("files: spool %s, audit log %s, policy %s", c.Spool, c.AuditLog, c.Policy))
-	test := []string{"smgctl sendtest --to someone@partner.example --via", r.ln.Addr().String()}
+	test := []string{"smgctl sendtest --to someone@partner.example --via", testAddr(r.ln.Addr())}
 	if c.AuditLog != DefaultAuditLog {
 		test = append(test, "--audit-log", c.AuditLog)
 	}
 	r.log.Info("to send a test message: " + strings.Join(test, " "))
+}
+
+// testAddr is where a local sendtest reaches the listener: a wildcard
+// listen address (0.0.0.0:25, [::]:25) is named by its loopback address.
+func testAddr(a net.Addr) string {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	switch {
+	case ap.Addr().Is4() && ap.Addr().IsUnspecified():
+		ap = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port())
+	case ap.Addr().IsUnspecified():
+		ap = netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())
+	}
+	return ap.String()
 }
 
 func plural(n int, one, many string) string {

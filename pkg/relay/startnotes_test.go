@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,6 +96,23 @@ func TestStartNotesFreshInstall(t *testing.T) {
 	log = startLog(t, cfg)
 	if strings.Contains(log, "created the") {
 		t.Errorf("second start says it created a directory:\n%s", log)
+	}
+}
+
+func TestTestAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"0.0.0.0:25":     "127.0.0.1:25",
+		"[::]:2525":      "[::1]:2525",
+		"10.0.0.7:25":    "10.0.0.7:25",
+		"127.0.0.1:2525": "127.0.0.1:2525",
+	} {
+		a, err := net.ResolveTCPAddr("tcp", in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := testAddr(a); got != want {
+			t.Errorf("testAddr(%s) = %s, want %s", in, got, want)
+		}
 	}
 }
 
