@@ -238,8 +238,10 @@ func renderReport(w io.Writer, r *report.Report, p painter) error {
 		fmt.Fprintln(w, p.warn(fmt.Sprintf("%d unreadable line(s) skipped: %s", r.Unreadable, strings.Join(r.UnreadableAt, " "))))
 	}
 	t := r.Total
-	fmt.Fprintf(w, "messages %d, delivered %d (%s over TLS), bounced %d, deferrals %d, would-bounce %d\n\n",
-		t.Messages, t.Delivered, shareText(t), t.Bounced, t.Deferrals, t.WouldBounce)
+	// Every final outcome, so the parts add up to messages; would-bounces
+	// were delivered and are a part of delivered; deferrals are attempts.
+	fmt.Fprintf(w, "messages %d: delivered %d (%s over TLS, %d would-bounce), bounced %d, dropped %d, removed by an administrator %d; deferrals %d\n\n",
+		t.Messages, t.Delivered, shareText(t), t.WouldBounce, t.Bounced, t.Dropped, t.RemovedByAdmin, t.Deferrals)
 
 	fmt.Fprintln(w, "Recipient domains")
 	var rows [][]string

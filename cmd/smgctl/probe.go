@@ -29,6 +29,8 @@ func init() { subcommands = append(subcommands, newProbeCmd) }
 type probeFlags struct {
 	file        string
 	requireBits int
+	minTLS      string
+	verify      string
 	resolver    string
 	port        int
 	timeout     time.Duration
@@ -47,18 +49,21 @@ func newProbeCmd(g *globals) *cobra.Command {
 		Long: `probe resolves each target's MX hosts (a domain or user@domain), opens an
 SMTP session to every address (banner, EHLO, STARTTLS, handshake, EHLO,
 QUIT), and grades each hop with the relay's own evaluation against the
-target's policy entry, --require-bits, or the default entry (112 bits).
+target's policy entry or the default entry (112 bits). The what-if flags
+--require-bits, --min-tls and --verify grade against the default entry
+with those options changed instead of the policy.
 It also reports MTA-STS, TLS-RPT and DANE, and the risks it sees.
 
 A target in brackets or with a port is one server, probed without an MX
 walk (like posttls-finger): [mx.partner.com], [192.0.2.7]:2525,
-mx.partner.com:25, 192.0.2.7. It is graded by --require-bits or the
+mx.partner.com:25, 192.0.2.7. It is graded by the what-if flags or the
 default entry, since the policy names recipient domains, not servers.
 
 Exit status: 0 every target passes, 1 any fails, 2 bad usage or input.
 The JSON output is documented in docs/probe.md.`,
 		Example: `  smgctl probe partner.com
   smgctl probe ceo@supplier.example --require-bits 256
+  smgctl probe partner.com --min-tls 1.2 --verify cert
   smgctl probe -f partners.txt --output json
   smgctl probe '[mx1.partner.com]' mx2.partner.com:2525
   smgctl probe lab.test --resolver 127.0.0.1:5353 --port 2525 --ca-file lab-ca.pem`,
@@ -66,7 +71,9 @@ The JSON output is documented in docs/probe.md.`,
 	}
 	fl := c.Flags()
 	fl.StringVarP(&f.file, "file", "f", "", "read targets from FILE, one per line (- for standard input)")
-	fl.IntVar(&f.requireBits, "require-bits", 0, "grade against this many cipher bits instead of the policy (1-256)")
+	fl.IntVar(&f.requireBits, "require-bits", 0, "what if: grade against this many cipher bits instead of the policy (1-256)")
+	fl.StringVar(&f.minTLS, "min-tls", "", "what if: grade against this minimum TLS version instead of the policy (1.0, 1.1, 1.2, 1.3)")
+	fl.StringVar(&f.verify, "verify", "", "what if: grade with this certificate check instead of the policy (none, cert)")
 	fl.StringVar(&f.resolver, "resolver", "", "DNS resolver HOST:PORT (default: /etc/resolv.conf)")
 	fl.IntVar(&f.port, "port", 25, "SMTP port to dial on every MX address")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "timeout of each step (DNS query, connect, reply, handshake, HTTPS)")
@@ -100,6 +107,23 @@ func runProbe(c *cobra.Command, g *globals, f *probeFlags, args []string) error 
 	case f.concurrency < 1:
 		return usageErr(fmt.Errorf("--concurrency %d: want at least 1", f.concurrency))
 	}
+	var minTLS uint16
+	if c.Flags().Changed("min-tls") {
+		v, ok := policy.ParseVersion(f.minTLS)
+		if !ok {
+			return usageErr(fmt.Errorf("--min-tls %q: want 1.0, 1.1, 1.2 or 1.3", f.minTLS))
+		}
+		minTLS = v
+	}
+	var verify *policy.Verify
+	if c.Flags().Changed("verify") {
+		var o policy.Options
+		if err := o.Set("verify", f.verify); err != nil {
+			return usageErr(fmt.Errorf("--verify %q: want none or cert", f.verify))
+		}
+		verify = &o.Verify
+	}
+	whatIf := whatIfFlags(c)
 	res, err := mx.NewResolver(f.resolver, f.timeout)
 	if err != nil {
 		return usageErr(fmt.Errorf("--resolver: %v", err))
@@ -109,7 +133,7 @@ func runProbe(c *cobra.Command, g *globals, f *probeFlags, args []string) error 
 		return usageErr(fmt.Errorf("--ca-file: %v", err))
 	}
 	var pol *policy.Policy
-	if f.requireBits == 0 {
+	if whatIf == "" {
 		pf, err := readPolicy(g)
 		if err != nil {
 			return err
@@ -123,7 +147,7 @@ func runProbe(c *cobra.Command, g *globals, f *probeFlags, args []string) error 
 
 	stderr := c.ErrOrStderr()
 	cfg := probe.Config{
-		Resolver: res, Policy: pol, RequireBits: f.requireBits, Port: f.port,
+		Resolver: res, Policy: pol, RequireBits: f.requireBits, MinTLS: minTLS, Verify: verify, Port: f.port,
 		Timeout: f.timeout, Concurrency: f.concurrency, HeloName: helo, RootCAs: roots,
 	}
 	if cursorControl(stderr) {
@@ -158,7 +182,7 @@ func runProbe(c *cobra.Command, g *globals, f *probeFlags, args []string) error 
 		if err := writeJSON(out, probeJSON{Pass: pass, Targets: reports}); err != nil {
 			return err
 		}
-	} else if err := renderProbe(out, reports); err != nil {
+	} else if err := renderProbe(out, reports, whatIf); err != nil {
 		return err
 	}
 	if !pass {
@@ -216,7 +240,8 @@ func probeTargets(g *globals, f *probeFlags, args []string) ([]string, error) {
 }
 
 // renderProbe writes the verdict table, the hop table and the risks.
-func renderProbe(w io.Writer, reports []*probe.Report) error {
+// whatIf names the what-if flags given ("" none), for the required column.
+func renderProbe(w io.Writer, reports []*probe.Report, whatIf string) error {
 	pt := newPainter(w)
 	var rows, hops [][]string
 	for _, r := range reports {
@@ -224,7 +249,7 @@ func renderProbe(w io.Writer, reports []*probe.Report) error {
 		if !r.Pass {
 			result = pt.bad("FAIL")
 		}
-		rows = append(rows, []string{r.Target, result, requirementText(r.Requirement), r.Summary})
+		rows = append(rows, []string{r.Target, result, requirementText(r.Requirement, whatIf), r.Summary})
 		for _, h := range r.Hosts {
 			if h.Error != "" {
 				hops = append(hops, []string{r.Target, h.Name, strconv.Itoa(int(h.Preference)), "-", "-", "-", "-", pt.bad(h.Error)})
@@ -298,7 +323,18 @@ func hopRow(pt painter, r *probe.Report, h probe.HostReport, at *probe.Attempt) 
 	return []string{r.Target, h.Name, strconv.Itoa(int(h.Preference)), at.Addr, tls, bits, cert, hop}
 }
 
-func requirementText(q probe.RequirementInfo) string {
+// whatIfFlags names the what-if flags given, comma-separated.
+func whatIfFlags(c *cobra.Command) string {
+	var given []string
+	for _, name := range []string{"require-bits", "min-tls", "verify"} {
+		if c.Flags().Changed(name) {
+			given = append(given, "--"+name)
+		}
+	}
+	return strings.Join(given, ", ")
+}
+
+func requirementText(q probe.RequirementInfo, whatIf string) string {
 	s := strconv.Itoa(q.Bits) + " bits"
 	if q.MinTLS != "TLSv1.0" {
 		s += ", " + q.MinTLS + "+"
@@ -310,7 +346,7 @@ func requirementText(q probe.RequirementInfo) string {
 	case "policy":
 		s += fmt.Sprintf(" (%s, line %d)", q.Entry, q.Line)
 	case "flag":
-		s += " (--require-bits)"
+		s += " (" + whatIf + ")"
 	default:
 		s += " (default)"
 	}

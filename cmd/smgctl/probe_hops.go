@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
 
+	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
 	"github.com/smgctl/smgctl/pkg/policy"
@@ -27,7 +29,7 @@ type probeHopsFlags struct {
 func newProbeHopsCmd(g *globals) *cobra.Command {
 	f := &probeHopsFlags{}
 	c := &cobra.Command{
-		Use:   "hops MESSAGE.eml|-",
+		Use:   "hops [MESSAGE.eml|-]",
 		Short: "Grade every Received: hop of a message for TLS",
 		Long: `hops reads a message's Received: headers (Postfix, Exim, Sendmail,
 Microsoft 365/Exchange, Gmail) and grades each hop the message took — TLS or
@@ -38,18 +40,37 @@ LMTP, mapi, a server passing to itself) are shown but not graded.
 Received: headers below the first one written by the recipient's own servers
 can be forged by anyone on the path; the report says where that line is.
 
+Without a file (or with -) the message is read from standard input, unless
+that is a terminal.
+
 Exit status: 0 every hop passes, 1 any hop went without TLS or below the
 requirement, 2 bad usage or input. The JSON output is documented in
 docs/probe-deep-hops.md.`,
 		Example: `  smgctl probe hops reply-from-partner.eml
   smgctl probe hops --require-bits 256 --output json message.eml
-  formail -x '' < message | smgctl probe hops -`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error { return runProbeHops(c, g, f, args[0]) },
+  smgctl probe hops < message.eml`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			path := "-"
+			if len(args) == 1 {
+				path = args[0]
+			} else if readerIsTerminal(g.stdin) {
+				// Nothing piped in: waiting for the user to type a
+				// message is never what was meant.
+				return &exitError{code: exitUsage, err: errors.New("no message: name a file, or pipe one in: smgctl probe hops < message.eml")}
+			}
+			return runProbeHops(c, g, f, path)
+		},
 	}
 	c.Flags().IntVar(&f.requireBits, "require-bits", policy.DefaultBits, "minimum cipher bits every hop must have had (1-256)")
 	f.output = addOutputFlag(c, "table", "json")
 	return c
+}
+
+// readerIsTerminal reports whether r is a terminal.
+func readerIsTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
 func runProbeHops(c *cobra.Command, g *globals, f *probeHopsFlags, path string) error {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,8 +21,13 @@ import (
 // probeSubcommands itself, the test adds them, as the lead's wiring will.
 func runHops(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runHopsIn(t, strings.NewReader(stdin), args...)
+}
+
+func runHopsIn(t *testing.T, stdin io.Reader, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errb bytes.Buffer
-	g := &globals{stdin: strings.NewReader(stdin)}
+	g := &globals{stdin: stdin}
 	root := newRoot(g)
 	probeCmd, _, err := root.Find([]string{"probe"})
 	if err != nil || probeCmd == root {
@@ -87,11 +94,15 @@ func TestProbeHopsCLI(t *testing.T) {
 		{"stdin", []string{"-"}, "Received: from a.example ([192.0.2.1]) by mx.example with ESMTP; Mon, 13 May 2024 10:00:00 +0000\n\n", 1, []string{
 			"FAIL 503 5.7.0 encryption too weak 0 less than 112",
 		}},
+		// No file and stdin not a terminal: read the message from it.
+		{"stdin without -", nil, "Received: from a.example ([192.0.2.1]) by mx.example with ESMTP; Mon, 13 May 2024 10:00:00 +0000\n\n", 1, []string{
+			"FAIL 503 5.7.0 encryption too weak 0 less than 112",
+		}},
 		{"no received headers", []string{"-"}, "Subject: hi\n\nbody\n", 2, []string{"standard input: no Received: headers in message"}},
 		{"missing file", []string{"/nonexistent/message.eml"}, "", 2, []string{"no such file"}},
 		{"bad bits", []string{"--require-bits", "0", fixture("postfix.eml")}, "", 2, []string{"--require-bits 0"}},
 		{"bad output", []string{"--output", "xml", fixture("postfix.eml")}, "", 2, []string{"--output \"xml\""}},
-		{"two files", []string{fixture("postfix.eml"), fixture("exim.eml")}, "", 2, []string{"accepts 1 arg"}},
+		{"two files", []string{fixture("postfix.eml"), fixture("exim.eml")}, "", 2, []string{"accepts at most 1 arg"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,6 +116,19 @@ func TestProbeHopsCLI(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// No file and a terminal on stdin: a usage error, not a wait for typing.
+func TestProbeHopsTerminalStdin(t *testing.T) {
+	tty, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	defer tty.Close()
+	code, _, stderr := runHopsIn(t, tty)
+	if code != exitUsage || !strings.Contains(stderr, "no message: name a file, or pipe one in") {
+		t.Fatalf("exit %d stderr %q", code, stderr)
 	}
 }
 

@@ -88,6 +88,22 @@ func TestProbeCommand(t *testing.T) {
 		t.Fatalf("--deep: exit %d\n%s", code, out)
 	}
 
+	// What if: the default entry with the flags' changes, not the policy.
+	code, out, _ = run(append([]string{"probe", "good.test", "--min-tls", "1.3", "--verify", "none"}, common...)...)
+	if code != 0 || !strings.Contains(out, "112 bits, TLSv1.3+ (--min-tls, --verify)") || strings.Contains(out, "line 1") {
+		t.Fatalf("--min-tls --verify: exit %d\n%s", code, out)
+	}
+	code, out, _ = run(append([]string{"probe", "plain.test", "--verify", "cert", "--require-bits", "1"}, common...)...)
+	if code != 1 || !strings.Contains(out, "1 bits, verified (--require-bits, --verify)") {
+		t.Fatalf("--verify cert: exit %d\n%s", code, out)
+	}
+	for _, bad := range [][]string{{"--min-tls", "1.4"}, {"--verify", "maybe"}} {
+		code, _, errs = run(append([]string{"probe", "good.test"}, bad...)...)
+		if code != 2 || !strings.Contains(errs, bad[0]+" \""+bad[1]+"\"") {
+			t.Fatalf("%v: exit %d stderr %q", bad, code, errs)
+		}
+	}
+
 	// Input errors exit 2 and say where.
 	os.WriteFile(targets, []byte("ok.test\nbad..name\n"), 0o644)
 	code, _, errs = run(append([]string{"probe", "-f", targets}, common...)...)

@@ -143,6 +143,27 @@ type Result struct {
 	AD bool
 }
 
+// NoAddress says, when no host of r has an address, whether every host's
+// lookup failed permanently (NXDOMAIN, or a name without A/AAAA records),
+// and the last host's error. Permanent: the domain cannot receive mail
+// now or later, and mail for it is returned; any temporary failure among
+// them means a later try may find an address. RFC 5321 §5.1 leaves the
+// choice to the MTA; the relay (pkg/relay/delivery) and the probe decide
+// by this one function so that they agree. err is nil when some host has
+// an address, or there are no hosts.
+func (r Result) NoAddress() (permanent bool, err error) {
+	temporary := false
+	for _, h := range r.Hosts {
+		if len(h.Addrs) > 0 {
+			return false, nil
+		}
+		// No address and no error cannot be judged: fail safe, retry.
+		temporary = temporary || h.Err == nil || IsTemporary(h.Err)
+		err = h.Err
+	}
+	return err != nil && !temporary, err
+}
+
 // LookupMX finds the hosts that receive mail for domain, with their
 // addresses. The error is an *Error for a failed MX step; it wraps
 // ErrNullMX for a null MX (and Result.NullMX is set). A host whose

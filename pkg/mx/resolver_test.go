@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/smgctl/smgctl/internal/testpeer"
 )
 
@@ -322,6 +324,33 @@ func TestLookupMXCanonicalDomain(t *testing.T) {
 		res, err := r.LookupMX(context.Background(), in)
 		if err != nil || res.Domain != want || len(res.Hosts) != 1 || res.Hosts[0].Name != "mx.plain.test" {
 			t.Errorf("LookupMX(%q) = %+v, %v; want %s's MX", in, res, err, want)
+		}
+	}
+}
+
+// The relay bounces and the probe grades no-mail exactly when every MX
+// host's address lookup failed permanently.
+func TestNoAddress(t *testing.T) {
+	nx := &Error{Step: "A", Name: "ghost.test", Rcode: dns.RcodeNameError, Err: errors.New("NXDOMAIN")}
+	nodata := &Error{Step: "A/AAAA", Name: "txt.test", Rcode: dns.RcodeSuccess, Err: ErrNoAddress}
+	servfail := &Error{Step: "A", Name: "sf.test", Rcode: dns.RcodeServerFailure, Temporary: true, Err: errors.New("SERVFAIL")}
+	addr := netip.MustParseAddr("127.0.0.1")
+	for _, tc := range []struct {
+		name      string
+		hosts     []Host
+		permanent bool
+		err       error
+	}{
+		{"all NXDOMAIN or no address", []Host{{Err: nx}, {Err: nodata}}, true, nodata},
+		{"one NXDOMAIN", []Host{{Err: nx}}, true, nx},
+		{"one temporary", []Host{{Err: nx}, {Err: servfail}}, false, servfail},
+		{"one has an address", []Host{{Err: nx}, {Addrs: []netip.Addr{addr}}}, false, nil},
+		{"no error, no address", []Host{{Err: nx}, {}}, false, nil},
+		{"no hosts", nil, false, nil},
+	} {
+		permanent, err := Result{Hosts: tc.hosts}.NoAddress()
+		if permanent != tc.permanent || err != tc.err {
+			t.Errorf("%s: %v %v, want %v %v", tc.name, permanent, err, tc.permanent, tc.err)
 		}
 	}
 }

@@ -80,7 +80,7 @@ func ParseHostTarget(s string) (h HostTarget, ok bool, err error) {
 }
 
 // probeHost probes one server: no MX, MTA-STS or TLS-RPT lookup (they
-// belong to a recipient domain), graded by --require-bits or the default
+// belong to a recipient domain), graded by the what-if options or the default
 // requirement, since no policy entry names a server.
 func (p *Prober) probeHost(ctx context.Context, rep *Report, ht HostTarget) *Report {
 	rep.Target, rep.Domain = ht.Key(), ""

@@ -34,9 +34,12 @@ type Config struct {
 	Resolver *mx.Resolver // required
 	// Policy gives each target's requirement; nil means no entries.
 	Policy *policy.Policy
-	// RequireBits, when > 0, replaces the policy: the default
-	// requirement with these bits.
+	// RequireBits, MinTLS and Verify ask "what if": when any is set
+	// (> 0, non-nil), the policy is not consulted and every target is
+	// graded by the default requirement with these changes.
 	RequireBits int
+	MinTLS      uint16 // a crypto/tls version constant
+	Verify      *policy.Verify
 	Port        int           // SMTP port dialled on every address; default 25
 	Timeout     time.Duration // per step of a session and per HTTPS fetch; default 10s
 	// Concurrency bounds targets probed at once and, separately, SMTP
@@ -230,6 +233,14 @@ func (p *Prober) ProbeTarget(ctx context.Context, target string) *Report {
 	}
 
 	p.probeHosts(ctx, rep, res.Hosts, p.cfg.Port, req)
+	if permanent, err := res.NoAddress(); permanent {
+		// What the relay does (mx.Result.NoAddress): no MX host can
+		// ever be reached, so the message is returned with 550 5.4.4.
+		rep.Error = err.Error()
+		rep.Verdict = VerdictNoMail
+		rep.Summary = "bounce: no MX host has an address (" + err.Error() + "); the relay returns such mail with 550 5.4.4"
+		return rep
+	}
 	p.verdict(rep, req)
 	return rep
 }
@@ -287,8 +298,16 @@ func (p *Prober) requirement(rep *Report, key string) policy.Requirement {
 	req := policy.DefaultRequirement()
 	source := "default"
 	switch {
-	case p.cfg.RequireBits > 0:
-		req.Bits = p.cfg.RequireBits
+	case p.cfg.RequireBits > 0 || p.cfg.MinTLS > 0 || p.cfg.Verify != nil:
+		if p.cfg.RequireBits > 0 {
+			req.Bits = p.cfg.RequireBits
+		}
+		if p.cfg.MinTLS > 0 {
+			req.MinTLS = p.cfg.MinTLS
+		}
+		if p.cfg.Verify != nil {
+			req.Verify = *p.cfg.Verify
+		}
 		source = "flag"
 	case p.cfg.Policy != nil && key != "":
 		// The probe asks "what if we list it": no entry, or an entry
@@ -463,6 +482,11 @@ func (p *Prober) verdict(rep *Report, req policy.Requirement) {
 	rep.Risks = append(rep.Risks, p.risks(rep)...)
 }
 
+// weakSuites is what --deep's result (pkg/probe/deep.Report) tells about
+// suites too weak to carry mail: NULL, export, DES, RC4, or fewer than
+// 112 bits, by name.
+type weakSuites interface{ WeakAccepted() []string }
+
 // risks lists what could make today's verdict wrong tomorrow or let an
 // attacker change it.
 func (p *Prober) risks(rep *Report) []string {
@@ -504,6 +528,14 @@ func (p *Prober) risks(rep *Report) []string {
 				}
 				if strings.HasPrefix(at.Suite, "TLS_RSA_") {
 					risks = append(risks, fmt.Sprintf("MX %s [%s] negotiated %s: RSA key exchange, no forward secrecy (RFC 9325 §4.1)", h.Name, at.Addr, at.Suite))
+				}
+			}
+			if w, ok := at.Deep.(weakSuites); ok {
+				// The relay never offers these, so the hop is not
+				// judged on them; a sender that does gets little or
+				// no protection (RFC 7465: no RC4; RFC 9325 §4.1).
+				if names := w.WeakAccepted(); len(names) > 0 {
+					risks = append(risks, fmt.Sprintf("MX %s [%s] accepts weak suites: %s; the relay does not offer them, a sender that does gets little or no encryption (RFC 9325 §4.1)", h.Name, at.Addr, strings.Join(names, ", ")))
 				}
 			}
 			if at.DANE == DANEMismatch {

@@ -53,6 +53,15 @@ func TestProbeRealPeers(t *testing.T) {
 	d.AddA("implicit.test", modern.IP.String())
 	d.AddMX("noaddr.test", 10, "ghost.noaddr.test")
 	d.AddTXT("ghost.noaddr.test", "no address here")
+	// Every MX host's address lookup fails permanently (NXDOMAIN, no
+	// address): the relay returns the mail (mx.Result.NoAddress); one
+	// temporary failure among them and it waits.
+	d.AddMX("nxmx.test", 10, "ghost.nxmx.test")
+	d.AddMX("nxmx.test", 20, "ghost.noaddr.test")
+	d.AddMX("mixed.test", 10, "ghost.nxmx.test")
+	d.AddMX("mixed.test", 20, "sf.mixed.test")
+	d.AddA("sf.mixed.test", modern.IP.String())
+	d.ServFail("sf.mixed.test")
 	d.AddMX("servfail.test", 10, modern.Hostname)
 	d.ServFail("servfail.test")
 	addMX("users.test", 10, modern)
@@ -131,7 +140,13 @@ func TestProbeRealPeers(t *testing.T) {
 				t.Fatalf("%+v", at.Cert)
 			}
 		}},
-		{target: "noaddr.test", verdict: VerdictDefer, summaryHas: "no MX host could be reached", riskHas: "ghost.noaddr.test (preference 10) has no usable address"},
+		{target: "noaddr.test", verdict: VerdictNoMail, summaryHas: "bounce: no MX host has an address (A/AAAA lookup of ghost.noaddr.test: no A or AAAA record (permanent)); the relay returns such mail with 550 5.4.4"},
+		{target: "nxmx.test", verdict: VerdictNoMail, summaryHas: "bounce: no MX host has an address", check: func(t *testing.T, r *Report) {
+			if len(r.Hosts) != 2 || !strings.Contains(r.Hosts[0].Error, "NXDOMAIN (permanent)") {
+				t.Fatalf("hosts %+v", r.Hosts)
+			}
+		}},
+		{target: "mixed.test", verdict: VerdictDefer, summaryHas: "defer: no MX host could be reached", riskHas: "sf.mixed.test (preference 20) has no usable address"},
 		{target: "servfail.test", verdict: VerdictDefer, summaryHas: "SERVFAIL"},
 		{target: "nosuch.test", verdict: VerdictNoMail, summaryHas: "NXDOMAIN"},
 		{target: "users.test", pass: true, verdict: VerdictDeliver, via: modern.Hostname, reqSource: "policy", reqBits: 128},

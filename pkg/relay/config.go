@@ -72,6 +72,18 @@ type Config struct {
 	// origins says where each key that is not at its default was set:
 	// "FILE:LINE", "env SMGCTL_X" or "flag --x" (smgctl config show).
 	origins map[string]string
+	// defaultPolicyPath stands in for DefaultPolicy, the one policy path
+	// that may be missing at start (a fresh install), in tests that
+	// cannot use /etc; "" = DefaultPolicy.
+	defaultPolicyPath string
+}
+
+// defaultPolicy is the policy path that may be missing at start.
+func (c *Config) defaultPolicy() string {
+	if c.defaultPolicyPath != "" {
+		return c.defaultPolicyPath
+	}
+	return DefaultPolicy
 }
 
 // SetFrom is Set that also records where the value came from.

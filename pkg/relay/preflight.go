@@ -66,7 +66,7 @@ func Preflight(ctx context.Context, cfg Config, now time.Time) []Finding {
 	case len(f.Entries()) == 0:
 		_, serr := os.Stat(cfg.Policy)
 		switch missing := errors.Is(serr, fs.ErrNotExist); {
-		case missing && cfg.Policy != DefaultPolicy:
+		case missing && cfg.Policy != cfg.defaultPolicy():
 			add("policy", CheckError, "%s does not exist", cfg.Policy)
 		case missing:
 			add("policy", CheckWarning, "%s does not exist: nothing is enforced; add a partner with `smgctl policy add DOMAIN`", cfg.Policy)

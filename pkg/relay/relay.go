@@ -82,14 +82,18 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 	// The audit log, the spool and the audit backlog in it first: loading
 	// the policy may audit a change made outside `smgctl policy`
 	// (policyaudit.go), and that record goes through the gate like any.
+	// Both create their directories; the operator is told which.
+	auditCreated, spoolCreated := missingDirs(auditDir(cfg.AuditLog)), missingDirs(cfg.Spool)
 	if r.audit, err = audit.OpenWith(cfg.AuditLog, audit.Options{MaxSize: cfg.AuditMaxSize, MaxAge: cfg.AuditMaxAge}, log.With("part", "audit")); err != nil {
 		return nil, err
 	}
 	closers = append(closers, r.audit.Close)
+	r.logCreated("audit log", auditCreated)
 	if r.spool, err = spool.OpenRelay(cfg.Spool, log.With("part", "spool")); err != nil {
 		return nil, err
 	}
 	closers = append(closers, r.spool.Close)
+	r.logCreated("spool", spoolCreated)
 	r.checkJournalDamage(true)
 	// The backlog lives in the spool: another filesystem than the log's,
 	// usually, and the relay's own durable state.
@@ -99,7 +103,7 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 	}
 	if r.watcher, err = policywatch.New(policywatch.Config{
 		Path:      cfg.Policy,
-		MissingOK: cfg.Policy == DefaultPolicy,
+		MissingOK: cfg.Policy == cfg.defaultPolicy(),
 		Log:       log.With("part", "policy"),
 		Health:    r.health,
 		Loaded:    r.policyLoaded,
@@ -257,6 +261,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	r.log.Info("relay running", "listen", r.ln.Addr().String(), "hostname", r.cfg.Hostname,
 		"spool", r.cfg.Spool, "policy", r.cfg.Policy, "audit_log", r.cfg.AuditLog)
+	r.logStartNotes()
 
 	var err error
 	select {

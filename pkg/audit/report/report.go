@@ -78,9 +78,13 @@ type Group struct {
 
 	// metDefault counts deliveries that met the default requirement.
 	metDefault int
-	latest     time.Time
-	weakest    int
-	strongest  int
+	// exempt: a domain group whose latest record was decided by an
+	// entry naming the domain with mode=off — exempted on purpose, so
+	// never a candidate to list.
+	exempt    bool
+	latest    time.Time
+	weakest   int
+	strongest int
 }
 
 // Report is the result. Its JSON form is a stable interface
@@ -294,11 +298,21 @@ func RecipientDomain(rcpt string) string {
 // listing says whether a record's entry lists the recipient's domain
 // itself: a domain entry (not an address, not the catch-all) in force
 // (enforce or testing). Domains reached only through "*" or mode=off
-// count as unlisted, which is what makes them candidates.
+// count as unlisted; of those, only the ones reached through "*" or no
+// entry can be candidates (exempted below).
 func listing(rec *audit.Record) bool {
+	return domainEntry(rec) && rec.Requirement.Mode != "off"
+}
+
+// exempted: the record was decided by a domain entry with mode=off —
+// the operator exempted the domain on purpose.
+func exempted(rec *audit.Record) bool {
+	return domainEntry(rec) && rec.Requirement.Mode == "off"
+}
+
+func domainEntry(rec *audit.Record) bool {
 	t := rec.PolicyTarget
-	return t != "" && t != "*" && !strings.Contains(t, "@") &&
-		rec.Requirement != nil && rec.Requirement.Mode != "off"
+	return t != "" && t != "*" && !strings.Contains(t, "@") && rec.Requirement != nil
 }
 
 func inDomain(domain, want string) bool {
@@ -348,7 +362,7 @@ func (p *partial) add(rec *audit.Record) {
 		p.entries[entry] = e
 	}
 	if !rec.Time.Before(d.latest) {
-		d.Entry, d.Listed = rec.PolicyTarget, listing(rec)
+		d.Entry, d.Listed, d.exempt = rec.PolicyTarget, listing(rec), exempted(rec)
 	}
 	if !rec.Time.Before(e.latest) {
 		e.Line = rec.PolicyLine
@@ -460,7 +474,7 @@ func bump(m map[string]int, k string, n int) map[string]int {
 
 func (g *Group) merge(o *Group) {
 	if o.latest.After(g.latest) || g.latest.IsZero() {
-		g.Entry, g.Listed, g.Line = o.Entry, o.Listed, o.Line
+		g.Entry, g.Listed, g.Line, g.exempt = o.Entry, o.Listed, o.Line, o.exempt
 		if o.Requirement != nil {
 			g.Requirement = o.Requirement
 		}
@@ -555,7 +569,7 @@ func (p *partial) finish(r *Report) {
 			}
 		case g.DeliveredCleartext > 0:
 			r.Cleartext = append(r.Cleartext, g.Name)
-		case g.Delivered > 0 && g.metDefault == g.Delivered:
+		case g.Delivered > 0 && g.metDefault == g.Delivered && !g.exempt:
 			r.Candidates = append(r.Candidates, g.Name)
 		}
 	}

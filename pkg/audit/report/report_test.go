@@ -259,3 +259,44 @@ func TestRecipientDomainCanonical(t *testing.T) {
 		}
 	}
 }
+
+// A domain its own mode=off entry exempted is no candidate to list, even
+// when every delivery met the default; one reached through "*" mode=off
+// or no entry still is. Merging partial reports keeps the distinction.
+func TestExemptedNoCandidate(t *testing.T) {
+	off := &audit.Requirement{Bits: 112, MinTLS: "1.0", Verify: "none", Mode: "off", OnFail: "bounce"}
+	strong := func(i int, rcpt, target string, q *audit.Requirement) audit.Record {
+		return audit.Record{Time: t0.Add(time.Duration(i) * time.Second), Event: audit.Delivered, QueueID: fmt.Sprintf("Q%d", i),
+			Recipient: rcpt, PolicyTarget: target, Requirement: q,
+			TLS: true, TLSVersion: "TLSv1.3", Cipher: "TLS_AES_256_GCM_SHA384", Bits: 256}
+	}
+	recs := []audit.Record{
+		strong(0, "a@off.test", "off.test", off),
+		strong(1, "b@mail.offparent.test", "offparent.test", off),
+		strong(2, "c@star.test", "*", off),
+		strong(3, "d@none.test", "", nil),
+		strong(4, "e@off.test", "off.test", off),
+	}
+	path := filepath.Join(t.TempDir(), "audit.log")
+	var lines []byte
+	for _, r := range recs {
+		b, _ := json.Marshal(r)
+		lines = append(append(lines, b...), '\n')
+	}
+	if err := os.WriteFile(path, lines, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files, err := logset.Files(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []int{1, 4} {
+		r, err := Build(context.Background(), files, Options{Workers: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"none.test", "star.test"}; !reflect.DeepEqual(r.Candidates, want) {
+			t.Errorf("workers %d: candidates %v, want %v", w, r.Candidates, want)
+		}
+	}
+}

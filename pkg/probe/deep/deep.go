@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,6 +169,40 @@ func (r *Report) Accepted() []Suite {
 		all = append(all, v.Suites...)
 	}
 	return all
+}
+
+// WeakAccepted names the accepted suites no sender should use, each once
+// with its bits, weakest first: NULL (no encryption), export grade, DES,
+// RC4 (RFC 7465 forbids it), or fewer than policy.DefaultBits bits
+// (RFC 9325 §4.1). smgctl probe lists them as a risk.
+func (r *Report) WeakAccepted() []string {
+	seen := map[uint16]bool{}
+	var weak []Suite
+	for _, s := range r.Accepted() {
+		if seen[s.ID] || !weakSuite(s) {
+			continue
+		}
+		seen[s.ID] = true
+		weak = append(weak, s)
+	}
+	slices.SortStableFunc(weak, func(a, b Suite) int { return a.Bits - b.Bits })
+	names := make([]string, len(weak))
+	for i, s := range weak {
+		names[i] = fmt.Sprintf("%s (%d bits)", s.Name, s.Bits)
+	}
+	return names
+}
+
+func weakSuite(s Suite) bool {
+	if s.Bits < policy.DefaultBits {
+		return true
+	}
+	for _, bad := range []string{"_NULL_", "_EXPORT", "_DES_", "_DES40_", "_RC4_"} {
+		if strings.Contains(s.Name+"_", bad) {
+			return true
+		}
+	}
+	return false
 }
 
 // Version returns the result for version v.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/policy"
 )
 
 func TestBuildClientHello(t *testing.T) {
@@ -383,5 +385,22 @@ func TestRelayHelloIsGos(t *testing.T) {
 	}
 	if _, ok := ch.extensions[35]; ok {
 		t.Error("session ticket extension sent although tickets are off")
+	}
+}
+
+// Weak by name even with 112 bits or more (RC4), by bits, or neither.
+func TestWeakSuite(t *testing.T) {
+	for id, want := range map[uint16]bool{
+		0x0005: true,  // TLS_RSA_WITH_RC4_128_SHA: 128 bits, RC4 (RFC 7465)
+		0x0009: true,  // TLS_RSA_WITH_DES_CBC_SHA
+		0x0003: true,  // TLS_RSA_EXPORT_WITH_RC4_40_MD5
+		0x0002: true,  // TLS_RSA_WITH_NULL_SHA
+		0x000a: false, // TLS_RSA_WITH_3DES_EDE_CBC_SHA: 112 bits, the floor
+		0x002f: false, // TLS_RSA_WITH_AES_128_CBC_SHA
+		0x1302: false, // TLS_AES_256_GCM_SHA384
+	} {
+		if got := weakSuite(newSuite(id, VersionTLS12)); got != want {
+			t.Errorf("%s (%d bits): weak %v, want %v", policy.SuiteName(id), policy.CipherBits(id), got, want)
+		}
 	}
 }

@@ -168,16 +168,10 @@ func (r *Runner) targets(ctx context.Context, domain string) ([]target, *failure
 	}
 	if len(ts) == 0 {
 		// Every host failed its A/AAAA lookup: temporary unless each
-		// failure was permanent (RFC 5321 §5.1 leaves this to the MTA;
-		// Postfix defers).
-		temp := false
-		var last error
-		for _, h := range res.Hosts {
-			last = h.Err
-			temp = temp || mx.IsTemporary(h.Err)
-		}
-		if !temp && last != nil {
-			return nil, &failure{text: fmt.Sprintf(diagNoDomain, last)}
+		// failure was permanent (mx.Result.NoAddress, which the probe
+		// grades by too).
+		if permanent, err := res.NoAddress(); permanent {
+			return nil, &failure{text: fmt.Sprintf(diagNoDomain, err)}
 		}
 		return nil, &failure{text: fmt.Sprintf(diagNoHosts, domain), temporary: true}
 	}

@@ -580,12 +580,21 @@ func TestNullMXAndDNSFailures(t *testing.T) {
 	h := newHarness(t, "", nil)
 	h.res.err["nomail.test"] = &mx.Error{Step: "MX", Name: "nomail.test", Err: mx.ErrNullMX}
 	h.res.err["flaky.test"] = &mx.Error{Step: "MX", Name: "flaky.test", Rcode: dns.RcodeServerFailure, Temporary: true, Err: errors.New("SERVFAIL")}
+	// The MX records exist, their hosts' addresses do not: for good
+	// (bounce, as smgctl probe grades it: mx.Result.NoAddress), or with
+	// one temporary failure among them (wait).
+	nx := &mx.Error{Step: "A", Name: "ghost.nxmx.test", Rcode: dns.RcodeNameError, Err: errors.New("NXDOMAIN")}
+	sf := &mx.Error{Step: "A", Name: "sf.mixed.test", Rcode: dns.RcodeServerFailure, Temporary: true, Err: errors.New("SERVFAIL")}
+	h.res.res["nxmx.test"] = mx.Result{Domain: "nxmx.test", Hosts: []mx.Host{{Name: "ghost.nxmx.test", Preference: 10, Err: nx}}}
+	h.res.res["mixed.test"] = mx.Result{Domain: "mixed.test", Hosts: []mx.Host{{Name: "ghost.nxmx.test", Preference: 10, Err: nx}, {Name: "sf.mixed.test", Preference: 20, Err: sf}}}
 	sink := startFake(t, "127.0.0.1:0", nil)
 	route(h, "corp.test", sink)
 	h.start()
-	id := h.queue("alice@corp.test", "a@nomail.test", "b@flaky.test", "c@nxdomain.test")
+	id := h.queue("alice@corp.test", "a@nomail.test", "b@flaky.test", "c@nxdomain.test", "d@nxmx.test", "e@mixed.test")
 	h.waitAttempts(id, "b@flaky.test", 1)
+	h.waitAttempts(id, "e@mixed.test", 1)
 	h.waitState(id, "a@nomail.test", spool.Bounced)
+	h.waitState(id, "d@nxmx.test", spool.Bounced)
 	env := h.waitState(id, "c@nxdomain.test", spool.Bounced)
 	got := map[string]spool.Recipient{}
 	for _, r := range env.Recipients {
@@ -599,6 +608,12 @@ func TestNullMXAndDNSFailures(t *testing.T) {
 	}
 	if r := got["c@nxdomain.test"]; r.State != spool.Bounced || !strings.HasPrefix(r.LastReply, "550 5.4.4 ") {
 		t.Errorf("NXDOMAIN: %+v", r)
+	}
+	if r := got["d@nxmx.test"]; r.State != spool.Bounced || r.LastReply != "550 5.4.4 Host or domain name not found: "+nx.Error() {
+		t.Errorf("every MX host NXDOMAIN: %+v", r)
+	}
+	if r := got["e@mixed.test"]; r.State != spool.Pending || !strings.HasPrefix(r.LastReply, "451 4.4.4 ") {
+		t.Errorf("one MX host SERVFAIL: %+v", r)
 	}
 	var dsn []fakeMessage
 	h.waitFor("one DSN for both returned recipients", func() bool { dsn = sink.Messages(); return len(dsn) == 1 })

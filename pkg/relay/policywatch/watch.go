@@ -16,8 +16,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -222,7 +224,8 @@ func (w *Watcher) load() error {
 	w.statsMu.Lock()
 	w.stamp = st
 	w.statsMu.Unlock()
-	if os.IsNotExist(err) && first && w.cfg.MissingOK {
+	missing := os.IsNotExist(err) && first && w.cfg.MissingOK
+	if missing {
 		data, err = nil, nil
 	}
 	if err != nil {
@@ -258,7 +261,11 @@ func (w *Watcher) load() error {
 	gen := w.stats.Generation
 	w.statsMu.Unlock()
 	w.good()
-	w.log.Info("policy loaded", "path", w.cfg.Path, "entries", p.Len(), "generation", gen, "sha256", hex.EncodeToString(sum[:]))
+	if missing {
+		w.log.Info("no policy file yet: an empty policy is in force until it is created", "path", w.cfg.Path)
+	} else {
+		w.log.Info("policy loaded", "path", w.cfg.Path, "entries", p.Len(), "generation", gen, "sha256", hex.EncodeToString(sum[:]))
+	}
 	if w.cfg.Loaded != nil {
 		w.cfg.Loaded(Load{Path: w.cfg.Path, First: first, Prev: prev, Sum: sum, Size: len(data)})
 	}
@@ -353,7 +360,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 		defer src.Close()
 		changes = src.Changes()
 		if !src.Watch() {
-			w.log.Warn("cannot watch the policy directory yet; polling until it can", "path", w.cfg.Path)
+			dir := filepath.Dir(w.cfg.Path)
+			if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+				// A fresh install: nothing is wrong.
+				w.log.Info("the policy directory does not exist yet; polling finds it when it is created", "dir", dir)
+			} else {
+				w.log.Warn("cannot watch the policy directory; polling until it can", "dir", dir)
+			}
 		}
 	}
 	defer w.writing.Store(false)
