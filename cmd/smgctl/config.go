@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -52,13 +51,10 @@ but every key, not only the changed ones. A command's own flags (relay
 		path := g.cfgFileRead
 		w := cmd.OutOrStdout()
 		if out.json() {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(struct {
-				SchemaVersion int       `json:"schema_version"`
-				ConfigFile    string    `json:"config_file"`
-				Settings      []setting `json:"settings"`
-			}{1, path, settings})
+			return writeJSON(w, struct {
+				ConfigFile string    `json:"config_file"`
+				Settings   []setting `json:"settings"`
+			}{path, settings})
 		}
 		if path == "" {
 			fmt.Fprintf(w, "no config file (%s does not exist): defaults and SMGCTL_* only\n", defaultConfigPath)

@@ -67,7 +67,7 @@ func TestProbeCommand(t *testing.T) {
 			Diagnostic string `json:"diagnostic"`
 			Hosts      []struct {
 				Attempts []struct {
-					Version string `json:"version"`
+					Version string `json:"tls_version"`
 					Bits    int    `json:"bits"`
 				} `json:"attempts"`
 			} `json:"hosts"`
@@ -78,7 +78,7 @@ func TestProbeCommand(t *testing.T) {
 	}
 	if code != 1 || doc.Pass || len(doc.Targets) != 2 || doc.Targets[0].Target != "plain.test" ||
 		doc.Targets[0].Diagnostic != "503 5.7.0 encryption too weak 0 less than 112" || !doc.Targets[1].Pass ||
-		doc.Targets[1].Hosts[0].Attempts[0].Bits < 128 {
+		doc.Targets[1].Hosts[0].Attempts[0].Bits < 128 || doc.Targets[1].Hosts[0].Attempts[0].Version != "1.3" {
 		t.Fatalf("exit %d json %+v", code, doc)
 	}
 
