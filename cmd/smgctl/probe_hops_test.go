@@ -201,6 +201,7 @@ func TestRenderDeep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	validateJSON(t, "probe#/$defs/deep", string(b))
 	for _, want := range []string{`"version":"1.2"`, `"id":"0x003b"`, `"server_preference":"unknown"`, `"openssl_default":{"accepted":false,"refusal":"handshake_failure"}`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("JSON lacks %s:\n%s", want, b)

@@ -59,6 +59,7 @@ func TestProbeCommand(t *testing.T) {
 	}
 
 	code, out, _ = run(append([]string{"probe", "plain.test", "good.test", "--output", "json"}, common...)...)
+	validateJSON(t, "probe", out) // a real certificate, TLS session and timings
 	var doc struct {
 		Pass    bool `json:"pass"`
 		Targets []struct {
