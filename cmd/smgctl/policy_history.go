@@ -110,7 +110,7 @@ func describeRecord(r store.Record) string {
 }
 
 // historyRecord is a journal record in `policy history --output json`.
-// The journal keeps options as policy-file text ("min-tls": "256"); the
+// The journal keeps options as policy-file text ("bits": "256", "min-tls"); the
 // JSON has them as every other command does: snake_case keys, bits a
 // number.
 type historyRecord struct {

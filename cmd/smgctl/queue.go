@@ -305,7 +305,7 @@ first word of each line; blank lines and # comments skipped), as
 postsuper -d - does.`,
 		Example: "  smgctl queue " + a.name + " 0CT4H1P9VGA2K3QF 0CT4H1PA2N6M0S1B\n" +
 			"  smgctl queue " + a.name + " --all\n" +
-			"  smgctl queue list -o json | jq -r '.[] | select(.from == \"spam@example.com\") | .id' | smgctl queue " + a.name + " -",
+			"  smgctl queue list -o json | jq -r '.messages[] | select(.from == \"spam@example.com\") | .id' | smgctl queue " + a.name + " -",
 	}
 	c.Flags().BoolVar(&all, "all", false, "every queued message")
 	c.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for a message the relay is delivering right now")
