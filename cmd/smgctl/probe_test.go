@@ -88,6 +88,11 @@ func TestProbeCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Deep: good.test "+modern.Hostname) || !strings.Contains(out, "weakest:") {
 		t.Fatalf("--deep: exit %d\n%s", code, out)
 	}
+	code, out, _ = run(append([]string{"probe", "good.test", "--deep", "--output", "json"}, common...)...)
+	if code != 0 || !strings.Contains(out, `"deep": {`) || !strings.Contains(out, `"version": "1.3"`) {
+		t.Fatalf("--deep JSON: exit %d\n%s", code, out)
+	}
+	validateJSON(t, "probe", out) // a real enumeration under attempts[].deep
 
 	// Input errors exit 2 and say where.
 	os.WriteFile(targets, []byte("ok.test\nbad..name\n"), 0o644)
