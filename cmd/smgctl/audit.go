@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -192,9 +191,7 @@ script, no external reference) to attach to an audit.`,
 		w := cmd.OutOrStdout()
 		switch out.value {
 		case "json":
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(r)
+			return writeJSON(w, jsonReport(r))
 		case "html":
 			return report.WriteHTML(w, r, now)
 		}
@@ -329,9 +326,7 @@ message is not in the log.`,
 		}
 		w := cmd.OutOrStdout()
 		if out.json() {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(tr)
+			return writeJSON(w, jsonTrace(tr))
 		}
 		return renderTrace(w, tr, newPainter(w))
 	}

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -38,7 +38,7 @@ but every key, not only the changed ones. A command's own flags (relay
 		cfg := g.settings()
 		type setting struct {
 			Key    string `json:"key"`
-			Value  string `json:"value"`
+			Value  any    `json:"value"` // string, or a number or boolean (jsonSettingValue)
 			Source string `json:"source"`
 		}
 		settings := make([]setting, 0, len(relay.Keys))
@@ -47,18 +47,15 @@ but every key, not only the changed ones. A command's own flags (relay
 			if err != nil {
 				return err
 			}
-			settings = append(settings, setting{k, v, cfg.Origin(k)})
+			settings = append(settings, setting{k, jsonSettingValue(k, v), cfg.Origin(k)})
 		}
 		path := g.cfgFileRead
 		w := cmd.OutOrStdout()
 		if out.json() {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(struct {
-				SchemaVersion int       `json:"schema_version"`
-				ConfigFile    string    `json:"config_file"`
-				Settings      []setting `json:"settings"`
-			}{1, path, settings})
+			return writeJSON(w, struct {
+				ConfigFile string    `json:"config_file"`
+				Settings   []setting `json:"settings"`
+			}{path, settings})
 		}
 		if path == "" {
 			fmt.Fprintf(w, "no config file (%s does not exist): defaults and SMGCTL_* only\n", defaultConfigPath)
@@ -67,7 +64,7 @@ but every key, not only the changed ones. A command's own flags (relay
 		}
 		rows := make([][]string, len(settings))
 		for i, s := range settings {
-			v := s.Value
+			v := fmt.Sprint(s.Value)
 			if v == "" {
 				v = "-"
 			}
@@ -77,4 +74,26 @@ but every key, not only the changed ones. A command's own flags (relay
 	}
 	c.AddCommand(show)
 	return c
+}
+
+// jsonSettingValue types a setting for JSON as its default's kind says:
+// counts and sizes (in bytes) are numbers, switches booleans, the rest
+// (paths, addresses, durations, lists) the text a config file takes.
+func jsonSettingValue(key, text string) any {
+	defaults := relay.DefaultConfig()
+	def, err := defaults.Value(key)
+	if err != nil {
+		return text
+	}
+	if _, err := strconv.ParseInt(def, 10, 64); err == nil {
+		if n, err := strconv.ParseInt(text, 10, 64); err == nil {
+			return n
+		}
+	}
+	if def == "true" || def == "false" {
+		if b, err := strconv.ParseBool(text); err == nil {
+			return b
+		}
+	}
+	return text
 }

@@ -155,11 +155,36 @@ func trimLine(line string) string {
 	return t
 }
 
-// writeJSON writes v indented, with a final newline. Field names and
-// shapes are part of the documented, stable output (docs/).
+// jsonSchemaVersion is the "schema_version" every JSON document starts
+// with (docs/schemas/): it changes only when a field is renamed or
+// removed, so a script can refuse a document it does not know.
+const jsonSchemaVersion = 1
+
+// writeJSON writes v, which must encode as a JSON object, indented, with
+// a final newline and "schema_version" as its first field. Field names
+// and shapes are part of the documented, stable output (docs/schemas/).
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
+	var raw bytes.Buffer
+	enc := json.NewEncoder(&raw)
 	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	body := bytes.TrimSpace(raw.Bytes())
+	if len(body) < 2 || body[0] != '{' {
+		return fmt.Errorf("internal error: JSON output %T is not an object", v)
+	}
+	var doc bytes.Buffer
+	fmt.Fprintf(&doc, `{"schema_version":%d`, jsonSchemaVersion)
+	if rest := bytes.TrimSpace(body[1:]); rest[0] != '}' {
+		doc.WriteByte(',')
+	}
+	doc.Write(body[1:])
+	var out bytes.Buffer
+	if err := json.Indent(&out, doc.Bytes(), "", "  "); err != nil {
+		return err
+	}
+	out.WriteByte('\n')
+	_, err := w.Write(out.Bytes())
+	return err
 }

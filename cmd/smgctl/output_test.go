@@ -110,3 +110,28 @@ func TestVersionOf(t *testing.T) {
 		}
 	}
 }
+
+// writeJSON puts schema_version first in every document, keeps HTML
+// characters as they are, and refuses anything but an object: a bare
+// array cannot carry the version.
+func TestWriteJSON(t *testing.T) {
+	for _, tc := range []struct {
+		v    any
+		want string
+	}{
+		{struct{}{}, "{\n  \"schema_version\": 1\n}\n"},
+		{struct {
+			ID   string `json:"id"`
+			Note string `json:"note"`
+		}{"Q1", "<a@b> & c"}, "{\n  \"schema_version\": 1,\n  \"id\": \"Q1\",\n  \"note\": \"<a@b> & c\"\n}\n"},
+	} {
+		var b bytes.Buffer
+		if err := writeJSON(&b, tc.v); err != nil || b.String() != tc.want {
+			t.Errorf("writeJSON(%#v) = %q, %v; want %q", tc.v, b.String(), err, tc.want)
+		}
+	}
+	var b bytes.Buffer
+	if err := writeJSON(&b, []string{"a"}); err == nil || b.Len() != 0 {
+		t.Errorf("an array: %q, %v; want an error and no output", b.String(), err)
+	}
+}

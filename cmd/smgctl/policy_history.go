@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,13 +40,14 @@ a warning goes to stderr; smgctl audit verify checks it properly.`,
 			}
 			w := c.OutOrStdout()
 			if out.json() {
-				if recs == nil {
-					recs = []store.Record{}
+				doc := struct {
+					Journal string          `json:"journal"`
+					Records []historyRecord `json:"records"`
+				}{s.JournalPath(), make([]historyRecord, 0, len(recs))}
+				for _, r := range recs {
+					doc.Records = append(doc.Records, newHistoryRecord(r))
 				}
-				return writeJSON(w, struct {
-					Journal string         `json:"journal"`
-					Records []store.Record `json:"records"`
-				}{s.JournalPath(), recs})
+				return writeJSON(w, doc)
 			}
 			if len(recs) == 0 {
 				fmt.Fprintf(w, "%s: no changes recorded\n", s.JournalPath())
@@ -105,4 +107,42 @@ func describeRecord(r store.Record) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// historyRecord is a journal record in `policy history --output json`.
+// The journal keeps options as policy-file text ("bits": "256", "min-tls"); the
+// JSON has them as every other command does: snake_case keys, bits a
+// number.
+type historyRecord struct {
+	Time   time.Time      `json:"time"`
+	Actor  string         `json:"actor"`
+	Action store.Action   `json:"action"`
+	Target string         `json:"target"`
+	Before map[string]any `json:"before"`
+	After  map[string]any `json:"after"`
+	SHA256 string         `json:"sha256,omitempty"`
+	Prev   string         `json:"prev"`
+}
+
+func newHistoryRecord(r store.Record) historyRecord {
+	return historyRecord{Time: r.Time, Actor: r.Actor, Action: r.Action, Target: r.Target,
+		Before: jsonOptions(r.Before), After: jsonOptions(r.After), SHA256: r.SHA256, Prev: r.Prev}
+}
+
+// jsonOptions renders a journal's option map for JSON; nil stays null.
+func jsonOptions(m map[string]string) map[string]any {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		var val any = v
+		if k == "bits" {
+			if n, err := strconv.Atoi(v); err == nil {
+				val = n
+			}
+		}
+		out[strings.ReplaceAll(k, "-", "_")] = val
+	}
+	return out
 }

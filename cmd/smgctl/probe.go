@@ -297,7 +297,7 @@ func hopRow(pt painter, r *probe.Report, h probe.HostReport, at *probe.Attempt) 
 	tls, cert, bits := "no", "-", strconv.Itoa(at.Bits)
 	switch {
 	case at.TLS:
-		tls = at.Version + " " + at.Suite
+		tls = string(at.Version) + " " + at.Suite
 	case at.Failure != "":
 		tls = "no (" + at.Failure + ")"
 	}
@@ -337,7 +337,7 @@ func whatIfFlags(c *cobra.Command) string {
 func requirementText(q probe.RequirementInfo, whatIf string) string {
 	s := strconv.Itoa(q.Bits) + " bits"
 	if q.MinTLS != "TLSv1.0" {
-		s += ", " + q.MinTLS + "+"
+		s += ", " + string(q.MinTLS) + "+"
 	}
 	if q.Verify == "cert" {
 		s += ", verified"

@@ -136,7 +136,7 @@ func hopsJSON(name string, tr *hops.Trace) hopsReport {
 	r := hopsReport{
 		Message:         name,
 		RecipientDomain: tr.RecipientDomain,
-		Requirement:     hopsReq{tr.Requirement.Bits, policy.VersionName(tr.Requirement.MinTLS)},
+		Requirement:     hopsReq{tr.Requirement.Bits, policy.VersionNumber(policy.VersionName(tr.Requirement.MinTLS))},
 		FailedHops:      []int{},
 		FirstTrusted:    tr.FirstTrusted,
 		Warning:         tr.ForgeryWarning(),

@@ -175,7 +175,7 @@ func TestProbeHopsJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
 		t.Fatalf("%v\n%s", err, stdout)
 	}
-	if doc.RecipientDomain != "gmail.com" || doc.Requirement.Bits != 112 || doc.Requirement.MinTLS != "TLSv1.0" ||
+	if doc.RecipientDomain != "gmail.com" || doc.Requirement.Bits != 112 || doc.Requirement.MinTLS != "1.0" ||
 		doc.Passed || len(doc.FailedHops) != 1 || doc.FailedHops[0] != 1 || doc.FirstTrusted != 4 || doc.Warning == "" || len(doc.Hops) != 5 {
 		t.Errorf("document: %+v", doc)
 	}
@@ -183,7 +183,7 @@ func TestProbeHopsJSON(t *testing.T) {
 	if h1.TLS || h1.Bits == nil || *h1.Bits != 0 || h1.Grade == nil || h1.Grade.Diagnostic != "503 5.7.0 encryption too weak 0 less than 112" {
 		t.Errorf("hop 1: %+v", h1)
 	}
-	if !h4.TLS || h4.TLSVersion != "TLSv1.2" || h4.CipherID != "0xc02b" || *h4.HeaderBits != 128 || *h4.Bits != 128 || !h4.Grade.Met || !h4.Trusted || h4.MTA != "gmail" || h4.Date != "2024-05-14T02:20:11-07:00" {
+	if !h4.TLS || h4.TLSVersion != "1.2" || h4.CipherID != "0xc02b" || *h4.HeaderBits != 128 || *h4.Bits != 128 || !h4.Grade.Met || !h4.Trusted || h4.MTA != "gmail" || h4.Date != "2024-05-14T02:20:11-07:00" {
 		t.Errorf("hop 4: %+v", h4)
 	}
 	if !h5.Internal || h5.Grade != nil {
@@ -225,7 +225,8 @@ func TestRenderDeep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"version":"TLSv1.2"`, `"id":"0x003b"`, `"server_preference":"unknown"`, `"openssl_default":{"accepted":false,"refusal":"handshake_failure"}`} {
+	validateJSON(t, "probe#/$defs/deep", string(b))
+	for _, want := range []string{`"version":"1.2"`, `"id":"0x003b"`, `"server_preference":"unknown"`, `"openssl_default":{"accepted":false,"refusal":"handshake_failure"}`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("JSON lacks %s:\n%s", want, b)
 		}

@@ -59,6 +59,7 @@ func TestProbeCommand(t *testing.T) {
 	}
 
 	code, out, _ = run(append([]string{"probe", "plain.test", "good.test", "--output", "json"}, common...)...)
+	validateJSON(t, "probe", out) // a real certificate, TLS session and timings
 	var doc struct {
 		Pass    bool `json:"pass"`
 		Targets []struct {
@@ -67,7 +68,7 @@ func TestProbeCommand(t *testing.T) {
 			Diagnostic string `json:"diagnostic"`
 			Hosts      []struct {
 				Attempts []struct {
-					Version string `json:"version"`
+					Version string `json:"tls_version"`
 					Bits    int    `json:"bits"`
 				} `json:"attempts"`
 			} `json:"hosts"`
@@ -78,7 +79,7 @@ func TestProbeCommand(t *testing.T) {
 	}
 	if code != 1 || doc.Pass || len(doc.Targets) != 2 || doc.Targets[0].Target != "plain.test" ||
 		doc.Targets[0].Diagnostic != "503 5.7.0 encryption too weak 0 less than 112" || !doc.Targets[1].Pass ||
-		doc.Targets[1].Hosts[0].Attempts[0].Bits < 128 {
+		doc.Targets[1].Hosts[0].Attempts[0].Bits < 128 || doc.Targets[1].Hosts[0].Attempts[0].Version != "1.3" {
 		t.Fatalf("exit %d json %+v", code, doc)
 	}
 
@@ -87,6 +88,11 @@ func TestProbeCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Deep: good.test "+modern.Hostname) || !strings.Contains(out, "weakest:") {
 		t.Fatalf("--deep: exit %d\n%s", code, out)
 	}
+	code, out, _ = run(append([]string{"probe", "good.test", "--deep", "--output", "json"}, common...)...)
+	if code != 0 || !strings.Contains(out, `"deep": {`) || !strings.Contains(out, `"version": "1.3"`) {
+		t.Fatalf("--deep JSON: exit %d\n%s", code, out)
+	}
+	validateJSON(t, "probe", out) // a real enumeration under attempts[].deep
 
 	// What if: the default entry with the flags' changes, not the policy.
 	code, out, _ = run(append([]string{"probe", "good.test", "--min-tls", "1.3", "--verify", "none"}, common...)...)

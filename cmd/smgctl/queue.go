@@ -107,7 +107,7 @@ func newQueueListCmd(open func() (*queuectl.Queue, error)) *cobra.Command {
 		// What could not be read or was lost is said on stderr (and,
 		// for messages, in the JSON as "error"), and exits 1: the rest
 		// is still listed.
-		warned := warnQueueProblems(cmd.ErrOrStderr(), q, msgs)
+		warnings, warned := warnQueueProblems(cmd.ErrOrStderr(), q, msgs)
 		w := cmd.OutOrStdout()
 		if out.json() {
 			// An unreadable message is {"id", "error"}, not a message
@@ -116,12 +116,15 @@ func newQueueListCmd(open func() (*queuectl.Queue, error)) *cobra.Command {
 				ID    string `json:"id"`
 				Error string `json:"error"`
 			}
-			doc := make([]any, 0, len(msgs))
+			doc := struct {
+				Messages []any          `json:"messages"`
+				Warnings []queueWarning `json:"warnings"`
+			}{make([]any, 0, len(msgs)), warnings}
 			for _, m := range msgs {
 				if m.Error != "" {
-					doc = append(doc, unreadable{m.ID, m.Error})
+					doc.Messages = append(doc.Messages, unreadable{m.ID, m.Error})
 				} else {
-					doc = append(doc, m)
+					doc.Messages = append(doc.Messages, m)
 				}
 			}
 			if err := writeJSON(w, doc); err != nil {
@@ -166,29 +169,45 @@ func newQueueListCmd(open func() (*queuectl.Queue, error)) *cobra.Command {
 
 // warnQueueProblems writes a warning for each message whose envelope
 // cannot be read and each damaged journal segment kept in corrupt/, and
-// returns the exit-1 error when there was any.
-func warnQueueProblems(errw io.Writer, q *queuectl.Queue, msgs []queuectl.Message) error {
-	n := 0
+// returns them (for the JSON) and the exit-1 error when there was any.
+func warnQueueProblems(errw io.Writer, q *queuectl.Queue, msgs []queuectl.Message) ([]queueWarning, error) {
+	warnings := []queueWarning{}
+	warn := func(w queueWarning) {
+		fmt.Fprintf(errw, "smgctl: warning: %s\n", w.Message)
+		warnings = append(warnings, w)
+	}
 	for _, m := range msgs {
 		if m.Error != "" {
-			fmt.Fprintf(errw, "smgctl: warning: %s: cannot read this message, left out: %s\n", m.ID, m.Error)
-			n++
+			warn(queueWarning{Kind: "unreadable_message", ID: m.ID,
+				Message: fmt.Sprintf("%s: cannot read this message, left out: %s", m.ID, m.Error)})
 		}
 	}
 	damage, err := q.Damage()
 	if err != nil {
-		fmt.Fprintf(errw, "smgctl: warning: cannot look for damaged journal segments: %v\n", err)
-		n++
+		warn(queueWarning{Kind: "journal_unchecked", Message: fmt.Sprintf("cannot look for damaged journal segments: %v", err)})
 	}
 	for _, d := range damage {
-		fmt.Fprintf(errw, "smgctl: warning: damaged journal segment %s: %s; %d record(s) recovered, %d acknowledged bytes unaccounted for: accepted mail may be lost (remove the file once dealt with)\n",
-			d.Segment, d.Reason, d.RecordsRecovered, d.BytesUnaccounted)
-		n++
+		warn(queueWarning{Kind: "damaged_journal", Segment: d.Segment, Reason: d.Reason,
+			RecordsRecovered: &d.RecordsRecovered, BytesUnaccounted: &d.BytesUnaccounted,
+			Message: fmt.Sprintf("damaged journal segment %s: %s; %d record(s) recovered, %d acknowledged bytes unaccounted for: accepted mail may be lost (remove the file once dealt with)",
+				d.Segment, d.Reason, d.RecordsRecovered, d.BytesUnaccounted)})
 	}
-	if n > 0 {
-		return checkFailed()
+	if len(warnings) > 0 {
+		return warnings, checkFailed()
 	}
-	return nil
+	return warnings, nil
+}
+
+// queueWarning is one problem `queue list` found, said on stderr and in
+// its JSON "warnings" (docs/schemas/queue-list.schema.json).
+type queueWarning struct {
+	Kind             string `json:"kind"` // unreadable_message, damaged_journal, journal_unchecked
+	Message          string `json:"message"`
+	ID               string `json:"id,omitempty"`
+	Segment          string `json:"segment,omitempty"`
+	Reason           string `json:"reason,omitempty"`
+	RecordsRecovered *int   `json:"records_recovered,omitempty"`
+	BytesUnaccounted *int64 `json:"bytes_unaccounted,omitempty"`
 }
 
 func stateText(p painter, r queuectl.Recipient, now time.Time) string {
@@ -295,7 +314,7 @@ first word of each line; blank lines and # comments skipped), as
 postsuper -d - does.`,
 		Example: "  smgctl queue " + a.name + " 0CT4H1P9VGA2K3QF 0CT4H1PA2N6M0S1B\n" +
 			"  smgctl queue " + a.name + " --all\n" +
-			"  smgctl queue list -o json | jq -r '.[] | select(.from == \"spam@example.com\") | .id' | smgctl queue " + a.name + " -",
+			"  smgctl queue list -o json | jq -r '.messages[] | select(.from == \"spam@example.com\") | .id' | smgctl queue " + a.name + " -",
 	}
 	c.Flags().BoolVar(&all, "all", false, "every queued message")
 	c.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for a message the relay is delivering right now")
@@ -362,7 +381,12 @@ postsuper -d - does.`,
 		}
 		w := cmd.OutOrStdout()
 		if out.json() {
-			if err := writeJSON(w, results); err != nil {
+			if results == nil {
+				results = []queuectl.Result{}
+			}
+			if err := writeJSON(w, struct {
+				Results []queuectl.Result `json:"results"`
+			}{results}); err != nil {
 				return err
 			}
 		} else {

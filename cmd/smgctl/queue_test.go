@@ -52,11 +52,14 @@ func listJSON(t *testing.T, dir string) []queuectl.Message {
 	if code != 0 {
 		t.Fatalf("list: %d %s", code, errs)
 	}
-	var msgs []queuectl.Message
-	if err := json.Unmarshal([]byte(out), &msgs); err != nil {
+	var doc struct {
+		SchemaVersion int                `json:"schema_version"`
+		Messages      []queuectl.Message `json:"messages"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.SchemaVersion != 1 {
 		t.Fatalf("list JSON: %v\n%s", err, out)
 	}
-	return msgs
+	return doc.Messages
 }
 
 func TestQueueCLI(t *testing.T) {
@@ -110,10 +113,13 @@ func TestQueueCLI(t *testing.T) {
 
 	// bounce: the message leaves, a DSN with the null sender takes its place.
 	code, out, errs := run(t, "queue", "bounce", ids[1], "--spool", dir, "--hostname", "relay.corp.test", "--output", "json")
-	var res []queuectl.Result
-	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res) != 1 || res[0].DSN == "" {
+	var doc struct {
+		Results []queuectl.Result `json:"results"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &doc) != nil || len(doc.Results) != 1 || doc.Results[0].DSN == "" {
 		t.Fatalf("bounce: %d %s %s", code, out, errs)
 	}
+	res := doc.Results
 	// Each removal left an admin-action record for the relay to audit:
 	// --actor wins, else SMGCTL_ACTOR.
 	acts, err := queuectl.ReadAdminActions(dir, nil)
@@ -206,8 +212,19 @@ func TestQueueListShowsJournalDamage(t *testing.T) {
 		!regexp.MustCompile(`(?m)^smgctl: warning: damaged journal segment .*/corrupt/[0-9]+\.seg: segment cut short: [0-9]+ bytes, [0-9]+ were acknowledged; [0-9]+ record\(s\) recovered, [1-9][0-9]* acknowledged bytes unaccounted for`).MatchString(errs) {
 		t.Errorf("list: exit %d\n%s\n%s", code, out, errs)
 	}
-	if code, _, errs := run(t, "queue", "list", "--spool", dir, "--output", "json"); code != 1 || !strings.Contains(errs, "damaged journal segment") {
-		t.Errorf("list json: exit %d %s", code, errs)
+	// The JSON carries the warning too, for a script that reads no stderr.
+	code, out, errs = run(t, "queue", "list", "--spool", dir, "--output", "json")
+	var doc struct {
+		Warnings []struct {
+			Kind             string `json:"kind"`
+			Segment          string `json:"segment"`
+			BytesUnaccounted *int64 `json:"bytes_unaccounted"`
+		} `json:"warnings"`
+	}
+	if code != 1 || !strings.Contains(errs, "damaged journal segment") || json.Unmarshal([]byte(out), &doc) != nil ||
+		len(doc.Warnings) != 1 || doc.Warnings[0].Kind != "damaged_journal" || !strings.HasSuffix(doc.Warnings[0].Segment, ".seg") ||
+		doc.Warnings[0].BytesUnaccounted == nil || *doc.Warnings[0].BytesUnaccounted <= 0 {
+		t.Errorf("list json: exit %d %s\n%s", code, errs, out)
 	}
 	corrupt, _ := filepath.Glob(filepath.Join(dir, "corrupt", "*.seg"))
 	if len(corrupt) != 1 {

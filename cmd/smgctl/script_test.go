@@ -25,8 +25,11 @@ func TestMain(m *testing.M) {
 // policy file ($WORK/policy.conf), HOME and actor, and no colour.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
-		Dir:                 "testdata/script",
-		RequireUniqueNames:  true,
+		Dir:                "testdata/script",
+		RequireUniqueNames: true,
+		// UPDATE_SCRIPTS=1 rewrites the cmp files in the scripts to the
+		// output seen; review the diff before committing it.
+		UpdateScripts:       os.Getenv("UPDATE_SCRIPTS") != "",
 		RequireExplicitExec: false,
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("SMGCTL_POLICY", filepath.Join(e.WorkDir, "policy.conf"))

@@ -97,7 +97,12 @@ when the relay did not accept the message.`,
 		}
 		w := cmd.OutOrStdout()
 		if out.json() {
-			if err := writeJSON(w, res); err != nil {
+			doc := res
+			if res.Record != nil {
+				rec := jsonAuditRecord(*res.Record)
+				doc.Record = &rec
+			}
+			if err := writeJSON(w, doc); err != nil {
 				return err
 			}
 		} else {

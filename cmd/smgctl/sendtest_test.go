@@ -52,6 +52,7 @@ func TestSendtestCLI(t *testing.T) {
 	good.WaitMessages(t, "good.test", 1, 10*time.Second)
 
 	code, out, errs = run(t, "sendtest", "--to", "p@plain.test", "--via", via, "--audit-log", cfg.AuditLog, "--from", "admin@corp.test", "--output", "json")
+	validateJSON(t, "sendtest", out)
 	var res sendtestResult
 	if code != 1 || json.Unmarshal([]byte(out), &res) != nil || res.Outcome != "bounced" || res.Record == nil ||
 		res.Record.Diagnostic != "503 5.7.0 encryption too weak 0 less than 112" || res.QueueID == "" {

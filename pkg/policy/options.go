@@ -145,7 +145,7 @@ func (o Options) Get(key string) string {
 	case "bits":
 		return strconv.Itoa(o.Bits)
 	case "min-tls":
-		return strings.TrimPrefix(VersionName(o.MinTLS), "TLSv")
+		return VersionNumber(VersionName(o.MinTLS))
 	case "verify":
 		return o.Verify.String()
 	case "mode":
@@ -199,6 +199,18 @@ func ParseVersion(s string) (uint16, bool) {
 	}
 	return 0, false
 }
+
+// VersionNumber turns a version name as VersionName writes it
+// ("TLSv1.2") into the form of a policy file and of smgctl's JSON
+// ("1.2"). Other names ("none", "SSLv3") are kept.
+func VersionNumber(name string) string { return strings.TrimPrefix(name, "TLSv") }
+
+// VersionLabel is a protocol version named as logs and tables name it
+// ("TLSv1.2"), written to JSON as the policy file writes it ("1.2").
+type VersionLabel string
+
+// MarshalText writes the JSON form.
+func (v VersionLabel) MarshalText() ([]byte, error) { return []byte(VersionNumber(string(v))), nil }
 
 // VersionName names a protocol version as OpenSSL and Postfix logs do.
 func VersionName(v uint16) string {

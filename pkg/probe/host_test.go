@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/policy"
 )
 
 func TestParseHostTarget(t *testing.T) {
@@ -39,7 +41,7 @@ func TestParseHostTarget(t *testing.T) {
 // but the risks say what is weak about it.
 func TestRisksOfWeakTLS(t *testing.T) {
 	p := &Prober{cfg: Config{Now: time.Now}}
-	at := func(version, suite string) *Attempt {
+	at := func(version policy.VersionLabel, suite string) *Attempt {
 		return &Attempt{Addr: "192.0.2.1:25", TLS: true, graded: true, Met: true, Version: version, Suite: suite, Bits: 256}
 	}
 	rep := &Report{Hosts: []HostReport{{Name: "mx.weak.test", Attempts: []*Attempt{

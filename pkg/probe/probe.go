@@ -319,7 +319,7 @@ func (p *Prober) requirement(rep *Report, key string) policy.Requirement {
 	}
 	rep.Requirement = RequirementInfo{
 		Source: source, Entry: req.Target, Line: req.Line, Bits: req.Bits,
-		MinTLS: policy.VersionName(req.MinTLS), Verify: req.Verify.String(),
+		MinTLS: policy.VersionLabel(policy.VersionName(req.MinTLS)), Verify: req.Verify.String(),
 		Mode: req.Mode.String(), OnFail: req.OnFail.String(),
 	}
 	return req
@@ -382,7 +382,7 @@ func (p *Prober) session(ctx context.Context, host string, addr netip.Addr, at *
 	}
 	slices.Sort(at.Extensions)
 	if out.TLS {
-		at.Version = policy.VersionName(out.Version)
+		at.Version = policy.VersionLabel(policy.VersionName(out.Version))
 		at.Suite = policy.SuiteName(out.CipherSuite)
 		chain := s.PeerCertificates()
 		v := s.Verification()

@@ -6,7 +6,7 @@ import (
 	"github.com/smgctl/smgctl/pkg/policy"
 )
 
-// The JSON form of these types is documented in docs/probe.md and is a
+// The JSON form of these types is documented in docs/schemas/probe.schema.json and is a
 // stable interface: add fields, never rename or remove them.
 
 // Report is everything the probe learnt about one target, and the
@@ -55,14 +55,14 @@ const (
 type RequirementInfo struct {
 	// Source: "flag" (--require-bits), "policy" (an entry), or "default"
 	// (no entry, or a mode=off one: graded as if listed with defaults).
-	Source string `json:"source"`
-	Entry  string `json:"entry,omitempty"` // the policy entry's target
-	Line   int    `json:"line,omitempty"`  // its line
-	Bits   int    `json:"bits"`
-	MinTLS string `json:"min_tls"`
-	Verify string `json:"verify"`
-	Mode   string `json:"mode"`
-	OnFail string `json:"on_fail"`
+	Source string              `json:"source"`
+	Entry  string              `json:"entry,omitempty"` // the policy entry's target
+	Line   int                 `json:"line,omitempty"`  // its line
+	Bits   int                 `json:"bits"`
+	MinTLS policy.VersionLabel `json:"min_tls"` // "1.2" in JSON
+	Verify string              `json:"verify"`
+	Mode   string              `json:"mode"`
+	OnFail string              `json:"on_fail"`
 }
 
 // HopRef names one MX host address.
@@ -119,22 +119,22 @@ type TLSAInfo struct {
 type Attempt struct {
 	Addr string `json:"addr"` // ip:port
 	// Connected: the banner was 220 and EHLO answered; Error says why not.
-	Connected  bool              `json:"connected"`
-	Banner     string            `json:"banner,omitempty"`
-	Extensions []string          `json:"extensions,omitempty"` // from the last EHLO
-	STARTTLS   bool              `json:"starttls"`             // offered before TLS
-	TLS        bool              `json:"tls"`
-	Version    string            `json:"version,omitempty"`
-	Suite      string            `json:"cipher,omitempty"`
-	Bits       int               `json:"bits"`
-	Failure    string            `json:"tls_failure,omitempty"` // why no TLS
-	Cert       *CertInfo         `json:"certificate,omitempty"`
-	Verified   bool              `json:"verified"` // PKIX chain and name, as the relay checks
-	DANE       DANEResult        `json:"dane,omitempty"`
-	Met        bool              `json:"met"`
-	Diagnostic string            `json:"diagnostic,omitempty"` // the relay's words when not met
-	Error      string            `json:"error,omitempty"`
-	Timings    map[string]Millis `json:"timings_ms"`
+	Connected  bool                `json:"connected"`
+	Banner     string              `json:"banner,omitempty"`
+	Extensions []string            `json:"extensions,omitempty"` // from the last EHLO
+	STARTTLS   bool                `json:"starttls"`             // offered before TLS
+	TLS        bool                `json:"tls"`
+	Version    policy.VersionLabel `json:"tls_version,omitempty"` // "1.3" in JSON
+	Suite      string              `json:"cipher,omitempty"`
+	Bits       int                 `json:"bits"`
+	Failure    string              `json:"tls_failure,omitempty"` // why no TLS
+	Cert       *CertInfo           `json:"certificate,omitempty"`
+	Verified   bool                `json:"verified"` // PKIX chain and name, as the relay checks
+	DANE       DANEResult          `json:"dane,omitempty"`
+	Met        bool                `json:"met"`
+	Diagnostic string              `json:"diagnostic,omitempty"` // the relay's words when not met
+	Error      string              `json:"error,omitempty"`
+	Timings    map[string]Millis   `json:"timings_ms"`
 	// Deep holds the result of Config.Deep for this address, if set.
 	Deep any `json:"deep,omitempty"`
 

@@ -512,6 +512,20 @@ plain.example
 	}
 }
 
+// Lists exported before smgctl's JSON became snake_case ("version",
+// "min-tls", "on-fail") read as the new spelling does.
+func TestReadJSONOldSpelling(t *testing.T) {
+	for _, in := range []string{
+		`{"schema_version": 1, "entries": [{"target": "a.example", "min_tls": "1.2", "on_fail": "defer"}]}`,
+		`{"version": 1, "entries": [{"target": "a.example", "min-tls": "1.2", "on-fail": "defer"}]}`,
+	} {
+		r, err := ReadJSON("x.json", []byte(in))
+		if err != nil || len(r.Entries) != 1 || r.Entries[0].Options.String() != "min-tls=1.2 on-fail=defer" {
+			t.Errorf("%s: %+v %v", in, r, err)
+		}
+	}
+}
+
 func TestReadJSONErrors(t *testing.T) {
 	cases := []struct {
 		in   string
@@ -532,6 +546,9 @@ func TestReadJSONErrors(t *testing.T) {
 		{`{"entries": [}`, "x.json:1:14: invalid character '}'"},
 		{``, "unexpected end of JSON"},
 		{"\xff", "invalid character"},
+		{`{"entries": [{"target": "a.example", "on_fail": "defer", "on-fail": "bounce"}]}`, `x.json:1:14: both "on_fail" and "on-fail"`},
+		{`{"schema_version": 1, "version": 1, "entries": []}`, "a second schema_version"},
+		{`{"schema_version": 2, "entries": []}`, "version 2: this smgctl reads version 1"},
 	}
 	for _, c := range cases {
 		_, err := ReadJSON("x.json", []byte(c.in))

@@ -17,17 +17,20 @@ import (
 const JSONVersion = 1
 
 // JSONList is smgctl's JSON list, the form `policy export --format json`
-// writes and `policy import --format json` reads:
+// writes and `policy import --format json` reads
+// (docs/schemas/policy-export.schema.json):
 //
-//	{"version": 1, "entries": [{"target": "bank.example", "bits": 256,
-//	  "min-tls": "1.2", "verify": "cert", "mode": "enforce",
-//	  "on-fail": "bounce", "comment": "per contract"}]}
+//	{"schema_version": 1, "entries": [{"target": "bank.example", "bits": 256,
+//	  "min_tls": "1.2", "verify": "cert", "mode": "enforce",
+//	  "on_fail": "bounce", "comment": "per contract"}]}
 //
 // Export writes every option; on import every field but target may be
 // left out and takes its default. Unknown fields are errors, so a typo
-// cannot quietly drop a requirement.
+// cannot quietly drop a requirement. Import also reads the spelling of
+// lists exported before smgctl's JSON became snake_case everywhere:
+// "version", "min-tls" and "on-fail".
 type JSONList struct {
-	Version int         `json:"version"`
+	Version int         `json:"schema_version"`
 	Entries []JSONEntry `json:"entries"`
 }
 
@@ -36,11 +39,38 @@ type JSONList struct {
 type JSONEntry struct {
 	Target  string  `json:"target"`
 	Bits    *int    `json:"bits,omitempty"`
-	MinTLS  *string `json:"min-tls,omitempty"`
+	MinTLS  *string `json:"min_tls,omitempty"`
 	Verify  *string `json:"verify,omitempty"`
 	Mode    *string `json:"mode,omitempty"`
-	OnFail  *string `json:"on-fail,omitempty"`
+	OnFail  *string `json:"on_fail,omitempty"`
 	Comment string  `json:"comment,omitempty"`
+}
+
+// jsonEntryIn is a JSONEntry as import reads it: the snake_case keys or
+// the hyphenated ones lists exported by older versions carry, not both.
+type jsonEntryIn struct {
+	JSONEntry
+	OldMinTLS *string `json:"min-tls,omitempty"`
+	OldOnFail *string `json:"on-fail,omitempty"`
+}
+
+// entry folds the old spellings into the JSONEntry.
+func (j jsonEntryIn) entry() (JSONEntry, error) {
+	e := j.JSONEntry
+	for _, f := range []struct {
+		name, old string
+		cur       **string
+		was       *string
+	}{{"min_tls", "min-tls", &e.MinTLS, j.OldMinTLS}, {"on_fail", "on-fail", &e.OnFail, j.OldOnFail}} {
+		if f.was == nil {
+			continue
+		}
+		if *f.cur != nil {
+			return e, fmt.Errorf("both %q and %q: give %s once", f.name, f.old, f.name)
+		}
+		*f.cur = f.was
+	}
+	return e, nil
 }
 
 // NewJSONEntry renders an entry with every option spelt out.
@@ -117,11 +147,11 @@ func ReadJSON(name string, data []byte) (*Result, error) {
 		return nil, jsonError(name, data, dec, err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, fail(0, `want a JSON object {"version": 1, "entries": [...]}`)
+		return nil, fail(0, `want a JSON object {"schema_version": 1, "entries": [...]}`)
 	}
 	res := &Result{}
 	seen := map[string]int{}
-	sawEntries := false
+	sawEntries, sawVersion := false, false
 	for dec.More() {
 		keyOff := dec.InputOffset()
 		tok, err := dec.Token()
@@ -129,7 +159,11 @@ func ReadJSON(name string, data []byte) (*Result, error) {
 			return nil, jsonError(name, data, dec, err)
 		}
 		switch key := tok.(string); key {
-		case "version":
+		case "schema_version", "version": // "version": as older versions exported
+			if sawVersion {
+				return nil, fail(keyOff, "a second schema_version")
+			}
+			sawVersion = true
 			var v int
 			if err := dec.Decode(&v); err != nil {
 				return nil, jsonError(name, data, dec, err)
@@ -151,14 +185,18 @@ func ReadJSON(name string, data []byte) (*Result, error) {
 			}
 			for dec.More() {
 				off := dec.InputOffset()
-				var je JSONEntry
-				if err := dec.Decode(&je); err != nil {
+				var in jsonEntryIn
+				if err := dec.Decode(&in); err != nil {
 					var syn *json.SyntaxError
 					if errors.As(err, &syn) {
 						return nil, jsonError(name, data, dec, err)
 					}
 					// Unknown fields and wrong types: point at the entry.
 					return nil, fail(off, "%s", strings.TrimPrefix(err.Error(), "json: "))
+				}
+				je, err := in.entry()
+				if err != nil {
+					return nil, fail(off, "%v", err)
 				}
 				e, err := je.Entry()
 				if err != nil {
@@ -175,7 +213,7 @@ func ReadJSON(name string, data []byte) (*Result, error) {
 				return nil, jsonError(name, data, dec, err)
 			}
 		default:
-			return nil, fail(keyOff, "unknown field %q (want version, entries)", key)
+			return nil, fail(keyOff, "unknown field %q (want schema_version, entries)", key)
 		}
 	}
 	if _, err := dec.Token(); err != nil { // '}'

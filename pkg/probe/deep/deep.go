@@ -87,7 +87,7 @@ func (s Suite) MarshalJSON() ([]byte, error) {
 		Name    string `json:"name"`
 		Bits    int    `json:"bits"`
 		Version string `json:"version"`
-	}{fmt.Sprintf("0x%04x", s.ID), s.Name, s.Bits, policy.VersionName(s.Version)})
+	}{fmt.Sprintf("0x%04x", s.ID), s.Name, s.Bits, policy.VersionNumber(policy.VersionName(s.Version))})
 }
 
 // VersionResult is what one protocol version turned out to allow.
@@ -113,7 +113,7 @@ func (v VersionResult) MarshalJSON() ([]byte, error) {
 		Accepted bool    `json:"accepted"`
 		Suites   []Suite `json:"suites"`
 		Refusal  string  `json:"refusal,omitempty"`
-	}{policy.VersionName(v.Version), v.Accepted, suites, v.Refusal})
+	}{policy.VersionNumber(policy.VersionName(v.Version)), v.Accepted, suites, v.Refusal})
 }
 
 // Negotiation is what the server chose from one particular client offer.

@@ -439,7 +439,7 @@ func (h Hop) MarshalJSON() ([]byte, error) {
 	}
 	version := ""
 	if h.TLSVersion != 0 {
-		version = policy.VersionName(h.TLSVersion)
+		version = policy.VersionNumber(policy.VersionName(h.TLSVersion))
 	}
 	var cipherID string
 	if h.CipherKnown {

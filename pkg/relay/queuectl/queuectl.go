@@ -69,7 +69,7 @@ func (q *Queue) Close() error { return q.sp.Close() }
 func (q *Queue) Dir() string { return q.sp.Dir() }
 
 // Message is one queued message as `smgctl queue` shows it; its JSON form
-// is the stable schema of `--output json` (docs/operations.md).
+// is the stable schema of `--output json` (docs/schemas/queue-list.schema.json).
 type Message struct {
 	ID            string    `json:"id"`
 	Arrival       time.Time `json:"arrival"`
