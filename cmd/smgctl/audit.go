@@ -230,7 +230,12 @@ func renderReport(w io.Writer, r *report.Report, p painter) error {
 	if !r.First.IsZero() {
 		span = r.First.UTC().Format(time.RFC3339) + " .. " + r.Last.UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(w, "%d records in %d file(s), %s\n", r.Records, len(r.Files), span)
+	// Name what was read: an empty report must say where it looked.
+	names := r.Files
+	if len(names) > 3 {
+		names = append(slices.Clip(names[:3]), fmt.Sprintf("and %d more", len(r.Files)-3))
+	}
+	fmt.Fprintf(w, "%d records in %d file(s) (%s), %s\n", r.Records, len(r.Files), strings.Join(names, ", "), span)
 	if r.Unreadable > 0 {
 		fmt.Fprintln(w, p.warn(fmt.Sprintf("%d unreadable line(s) skipped: %s", r.Unreadable, strings.Join(r.UnreadableAt, " "))))
 	}

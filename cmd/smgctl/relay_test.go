@@ -90,3 +90,26 @@ func TestRelayAdminMustBeLoopback(t *testing.T) {
 		t.Errorf("--admin-public: Check = %v, AdminPublic = %v", err, cfg.AdminPublic)
 	}
 }
+
+// Help names each setting's kind, and a bad value is refused in the
+// user's words before anything starts.
+func TestRelayFlagKinds(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Main([]string{"relay", "--help"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"--max-size size", "--queue-lifetime duration", "--max-connections int", "--allow cidrs", "(default 50MiB)", "(default 5d)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+	if strings.Contains(out.String(), "--max-connections string") || strings.Contains(out.String(), "--queue-lifetime string") {
+		t.Errorf("help still says string:\n%s", out.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if code := Main([]string{"relay", "--max-size", "10MB", "--queue-lifetime", "1d", "--max-size", "ten"}, nil, &out, &errb); code != exitUsage ||
+		!strings.Contains(errb.String(), `invalid argument "ten" for "--max-size" flag: want a size such as 10MB`) {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}
