@@ -254,7 +254,7 @@ func TestJSONSchemas(t *testing.T) {
 		t.Errorf("sendtest: want a deferral:\n%s", out)
 	}
 	runJSON(1, "sendtest", "--to", "q@unreach.test", "--via", via, "--audit-log", filepath.Join(dir, "other.log"),
-		"--from", "admin@corp.test", "--timeout", "300ms", "--output", "json")
+		"--from", "admin@corp.test", "--timeout", "3s", "--output", "json")
 
 	// Every command that writes JSON was run here.
 	for _, p := range jsonCommands() {
