@@ -1,7 +1,6 @@
 package smtpclient
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -89,21 +88,6 @@ func RootPool(caFile string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("%s: no PEM certificate found", caFile)
 	}
 	return pool, nil
-}
-
-// WideCipherSuites is every TLS 1.0–1.2 suite Go implements, secure ones
-// first. The offer is wide on purpose (SPEC §4): a legacy peer that only
-// speaks 3DES or RSA key exchange still gets encryption instead of clear
-// text, and pkg/policy then judges what was negotiated.
-func WideCipherSuites() []uint16 {
-	var ids []uint16
-	for _, s := range tls.CipherSuites() {
-		ids = append(ids, s.ID)
-	}
-	for _, s := range tls.InsecureCipherSuites() {
-		ids = append(ids, s.ID)
-	}
-	return ids
 }
 
 func (o *Options) helo() string {

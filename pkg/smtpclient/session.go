@@ -233,22 +233,15 @@ func (s *Session) StartTLS(ctx context.Context) (policy.Outcome, error) {
 		return s.outcome, &Error{Step: "STARTTLS", Reply: &rep, Err: ErrInjection}
 	}
 
-	cfg := &tls.Config{
-		ServerName: s.opts.ServerName,
-		// The handshake must not fail on a certificate: encryption with
-		// an unverified certificate still beats clear text (RFC 7435
-		// opportunistic security). VerifyConnection records the verdict.
-		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			s.check = verify(cs.PeerCertificates, s.opts.RootCAs, s.opts.ServerName, s.opts.Now())
-			return nil
-		},
-		MinVersion:   tls.VersionTLS10,
-		MaxVersion:   tls.VersionTLS13,
-		CipherSuites: WideCipherSuites(),
-		// Microsoft's servers break on Go's session tickets (SPEC §4);
-		// a probe wants a full handshake anyway.
-		SessionTicketsDisabled: true,
+	cfg := RelayOffer()
+	cfg.ServerName = s.opts.ServerName
+	// The handshake must not fail on a certificate: encryption with an
+	// unverified certificate still beats clear text (RFC 7435
+	// opportunistic security). VerifyConnection records the verdict.
+	cfg.InsecureSkipVerify = true
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		s.check = verify(cs.PeerCertificates, s.opts.RootCAs, s.opts.ServerName, s.opts.Now())
+		return nil
 	}
 	if net.ParseIP(cfg.ServerName) != nil {
 		cfg.ServerName = "" // RFC 6066 §3: no IP literals in SNI

@@ -37,6 +37,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/smgctl/smgctl/pkg/policy"
+	"github.com/smgctl/smgctl/pkg/smtpclient"
 )
 
 // Dial opens a connection on which the next bytes written are the
@@ -58,7 +59,8 @@ type Options struct {
 	Groups int
 	// Versions to enumerate; default SSLv3, TLS 1.0, 1.1, 1.2, 1.3.
 	Versions []uint16
-	// RelayConfig is the relay's client TLS config; default RelayOffer().
+	// RelayConfig is the relay's client TLS config; default
+	// smtpclient.RelayOffer(), the offer the relay itself sends.
 	RelayConfig *tls.Config
 	// Rand supplies hello randoms and key shares; default crypto/rand.
 	Rand io.Reader
@@ -371,7 +373,7 @@ func Enumerate(ctx context.Context, dial Dial, opts Options, log *slog.Logger) (
 		opts.Versions = allVersions
 	}
 	if opts.RelayConfig == nil {
-		opts.RelayConfig = RelayOffer()
+		opts.RelayConfig = smtpclient.RelayOffer()
 	}
 	if opts.Rand == nil {
 		opts.Rand = rand.Reader

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/policy"
+	"github.com/smgctl/smgctl/pkg/smtpclient"
 )
 
 func TestBuildClientHello(t *testing.T) {
@@ -364,7 +365,7 @@ func TestEnumerateCancelled(t *testing.T) {
 
 // The relay offer is Go's own hello: what crypto/tls sends for the config.
 func TestRelayHelloIsGos(t *testing.T) {
-	rec, err := goClientHello(RelayOffer(), "mx.example")
+	rec, err := goClientHello(smtpclient.RelayOffer(), "mx.example")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,28 +37,6 @@ var OpenSSLDefaultSuites = []uint16{
 // openSSLDefaultVersions is the supported_versions list of that client.
 var openSSLDefaultVersions = []uint16{VersionTLS13, VersionTLS12, VersionTLS11, VersionTLS10}
 
-// RelayOffer is the TLS offer of smgctl's relay (SPEC §4): TLS 1.0–1.3 and
-// every suite Go implements, the insecure ones included, so a legacy peer
-// still gets encryption instead of clear text; session tickets off.
-// The relay's own config is the authority; a caller that has it passes it
-// in Options.RelayConfig.
-func RelayOffer() *tls.Config {
-	var ids []uint16
-	for _, s := range tls.CipherSuites() {
-		ids = append(ids, s.ID)
-	}
-	for _, s := range tls.InsecureCipherSuites() {
-		ids = append(ids, s.ID)
-	}
-	return &tls.Config{
-		MinVersion:             tls.VersionTLS10,
-		MaxVersion:             tls.VersionTLS13,
-		CipherSuites:           ids,
-		SessionTicketsDisabled: true,
-		InsecureSkipVerify:     true, // never completes; verification is moot
-	}
-}
-
 // goClientHello returns the first record crypto/tls sends for cfg: the
 // exact ClientHello the relay would send, order, key shares and all.
 // Go reorders suites by its own preference and adds hybrid post-quantum
@@ -67,12 +45,15 @@ func RelayOffer() *tls.Config {
 // after the first record.
 func goClientHello(cfg *tls.Config, serverName string) ([]byte, error) {
 	cfg = cfg.Clone()
-	if serverName != "" && net.ParseIP(serverName) == nil {
-		cfg.ServerName = serverName
-	} else if cfg.ServerName == "" {
-		cfg.InsecureSkipVerify = true
-		cfg.ServerName = "smgctl.invalid" // never sent as SNI when not a host; only to satisfy crypto/tls
+	// As smtpclient's StartTLS: SNI is the MX name, none for an IP
+	// literal (RFC 6066 §3) or no name. InsecureSkipVerify stands in for
+	// a name (the handshake never completes); a made-up ServerName here
+	// would go out as SNI, which the relay never sends.
+	cfg.ServerName = serverName
+	if net.ParseIP(serverName) != nil {
+		cfg.ServerName = ""
 	}
+	cfg.InsecureSkipVerify = true
 	client, server := net.Pipe()
 	done := make(chan struct{})
 	go func() {

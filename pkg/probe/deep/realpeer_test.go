@@ -13,6 +13,7 @@ import (
 
 	"github.com/smgctl/smgctl/internal/testpeer"
 	"github.com/smgctl/smgctl/pkg/policy"
+	"github.com/smgctl/smgctl/pkg/smtpclient"
 )
 
 func tcpDial(addr string) Dial {
@@ -91,7 +92,7 @@ func firstOffered(offer []uint16, accepted []Suite) uint16 {
 }
 
 func relayOrder(t *testing.T) []uint16 {
-	rec, err := goClientHello(RelayOffer(), "")
+	rec, err := goClientHello(smtpclient.RelayOffer(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
