@@ -13,26 +13,7 @@ import (
 	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
 	"github.com/smgctl/smgctl/pkg/smtpclient"
-)
-
-// Reply texts the relay makes itself, in one place.
-const (
-	// RFC 7505 §4.2 and RFC 7504: a null MX domain accepts no mail.
-	diagNullMX = "556 5.1.10 Recipient address rejected: %s does not accept mail (null MX)"
-	// RFC 3463 5.4.4: unable to route; the domain does not exist.
-	diagNoDomain = "550 5.4.4 Host or domain name not found: %v"
-	// RFC 3463 4.4.3: directory server failure.
-	diagDNSTemp = "451 4.4.3 Host or domain name lookup failed: %v"
-	// RFC 3463 4.4.4: unable to route; no MX host has an address.
-	diagNoHosts = "451 4.4.4 no MX host of %s could be reached"
-	// RFC 5321 §4.1.2 / RFC 3463 5.1.3: a stored address that is not a
-	// Mailbox (queued before the relay checked at RCPT); never looked up.
-	diagBadAddress = "501 5.1.3 Bad recipient address syntax: %v"
-	// RFC 3463 5.1.2: an address literal names no domain, so no TLS
-	// policy; the relay refuses them at RCPT and never sends to one.
-	diagLiteral = "550 5.1.2 Recipient address rejected: address literals are not relayed; use the domain name"
-	// RFC 6531 §3.2 / RFC 3463 5.6.7: the message needs SMTPUTF8.
-	diagSMTPUTF8 = "550 5.6.7 %s"
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
 // group is one SMTP transaction's worth of recipients: one message, one
@@ -148,16 +129,16 @@ func (r *Runner) targets(ctx context.Context, domain string) ([]target, *failure
 		return []target{{name: host, addr: hp}}, nil
 	}
 	if r.cfg.Resolver == nil {
-		return nil, &failure{text: fmt.Sprintf(diagDNSTemp, "no resolver and no route for "+domain), temporary: true}
+		return nil, &failure{text: smtpreply.LookupFailed("no resolver and no route for " + domain).String(), temporary: true}
 	}
 	res, err := r.cfg.Resolver.LookupMX(ctx, domain)
 	switch {
 	case errors.Is(err, mx.ErrNullMX) || res.NullMX:
-		return nil, &failure{text: fmt.Sprintf(diagNullMX, domain)}
+		return nil, &failure{text: smtpreply.NullMX(domain).String()}
 	case err != nil && mx.IsTemporary(err):
-		return nil, &failure{text: fmt.Sprintf(diagDNSTemp, err), temporary: true}
+		return nil, &failure{text: smtpreply.LookupFailed(err).String(), temporary: true}
 	case err != nil:
-		return nil, &failure{text: fmt.Sprintf(diagNoDomain, err)}
+		return nil, &failure{text: smtpreply.NoDomain(err).String()}
 	}
 	port := strconv.Itoa(r.cfg.MXPort)
 	var ts []target
@@ -171,9 +152,9 @@ func (r *Runner) targets(ctx context.Context, domain string) ([]target, *failure
 		// failure was permanent (mx.Result.NoAddress, which the probe
 		// grades by too).
 		if permanent, err := res.NoAddress(); permanent {
-			return nil, &failure{text: fmt.Sprintf(diagNoDomain, err)}
+			return nil, &failure{text: smtpreply.NoDomain(err).String()}
 		}
-		return nil, &failure{text: fmt.Sprintf(diagNoHosts, domain), temporary: true}
+		return nil, &failure{text: smtpreply.NoMXReached(domain).String(), temporary: true}
 	}
 	return ts, nil
 }
@@ -228,7 +209,7 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g group)
 		// Nothing refused the mail; say why the last target failed.
 		return r.failAll(g, fails[len(fails)-1])
 	}
-	return r.failAll(g, &failure{text: fmt.Sprintf(diagNoHosts, g.domain), temporary: true})
+	return r.failAll(g, &failure{text: smtpreply.NoMXReached(g.domain).String(), temporary: true})
 }
 
 // deliverTo runs the transaction over a connection to t. A cached
@@ -411,7 +392,7 @@ func (r *Runner) transact(ctx context.Context, cn *conn, env *spool.Envelope, g 
 	}
 	if err != nil {
 		if errors.Is(err, smtpclient.ErrSMTPUTF8) {
-			return setAll(KindBounced, fmt.Sprintf(diagSMTPUTF8, smtpclient.ErrSMTPUTF8), false), nil
+			return setAll(KindBounced, smtpreply.NeedsSMTPUTF8(smtpclient.ErrSMTPUTF8.Error()).String(), false), nil
 		}
 		if rep, ok := smtpclient.ReplyOf(err); ok && rep.Code != 421 {
 			s.Quit(ctx)

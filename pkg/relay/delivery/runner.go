@@ -16,6 +16,7 @@ import (
 	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/relay/dsn"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
 // Runner is the queue manager: it decides which spooled message is tried
@@ -422,9 +423,9 @@ func groupRecipients(env *spool.Envelope, pol *policy.Policy, now time.Time, for
 		var k key
 		switch {
 		case err != nil:
-			k.refused = fmt.Sprintf(diagBadAddress, err)
+			k.refused = smtpreply.BadRecipientSyntax(err).String()
 		case m.IsLiteral():
-			k.domain, k.refused = m.Domain, diagLiteral
+			k.domain, k.refused = m.Domain, smtpreply.AddressLiteral.String()
 		default:
 			k.domain, k.req = m.Domain, pol.LookupMailbox(m).Requirement()
 		}
@@ -574,7 +575,7 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 				// text here is the relay's own policy verdict (a
 				// remote 5xx bounces at once), which the sender is
 				// told as it is; anything else is 4.4.7.
-				status := "4.4.7"
+				status := smtpreply.StatusExpired
 				if code, _, _ := dsn.SplitReply(x.Reply); code >= 500 {
 					status = ""
 				}
@@ -682,7 +683,7 @@ func (m *message) finish() {
 		for _, f := range m.returned {
 			if rc := m.rcpt(f.Address); rc != nil {
 				rc.State = spool.Bounced
-				if f.Status == "4.4.7" {
+				if f.Status == smtpreply.StatusExpired {
 					rc.State = spool.Expired
 				}
 			}

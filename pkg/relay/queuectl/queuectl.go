@@ -25,12 +25,12 @@ import (
 	"github.com/smgctl/smgctl/pkg/relay/delivery"
 	"github.com/smgctl/smgctl/pkg/relay/dsn"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
-// AdminReturn is the diagnostic of recipients returned by `queue bounce`:
-// RFC 3463 5.0.0 (undefined permanent failure), the wording Exim uses for
-// its administrator's "give up" (exim -Mg).
-const AdminReturn = "550 5.0.0 delivery cancelled by the administrator"
+// AdminReturn is the diagnostic of recipients returned by `queue bounce`
+// (smtpreply.AdminReturn).
+var AdminReturn = smtpreply.AdminReturn.String()
 
 // Queue is an open spool seen by an operator.
 type Queue struct {
