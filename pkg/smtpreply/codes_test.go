@@ -60,3 +60,16 @@ func TestError(t *testing.T) {
 		t.Error("ErrorOf found a reply in a plain error")
 	}
 }
+
+// FromLine reads an envelope's stored last reply back: what String
+// wrote comes back the same, anything without a code is Local.
+func TestFromLine(t *testing.T) {
+	for _, r := range []Reply{EncryptionTooWeak(0, 112), NullMX("n.test"), Local("mx[192.0.2.1]: dial tcp: refused"), {Code: 250, Lines: []string{"ok"}}, {}} {
+		if got := FromLine(r.String()); got.Code != r.Code || got.Enhanced != r.Enhanced || got.String() != r.String() {
+			t.Errorf("FromLine(%q) = %+v", r.String(), got)
+		}
+	}
+	if r := FromLine("no code here"); r.Code != 0 || r.Temporary() || r.Permanent() || r.String() != "no code here" {
+		t.Errorf("FromLine(no code) = %+v", r)
+	}
+}

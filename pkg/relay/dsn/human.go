@@ -62,7 +62,7 @@ const quote = "\x00"
 
 // explain says, in paragraphs, what happened to one recipient.
 func explain(rc Recipient) []string {
-	diag := plain(rc.Diagnostic)
+	diag := plain(rc.Diagnostic.String())
 	action := actionOf(rc)
 	var out []string
 	switch {
@@ -131,7 +131,7 @@ func policyWords(rc Recipient, action Action) []string {
 		server += " " + plain(p.Host)
 	}
 	var need, got, advice string
-	diag := plain(rc.Diagnostic)
+	diag := plain(rc.Diagnostic.String())
 	// The diagnostic may come from an envelope on disk, so it is read
 	// back with pkg/smtpreply's readers for its own texts.
 	have, want, weak := smtpreply.ReadEncryptionTooWeak(diag)
