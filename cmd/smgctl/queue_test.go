@@ -12,6 +12,7 @@ import (
 
 	"github.com/smgctl/smgctl/pkg/relay/queuectl"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
 func run(t *testing.T, args ...string) (int, string, string) {
@@ -133,7 +134,7 @@ func TestQueueCLI(t *testing.T) {
 	}
 	if a := acts[1]; a.Action != queuectl.ActionReturned || a.QueueID != ids[1] || a.Actor != "env-admin" ||
 		len(a.Recipients) != 1 || a.Recipients[0].Address != "b@bank.test" || a.Recipients[0].DSN != res[0].DSN ||
-		a.Recipients[0].Diagnostic != queuectl.AdminReturn {
+		a.Recipients[0].Diagnostic != smtpreply.AdminReturn.String() {
 		t.Errorf("bounce record: %+v", a)
 	}
 	msgs = listJSON(t, dir)
@@ -142,7 +143,7 @@ func TestQueueCLI(t *testing.T) {
 		t.Errorf("after bounce: %+v", msgs)
 	}
 	code, out, _ = run(t, "queue", "show", res[0].DSN, "--spool", dir, "--body")
-	if code != 0 || !strings.Contains(out, "From: MAILER-DAEMON@relay.corp.test") || !strings.Contains(out, queuectl.AdminReturn) {
+	if code != 0 || !strings.Contains(out, "From: MAILER-DAEMON@relay.corp.test") || !strings.Contains(out, smtpreply.AdminReturn.String()) {
 		t.Errorf("DSN: %d\n%s", code, out)
 	}
 }

@@ -1,8 +1,6 @@
 package policy
 
-import (
-	"fmt"
-)
+import "github.com/smgctl/smgctl/pkg/smtpreply"
 
 // Requirement is what one recipient's connection must achieve, and where
 // the demand comes from so every decision can be explained.
@@ -80,8 +78,10 @@ type Verdict struct {
 	// Met is true when the outcome satisfies the requirement.
 	Met    bool
 	Reason Reason
-	// Diagnostic is the exact SMTP text for a DSN and the audit log, e.g.
-	// "503 5.7.0 encryption too weak 0 less than 112"; "" when met.
+	// Reply is the relay's verdict as a reply (pkg/smtpreply's codes),
+	// zero when met; Diagnostic is its one-line text for a DSN, the
+	// audit log and the probe, "" when met.
+	Reply      smtpreply.Reply
 	Diagnostic string
 	// MaySend is true when a message for this recipient may go over this
 	// connection: the requirement is met, or it is not enforced.
@@ -91,14 +91,6 @@ type Verdict struct {
 	WouldBounce bool
 	Bits        int
 }
-
-// Reply texts, in one place (SPEC §4). The code is 503 and the enhanced
-// status 5.7.0 as in Sendmail's TLS_Rcpt rule, whatever on-fail says.
-const (
-	diagWeak       = "503 5.7.0 encryption too weak %d less than %d"
-	diagOld        = "503 5.7.0 protocol too old %s less than %s"
-	diagUnverified = "503 5.7.0 certificate not verified: %s"
-)
 
 // Evaluate is the one place that decides whether a TLS outcome is good
 // enough for a requirement. The relay and the probe both call it and
@@ -112,19 +104,20 @@ func Evaluate(req Requirement, out Outcome) Verdict {
 	switch {
 	case v.Bits < req.Bits:
 		v.Met, v.Reason = false, ReasonWeakCipher
-		v.Diagnostic = fmt.Sprintf(diagWeak, v.Bits, req.Bits)
+		v.Reply = smtpreply.EncryptionTooWeak(v.Bits, req.Bits)
 	case out.Version < req.MinTLS:
 		v.Met, v.Reason = false, ReasonOldProtocol
-		v.Diagnostic = fmt.Sprintf(diagOld, VersionName(out.Version), VersionName(req.MinTLS))
+		v.Reply = smtpreply.ProtocolTooOld(VersionName(out.Version), VersionName(req.MinTLS))
 	case req.Verify == VerifyCert && !out.Verified:
 		reason := out.VerifyError
 		if reason == "" {
 			reason = "no verified chain"
 		}
 		v.Met, v.Reason = false, ReasonUnverified
-		v.Diagnostic = fmt.Sprintf(diagUnverified, reason)
+		v.Reply = smtpreply.CertificateNotVerified(reason)
 	}
 	if !v.Met {
+		v.Diagnostic = v.Reply.String()
 		v.MaySend = req.Mode != ModeEnforce
 		v.WouldBounce = req.Mode == ModeTesting
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/smgctl/smgctl/pkg/relay"
 	"github.com/smgctl/smgctl/pkg/relay/queuectl"
 	"github.com/smgctl/smgctl/pkg/relay/sendtest"
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
 // These tests prove the operations side (docs/operations.md) against a
@@ -164,14 +165,14 @@ func TestQueueCommandsOnLiveRelay(t *testing.T) {
 	}
 	h := w.dsnFor(t, "a@bounce.test")
 	if h.Get("Action") != "failed" || h.Get("Status") != "5.0.0" ||
-		h.Get("Diagnostic-Code") != "smtp; "+queuectl.AdminReturn {
+		h.Get("Diagnostic-Code") != "smtp; "+smtpreply.AdminReturn.String() {
 		t.Errorf("admin bounce DSN: %v", h)
 	}
 	if _, err := q.Show(b, nil); err == nil {
 		t.Errorf("bounced message still queued")
 	}
 	if rec := l.record(t, "a@bounce.test", audit.Returned); rec.QueueID != b || rec.Actor != "dave" ||
-		rec.Diagnostic != queuectl.AdminReturn {
+		rec.Diagnostic != smtpreply.AdminReturn.String() {
 		t.Errorf("returned record: %+v", rec)
 	}
 	// The relay consumed the admin-action records and the chain holds.

@@ -13,9 +13,12 @@ import (
 	"strings"
 )
 
-// Reply is one complete (possibly multi-line) SMTP reply.
+// Reply is one complete (possibly multi-line) SMTP reply, or, with Code
+// 0, the relay's own words about a failure no server answered (see
+// Local).
 type Reply struct {
-	Code int // 200–599 (RFC 5321 §4.2)
+	Code int // 200–599 (RFC 5321 §4.2); 0 for Local
+
 	// Enhanced is the RFC 3463 status code from the first line
 	// ("5.7.0"), "" when the server sent none.
 	Enhanced string
@@ -37,9 +40,16 @@ func (r Reply) Positive() bool { return r.Code >= 200 && r.Code < 400 }
 // Text joins the lines with single spaces.
 func (r Reply) Text() string { return strings.Join(r.Lines, " ") }
 
+// IsZero: no reply and no text.
+func (r Reply) IsZero() bool { return r.Code == 0 && len(r.Lines) == 0 }
+
 // String renders the reply on one line as logs, audit records and DSN
-// Diagnostic-Code fields quote it: "550 5.1.1 no such user".
+// Diagnostic-Code fields quote it: "550 5.1.1 no such user". A Local
+// reply is its text alone, the zero Reply "".
 func (r Reply) String() string {
+	if r.Code == 0 {
+		return r.Text()
+	}
 	var b strings.Builder
 	b.WriteString(strconv.Itoa(r.Code))
 	if r.Enhanced != "" {
@@ -51,6 +61,29 @@ func (r Reply) String() string {
 		b.WriteString(t)
 	}
 	return b.String()
+}
+
+// Local is the relay's own account of a failure that has no SMTP reply
+// (a refused connection, a timeout, a shutdown): no code, so neither
+// Temporary nor Permanent (the caller knows which), and a DSN types it
+// as the relay's words, not as "smtp" (RFC 3464 §2.3.6).
+func Local(text string) Reply { return Reply{Lines: []string{text}} }
+
+// FromLine reads back a reply that was stored as String's one line (an
+// envelope's last reply on disk, written by older versions too): the
+// code and enhanced code when the line starts with them, else a Local
+// reply. It never fails; for a server's reply on the wire use Read.
+func FromLine(s string) Reply {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return Reply{}
+	}
+	code, _, text, err := parseLine(s)
+	if err != nil {
+		return Local(s)
+	}
+	enh, rest := splitEnhanced(code, strings.TrimSpace(text))
+	return Reply{Code: code, Enhanced: enh, Lines: []string{strings.TrimSpace(rest)}}
 }
 
 // Limits on what Read accepts. RFC 5321 §4.5.3.1.5 allows 512 octets per

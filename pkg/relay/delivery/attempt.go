@@ -13,26 +13,7 @@ import (
 	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
 	"github.com/smgctl/smgctl/pkg/smtpclient"
-)
-
-// Reply texts the relay makes itself, in one place.
-const (
-	// RFC 7505 §4.2 and RFC 7504: a null MX domain accepts no mail.
-	diagNullMX = "556 5.1.10 Recipient address rejected: %s does not accept mail (null MX)"
-	// RFC 3463 5.4.4: unable to route; the domain does not exist.
-	diagNoDomain = "550 5.4.4 Host or domain name not found: %v"
-	// RFC 3463 4.4.3: directory server failure.
-	diagDNSTemp = "451 4.4.3 Host or domain name lookup failed: %v"
-	// RFC 3463 4.4.4: unable to route; no MX host has an address.
-	diagNoHosts = "451 4.4.4 no MX host of %s could be reached"
-	// RFC 5321 §4.1.2 / RFC 3463 5.1.3: a stored address that is not a
-	// Mailbox (queued before the relay checked at RCPT); never looked up.
-	diagBadAddress = "501 5.1.3 Bad recipient address syntax: %v"
-	// RFC 3463 5.1.2: an address literal names no domain, so no TLS
-	// policy; the relay refuses them at RCPT and never sends to one.
-	diagLiteral = "550 5.1.2 Recipient address rejected: address literals are not relayed; use the domain name"
-	// RFC 6531 §3.2 / RFC 3463 5.6.7: the message needs SMTPUTF8.
-	diagSMTPUTF8 = "550 5.6.7 %s"
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
 // group is one SMTP transaction's worth of recipients: one message, one
@@ -47,8 +28,8 @@ type group struct {
 	// as stored, passed on to a next hop that offers DSN.
 	notify [][]string
 	orcpt  []string
-	// refused: the recipients are returned with this text, unsent.
-	refused string
+	// refused: the recipients are returned with this reply, unsent.
+	refused smtpreply.Reply
 }
 
 // Kind is a recipient's outcome of one attempt.
@@ -84,12 +65,12 @@ type Hop struct {
 type Result struct {
 	Rcpt string
 	Kind Kind
-	// Reply is the remote's reply for this recipient, or the text of the
-	// failure when there was none.
-	Reply string
-	// Diagnostic is the policy verdict's text when the requirement was
-	// not met (the bounce or would-bounce reason).
-	Diagnostic string
+	// Reply is the remote's reply for this recipient, or the relay's own
+	// (pkg/smtpreply's codes, or a Local text) when there was none.
+	Reply smtpreply.Reply
+	// Diagnostic is the policy verdict when the requirement was not met
+	// (the bounce or would-bounce reason); zero otherwise.
+	Diagnostic smtpreply.Reply
 	// WouldBounce: delivered in mode=testing although the requirement
 	// failed.
 	WouldBounce bool
@@ -109,10 +90,10 @@ type Result struct {
 // failure is why a hop did not carry the group.
 type failure struct {
 	hop       Hop
-	text      string
+	reply     smtpreply.Reply
 	temporary bool
 	policy    bool // the TLS requirement was not met
-	remote    bool // text is a reply hop.MX sent
+	remote    bool // reply is what hop.MX sent
 	// stale: a cached connection turned out dead at its RSET, before
 	// anything of this message was sent; another connection may do.
 	stale bool
@@ -148,16 +129,16 @@ func (r *Runner) targets(ctx context.Context, domain string) ([]target, *failure
 		return []target{{name: host, addr: hp}}, nil
 	}
 	if r.cfg.Resolver == nil {
-		return nil, &failure{text: fmt.Sprintf(diagDNSTemp, "no resolver and no route for "+domain), temporary: true}
+		return nil, &failure{reply: smtpreply.LookupFailed("no resolver and no route for " + domain), temporary: true}
 	}
 	res, err := r.cfg.Resolver.LookupMX(ctx, domain)
 	switch {
 	case errors.Is(err, mx.ErrNullMX) || res.NullMX:
-		return nil, &failure{text: fmt.Sprintf(diagNullMX, domain)}
+		return nil, &failure{reply: smtpreply.NullMX(domain)}
 	case err != nil && mx.IsTemporary(err):
-		return nil, &failure{text: fmt.Sprintf(diagDNSTemp, err), temporary: true}
+		return nil, &failure{reply: smtpreply.LookupFailed(err), temporary: true}
 	case err != nil:
-		return nil, &failure{text: fmt.Sprintf(diagNoDomain, err)}
+		return nil, &failure{reply: smtpreply.NoDomain(err)}
 	}
 	port := strconv.Itoa(r.cfg.MXPort)
 	var ts []target
@@ -171,9 +152,9 @@ func (r *Runner) targets(ctx context.Context, domain string) ([]target, *failure
 		// failure was permanent (mx.Result.NoAddress, which the probe
 		// grades by too).
 		if permanent, err := res.NoAddress(); permanent {
-			return nil, &failure{text: fmt.Sprintf(diagNoDomain, err)}
+			return nil, &failure{reply: smtpreply.NoDomain(err)}
 		}
-		return nil, &failure{text: fmt.Sprintf(diagNoHosts, domain), temporary: true}
+		return nil, &failure{reply: smtpreply.NoMXReached(domain), temporary: true}
 	}
 	return ts, nil
 }
@@ -186,8 +167,8 @@ func unmap(a netip.Addr) netip.Addr { return a.Unmap() }
 // MAIL FROM. When none carried, policy.Decide says whether the group
 // bounces or waits.
 func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g group) []Result {
-	if g.refused != "" {
-		return r.failAll(g, &failure{text: g.refused})
+	if !g.refused.IsZero() {
+		return r.failAll(g, &failure{reply: g.refused})
 	}
 	ts, f := r.targets(ctx, g.domain)
 	if f != nil {
@@ -198,7 +179,7 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g group)
 	for _, t := range ts {
 		if ctx.Err() != nil {
 			// The targets not tried might have met the requirement.
-			fails = append(fails, &failure{text: "delivery interrupted: " + ctx.Err().Error(), temporary: true})
+			fails = append(fails, &failure{reply: smtpreply.Local("delivery interrupted: " + ctx.Err().Error()), temporary: true})
 			hops = append(hops, policy.HopResult{})
 			break
 		}
@@ -228,7 +209,7 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g group)
 		// Nothing refused the mail; say why the last target failed.
 		return r.failAll(g, fails[len(fails)-1])
 	}
-	return r.failAll(g, &failure{text: fmt.Sprintf(diagNoHosts, g.domain), temporary: true})
+	return r.failAll(g, &failure{reply: smtpreply.NoMXReached(g.domain), temporary: true})
 }
 
 // deliverTo runs the transaction over a connection to t. A cached
@@ -238,12 +219,12 @@ func (r *Runner) deliverTo(ctx context.Context, t target, env *spool.Envelope, g
 	for {
 		cn, f := r.session(ctx, t, g.req)
 		if f != nil {
-			r.cfg.Log.Info("MX not used", "domain", g.domain, "mx", t.name, "addr", t.addr, "reason", f.text, "policy", f.policy)
+			r.cfg.Log.Info("MX not used", "domain", g.domain, "mx", t.name, "addr", t.addr, "reason", f.reply.String(), "policy", f.policy)
 			return nil, f
 		}
 		res, f := r.transact(ctx, cn, env, g)
 		if f != nil && f.stale && ctx.Err() == nil {
-			r.cfg.Log.Debug("cached connection dropped", "mx", t.name, "addr", t.addr, "err", f.text)
+			r.cfg.Log.Debug("cached connection dropped", "mx", t.name, "addr", t.addr, "err", f.reply.String())
 			continue
 		}
 		return res, f // f: the session broke before the message was handed over
@@ -257,9 +238,9 @@ func (r *Runner) failAll(g group, f *failure) []Result {
 	}
 	res := make([]Result, len(g.rcpts))
 	for i, rc := range g.rcpts {
-		res[i] = Result{Rcpt: rc, Kind: k, Reply: f.text, Hop: f.hop, RemoteReply: f.remote}
+		res[i] = Result{Rcpt: rc, Kind: k, Reply: f.reply, Hop: f.hop, RemoteReply: f.remote}
 		if f.policy {
-			res[i].Diagnostic, res[i].Refused = f.text, true
+			res[i].Diagnostic, res[i].Refused = f.reply, true
 		}
 	}
 	return res
@@ -281,7 +262,7 @@ func (r *Runner) dial(ctx context.Context, t target) (*smtpclient.Session, error
 func (r *Runner) session(ctx context.Context, t target, req policy.Requirement) (*conn, *failure) {
 	cn, ok := r.cache.take(ctx, t.name, t.addr, req)
 	if !ok {
-		return nil, &failure{hop: Hop{MX: t.name, IP: hostOf(t.addr)}, text: "delivery interrupted: " + context.Cause(ctx).Error(), temporary: true}
+		return nil, &failure{hop: Hop{MX: t.name, IP: hostOf(t.addr)}, reply: smtpreply.Local("delivery interrupted: " + context.Cause(ctx).Error()), temporary: true}
 	}
 	if cn != nil {
 		// RFC 5321 §4.1.1.5: RSET clears whatever the previous
@@ -331,7 +312,7 @@ func (r *Runner) connect(ctx context.Context, t target, req policy.Requirement) 
 			s.Quit(ctx)
 		}
 		s.Close()
-		return nil, hop, &failure{hop: hop, text: hop.Verdict.Diagnostic, policy: true}
+		return nil, hop, &failure{hop: hop, reply: hop.Verdict.Reply, policy: true}
 	}
 	if err == nil {
 		return s, hop, nil
@@ -354,7 +335,7 @@ func (r *Runner) connect(ctx context.Context, t target, req policy.Requirement) 
 	hop.Outcome, hop.Verdict = clear, policy.Evaluate(req, clear)
 	if !hop.Verdict.MaySend { // cannot happen for a MaySend requirement; fail closed anyway
 		s.Quit(ctx)
-		return nil, hop, &failure{hop: hop, text: hop.Verdict.Diagnostic, policy: true}
+		return nil, hop, &failure{hop: hop, reply: hop.Verdict.Reply, policy: true}
 	}
 	return s, hop, nil
 }
@@ -384,12 +365,12 @@ func (r *Runner) transact(ctx context.Context, cn *conn, env *spool.Envelope, g 
 	for i, rc := range g.rcpts {
 		res[i] = Result{Rcpt: rc, Hop: hop, DSNOffered: offersDSN}
 		if !hop.Verdict.Met {
-			res[i].Diagnostic = hop.Verdict.Diagnostic
+			res[i].Diagnostic = hop.Verdict.Reply
 		}
 	}
-	setAll := func(k Kind, text string, remote bool) []Result {
+	setAll := func(k Kind, rep smtpreply.Reply, remote bool) []Result {
 		for i := range res {
-			res[i].Kind, res[i].Reply, res[i].RemoteReply = k, text, remote
+			res[i].Kind, res[i].Reply, res[i].RemoteReply = k, rep, remote
 		}
 		return res
 	}
@@ -411,20 +392,20 @@ func (r *Runner) transact(ctx context.Context, cn *conn, env *spool.Envelope, g 
 	}
 	if err != nil {
 		if errors.Is(err, smtpclient.ErrSMTPUTF8) {
-			return setAll(KindBounced, fmt.Sprintf(diagSMTPUTF8, smtpclient.ErrSMTPUTF8), false), nil
+			return setAll(KindBounced, smtpreply.NeedsSMTPUTF8(smtpclient.ErrSMTPUTF8.Error()), false), nil
 		}
 		if rep, ok := smtpclient.ReplyOf(err); ok && rep.Code != 421 {
 			s.Quit(ctx)
 			// RFC 5321 §4.2.5 / §6.1: a reply to MAIL decides for the
 			// whole transaction: 5xx returns, 4xx retries.
 			if rep.Permanent() {
-				return setAll(KindBounced, rep.String(), true), nil
+				return setAll(KindBounced, rep, true), nil
 			}
-			return setAll(KindDeferred, rep.String(), true), nil
+			return setAll(KindDeferred, rep, true), nil
 		}
 		if !smtpclient.IsTemporary(err) {
 			f := sessionFailure(hop, t, err)
-			return setAll(KindBounced, f.text, f.remote), nil
+			return setAll(KindBounced, f.reply, f.remote), nil
 		}
 		// 421 or a broken connection before DATA: nothing was handed
 		// over, another MX may do better.
@@ -435,7 +416,7 @@ func (r *Runner) transact(ctx context.Context, cn *conn, env *spool.Envelope, g 
 	closing := false
 	for i := range res {
 		if i >= len(replies) {
-			res[i].Kind, res[i].Reply = KindDeferred, "no reply to RCPT"
+			res[i].Kind, res[i].Reply = KindDeferred, smtpreply.Local("no reply to RCPT")
 			continue
 		}
 		rep := replies[i]
@@ -444,9 +425,9 @@ func (r *Runner) transact(ctx context.Context, cn *conn, env *spool.Envelope, g 
 		case rep.Code/100 == 2:
 			accepted = append(accepted, i)
 		case rep.Permanent():
-			res[i].Kind, res[i].Reply, res[i].RemoteReply = KindBounced, rep.String(), true
+			res[i].Kind, res[i].Reply, res[i].RemoteReply = KindBounced, rep, true
 		default:
-			res[i].Kind, res[i].Reply, res[i].RemoteReply = KindDeferred, rep.String(), true
+			res[i].Kind, res[i].Reply, res[i].RemoteReply = KindDeferred, rep, true
 		}
 	}
 	if len(accepted) == 0 {
@@ -460,28 +441,28 @@ func (r *Runner) transact(ctx context.Context, cn *conn, env *spool.Envelope, g 
 	if err != nil {
 		s.Quit(ctx)
 		for _, i := range accepted {
-			res[i].Kind, res[i].Reply = KindDeferred, "local: "+err.Error()
+			res[i].Kind, res[i].Reply = KindDeferred, smtpreply.Local("local: "+err.Error())
 		}
 		return res, nil
 	}
 	defer body.Close()
 	dataRep, err := s.Data(ctx, body)
 	var k Kind
-	var text string
+	var reply smtpreply.Reply
 	rep, remote := smtpclient.ReplyOf(err)
 	switch {
 	case err == nil:
-		k, text, remote = KindDelivered, dataRep.String(), true
+		k, reply, remote = KindDelivered, dataRep, true
 	case remote && rep.Permanent():
-		k, text = KindBounced, rep.String()
+		k, reply = KindBounced, rep
 	default:
 		// 4xx, or the connection broke during or after the body: the
 		// message may or may not have been taken, so it is retried
 		// (RFC 5321 §6.1 prefers a duplicate to a loss).
-		k, text = KindDeferred, sessionText(t, err)
+		k, reply = KindDeferred, sessionReply(t, err)
 	}
 	for _, i := range accepted {
-		res[i].Kind, res[i].Reply, res[i].RemoteReply = k, text, remote
+		res[i].Kind, res[i].Reply, res[i].RemoteReply = k, reply, remote
 		if k == KindDelivered && hop.Verdict.WouldBounce {
 			res[i].WouldBounce = true
 		}
@@ -498,16 +479,16 @@ func (r *Runner) transact(ctx context.Context, cn *conn, env *spool.Envelope, g 
 // failing.
 func sessionFailure(hop Hop, t target, err error) *failure {
 	_, remote := smtpclient.ReplyOf(err)
-	return &failure{hop: hop, text: sessionText(t, err), temporary: true, remote: remote}
+	return &failure{hop: hop, reply: sessionReply(t, err), temporary: true, remote: remote}
 }
 
-// sessionText says what went wrong with a session, in the words a DSN and
-// an operator want: the remote's reply when there is one.
-func sessionText(t target, err error) string {
+// sessionReply says what went wrong with a session, in the words a DSN
+// and an operator want: the remote's reply when there is one.
+func sessionReply(t target, err error) smtpreply.Reply {
 	if rep, ok := smtpclient.ReplyOf(err); ok {
-		return rep.String()
+		return rep
 	}
-	return fmt.Sprintf("%s[%s]: %v", t.name, hostOf(t.addr), err)
+	return smtpreply.Local(fmt.Sprintf("%s[%s]: %v", t.name, hostOf(t.addr), err))
 }
 
 func hostOf(hostport string) string {

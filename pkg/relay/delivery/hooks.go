@@ -13,6 +13,7 @@ import (
 	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/relay/dsn"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
 // This file holds what the relay's operations side needs from the queue
@@ -121,14 +122,17 @@ func (r *Runner) warnDelayed(env *spool.Envelope, now time.Time) bool {
 		if rc.State != spool.Pending || rc.Attempts == 0 || !dsn.Wants(rc.Notify, dsn.Delayed) {
 			continue
 		}
+		// The envelope on disk keeps the last reply as text (older
+		// versions' too): read back once, here.
+		last := smtpreply.FromLine(rc.LastReply)
 		d := dsn.Recipient{
-			Address: rc.Address, ORcpt: rc.ORcpt, Action: dsn.Delayed, Diagnostic: rc.LastReply,
+			Address: rc.Address, ORcpt: rc.ORcpt, Action: dsn.Delayed, Diagnostic: last,
 			LastAttempt: now, WillRetryUntil: expires,
 		}
 		// A pending recipient whose last reply is a 5xx was held back
 		// by the gateway's own policy (on-fail=defer): a remote 5xx
 		// returns it at once. Name the entry in force.
-		if code, _, _ := dsn.SplitReply(rc.LastReply); code >= 500 {
+		if last.Permanent() {
 			if m, err := storedMailbox(rc.Address); err == nil {
 				if pol == nil {
 					pol = r.cfg.Policy()

@@ -16,6 +16,7 @@ import (
 	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/relay/dsn"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
 // Runner is the queue manager: it decides which spooled message is tried
@@ -410,7 +411,7 @@ func groupRecipients(env *spool.Envelope, pol *policy.Policy, now time.Time, for
 	type key struct {
 		domain  string
 		req     policy.Requirement
-		refused string
+		refused string // the reply's text: a map key must be comparable
 	}
 	idx := map[key]int{}
 	var gs []group
@@ -420,19 +421,21 @@ func groupRecipients(env *spool.Envelope, pol *policy.Policy, now time.Time, for
 		}
 		m, err := storedMailbox(rc.Address)
 		var k key
+		var refused smtpreply.Reply
 		switch {
 		case err != nil:
-			k.refused = fmt.Sprintf(diagBadAddress, err)
+			refused = smtpreply.BadRecipientSyntax(err)
 		case m.IsLiteral():
-			k.domain, k.refused = m.Domain, diagLiteral
+			k.domain, refused = m.Domain, smtpreply.AddressLiteral
 		default:
 			k.domain, k.req = m.Domain, pol.LookupMailbox(m).Requirement()
 		}
+		k.refused = refused.String()
 		i, ok := idx[k]
 		if !ok {
 			i = len(gs)
 			idx[k] = i
-			gs = append(gs, group{domain: k.domain, req: k.req, refused: k.refused})
+			gs = append(gs, group{domain: k.domain, req: k.req, refused: refused})
 		}
 		gs[i].rcpts = append(gs[i].rcpts, rc.Address)
 		gs[i].wire = append(gs[i].wire, m.String())
@@ -546,7 +549,7 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 			continue // interrupted by shutdown, not a real attempt: stays due
 		}
 		rc.Attempts++
-		rc.LastReply = x.Reply
+		rc.LastReply = x.Reply.String() // the envelope keeps the text
 		event := audit.Deferred
 		switch x.Kind {
 		case KindDelivered:
@@ -574,8 +577,8 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 				// text here is the relay's own policy verdict (a
 				// remote 5xx bounces at once), which the sender is
 				// told as it is; anything else is 4.4.7.
-				status := "4.4.7"
-				if code, _, _ := dsn.SplitReply(x.Reply); code >= 500 {
+				status := smtpreply.StatusExpired
+				if x.Reply.Permanent() {
 					status = ""
 				}
 				event = audit.Bounced
@@ -620,7 +623,7 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 	for _, x := range res {
 		r.cfg.Log.Info("recipient", "id", env.ID, "rcpt", x.Rcpt, "outcome", x.Kind.String(), "mx", x.Hop.MX,
 			"ip", x.Hop.IP, "tls", policy.VersionName(x.Hop.Outcome.Version), "bits", x.Hop.Outcome.Bits(),
-			"reply", x.Reply, "diagnostic", x.Diagnostic, "entry", g.req.Target, "line", g.req.Line)
+			"reply", x.Reply.String(), "diagnostic", x.Diagnostic.String(), "entry", g.req.Target, "line", g.req.Line)
 	}
 }
 
@@ -682,7 +685,7 @@ func (m *message) finish() {
 		for _, f := range m.returned {
 			if rc := m.rcpt(f.Address); rc != nil {
 				rc.State = spool.Bounced
-				if f.Status == "4.4.7" {
+				if f.Status == smtpreply.StatusExpired {
 					rc.State = spool.Expired
 				}
 			}
@@ -723,7 +726,7 @@ func auditRecord(env *spool.Envelope, req policy.Requirement, x Result, event au
 		Sender: env.From, Recipient: x.Rcpt,
 		PolicyTarget: req.Target, PolicyLine: req.Line,
 		MX: x.Hop.MX, IP: x.Hop.IP,
-		Reply: x.Reply, Diagnostic: x.Diagnostic, Attempt: attempt,
+		Reply: x.Reply.String(), Diagnostic: x.Diagnostic.String(), Attempt: attempt,
 	}
 	if req.Target != "" {
 		rec.Requirement = &audit.Requirement{
@@ -738,8 +741,8 @@ func auditRecord(env *spool.Envelope, req policy.Requirement, x Result, event au
 		rec.Bits = o.Bits()
 		rec.CertVerified = o.Verified
 	}
-	if event == audit.Bounced && x.Diagnostic == "" {
-		rec.Diagnostic = x.Reply
+	if event == audit.Bounced && x.Diagnostic.IsZero() {
+		rec.Diagnostic = x.Reply.String()
 	}
 	return rec
 }

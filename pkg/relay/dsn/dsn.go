@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
 // Action is the RFC 3464 §2.3.3 action of one recipient.
@@ -54,10 +56,10 @@ type Recipient struct {
 	// the human part then names the entry and says the refusal was the
 	// gateway's, not the partner server's.
 	Policy *PolicyRefusal
-	// Diagnostic is the SMTP reply (a remote's, or the relay's own policy
-	// text such as "503 5.7.0 encryption too weak 0 less than 112"). Text
-	// that does not start with a reply code is reported as X-smgctl.
-	Diagnostic  string
+	// Diagnostic is the SMTP reply (a remote's, or one of the relay's own
+	// from pkg/smtpreply's codes such as EncryptionTooWeak). A Local
+	// reply (no code) is reported as X-smgctl.
+	Diagnostic  smtpreply.Reply
 	LastAttempt time.Time
 	// WillRetryUntil is reported for delayed recipients (RFC 3464 §2.3.9).
 	WillRetryUntil time.Time
@@ -240,8 +242,8 @@ func Build(r Report) (*Message, error) {
 		if mta := fieldSafe(rc.RemoteMTA); mta != "" {
 			hdr("Remote-MTA", "dns; "+toASCII(mta))
 		}
-		if d := fieldSafe(rc.Diagnostic); d != "" {
-			hdr("Diagnostic-Code", diagnosticField(d))
+		if d := fieldSafe(rc.Diagnostic.String()); d != "" {
+			hdr("Diagnostic-Code", diagnosticField(rc.Diagnostic, d))
 		}
 		if !rc.LastAttempt.IsZero() {
 			hdr("Last-Attempt-Date", rc.LastAttempt.Format(time.RFC1123Z))
@@ -328,11 +330,11 @@ func actionOf(rc Recipient) Action {
 // statusOf is the RFC 3463 code: the one given, else the diagnostic's
 // enhanced status code (RFC 2034), else the reply code's class.
 func statusOf(rc Recipient) string {
-	if validStatus(rc.Status) {
+	if smtpreply.ValidEnhanced(rc.Status) {
 		return rc.Status
 	}
-	code, enh, _ := SplitReply(rc.Diagnostic)
-	if enh != "" {
+	code := rc.Diagnostic.Code
+	if enh := rc.Diagnostic.Enhanced; enh != "" {
 		return enh
 	}
 	switch {
@@ -348,48 +350,14 @@ func statusOf(rc Recipient) string {
 	return "5.0.0"
 }
 
-// SplitReply splits "503 5.7.0 text" into its reply code, enhanced status
-// code and text. A missing part is zero or "".
-func SplitReply(s string) (code int, enhanced, text string) {
-	s = strings.TrimSpace(s)
-	if len(s) >= 3 && isDigit(s[0]) && isDigit(s[1]) && isDigit(s[2]) && (len(s) == 3 || s[3] == ' ' || s[3] == '-') {
-		code = int(s[0]-'0')*100 + int(s[1]-'0')*10 + int(s[2]-'0')
-		s = strings.TrimSpace(s[3:])
-		s = strings.TrimPrefix(s, "-")
-	}
-	if f, rest, _ := strings.Cut(s, " "); validStatus(f) && (code == 0 || f[0] == byte('0'+code/100)) {
-		enhanced, s = f, rest
-	}
-	return code, enhanced, strings.TrimSpace(s)
-}
-
-// validStatus checks RFC 3463's class "." subject "." detail, with class
-// 2, 4 or 5 and up to three digits per number.
-func validStatus(s string) bool {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 || len(parts[0]) != 1 || (parts[0] != "2" && parts[0] != "4" && parts[0] != "5") {
-		return false
-	}
-	for _, p := range parts[1:] {
-		if len(p) == 0 || len(p) > 3 {
-			return false
-		}
-		for i := 0; i < len(p); i++ {
-			if !isDigit(p[i]) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
-// diagnosticField types the diagnostic: "smtp" when it is an SMTP reply
-// (RFC 3464 §2.3.6), an X- type for the relay's own words otherwise.
-func diagnosticField(d string) string {
+// diagnosticField types the diagnostic d (rep made field-safe): "smtp"
+// when it is an SMTP reply (RFC 3464 §2.3.6), an X- type for the relay's
+// own words (a Local reply) otherwise.
+func diagnosticField(rep smtpreply.Reply, d string) string {
 	d = toASCII(d)
-	if code, _, _ := SplitReply(d); code >= 200 {
+	if rep.Code >= 200 {
 		return "smtp; " + d
 	}
 	return "X-smgctl; " + d

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
 // parsed is a report read back with the standard library only, the way a
@@ -105,12 +107,12 @@ func TestBuildBounce(t *testing.T) {
 			Address:     "bob@partner.example",
 			Action:      Failed,
 			RemoteMTA:   "mx1.partner.example",
-			Diagnostic:  "503 5.7.0 encryption too weak 0 less than 112",
+			Diagnostic:  smtpreply.FromLine("503 5.7.0 encryption too weak 0 less than 112"),
 			LastAttempt: attempt,
 		}, {
 			Address:     "carol@other.example",
 			Action:      Failed,
-			Diagnostic:  "550 5.1.1 <carol@other.example>: Recipient address rejected",
+			Diagnostic:  smtpreply.FromLine("550 5.1.1 <carol@other.example>: Recipient address rejected"),
 			RemoteMTA:   "mx.other.example",
 			LastAttempt: attempt,
 		}},
@@ -182,7 +184,7 @@ func TestBuildDelayed(t *testing.T) {
 	until := time.Date(2025, 3, 6, 10, 0, 0, 0, time.UTC)
 	m, err := Build(Report{
 		Hostname: "relay", To: "a@b.example",
-		Recipients: []Recipient{{Address: "x@y.example", Action: Delayed, Diagnostic: "451 4.3.0 try later", WillRetryUntil: until}},
+		Recipients: []Recipient{{Address: "x@y.example", Action: Delayed, Diagnostic: smtpreply.FromLine("451 4.3.0 try later"), WillRetryUntil: until}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -205,15 +207,15 @@ func TestStatus(t *testing.T) {
 		rc   Recipient
 		want string
 	}{
-		{Recipient{Diagnostic: "503 5.7.0 encryption too weak 0 less than 112"}, "5.7.0"},
-		{Recipient{Diagnostic: "556 5.1.10 no mail"}, "5.1.10"},
-		{Recipient{Diagnostic: "550 no enhanced code"}, "5.0.0"},
-		{Recipient{Diagnostic: "451 try later"}, "4.0.0"},
-		{Recipient{Diagnostic: "550 4.1.1 mismatched class"}, "5.0.0"},
-		{Recipient{Status: "4.4.7", Diagnostic: "451 4.4.1 connection refused"}, "4.4.7"},
-		{Recipient{Diagnostic: "connect: refused", Action: Delayed}, "4.0.0"},
-		{Recipient{Diagnostic: ""}, "5.0.0"},
-		{Recipient{Status: "9.9.9", Diagnostic: "554 5.7.1 no"}, "5.7.1"},
+		{Recipient{Diagnostic: smtpreply.FromLine("503 5.7.0 encryption too weak 0 less than 112")}, "5.7.0"},
+		{Recipient{Diagnostic: smtpreply.FromLine("556 5.1.10 no mail")}, "5.1.10"},
+		{Recipient{Diagnostic: smtpreply.FromLine("550 no enhanced code")}, "5.0.0"},
+		{Recipient{Diagnostic: smtpreply.FromLine("451 try later")}, "4.0.0"},
+		{Recipient{Diagnostic: smtpreply.FromLine("550 4.1.1 mismatched class")}, "5.0.0"},
+		{Recipient{Status: "4.4.7", Diagnostic: smtpreply.FromLine("451 4.4.1 connection refused")}, "4.4.7"},
+		{Recipient{Diagnostic: smtpreply.FromLine("connect: refused"), Action: Delayed}, "4.0.0"},
+		{Recipient{Diagnostic: smtpreply.FromLine("")}, "5.0.0"},
+		{Recipient{Status: "9.9.9", Diagnostic: smtpreply.FromLine("554 5.7.1 no")}, "5.7.1"},
 	} {
 		if got := statusOf(tc.rc); got != tc.want {
 			t.Errorf("statusOf(%+v) = %q, want %q", tc.rc, got, tc.want)
@@ -225,10 +227,11 @@ func TestDiagnosticType(t *testing.T) {
 	for in, want := range map[string]string{
 		"503 5.7.0 encryption too weak 0 less than 112": "smtp; 503 5.7.0 encryption too weak 0 less than 112",
 		"dial tcp 127.0.0.1:25: connection refused":     "X-smgctl; dial tcp 127.0.0.1:25: connection refused",
-		"421-multi line": "smtp; 421-multi line",
+		"421-multi line": "smtp; 421 multi line", // stored text is read back as String writes it
 		"550 ünïcode":    `smtp; 550 \x{FC}n\x{EF}code`,
 	} {
-		if got := diagnosticField(in); got != want {
+		rep := smtpreply.FromLine(in)
+		if got := diagnosticField(rep, rep.String()); got != want {
 			t.Errorf("diagnosticField(%q) = %q, want %q", in, got, want)
 		}
 	}
@@ -247,7 +250,7 @@ func TestInjectionContained(t *testing.T) {
 		To:       "a@b\r\nBcc: evil@x",
 		Recipients: []Recipient{{
 			Address:    "r@x\r\n\r\nFinal-Recipient: rfc822; forged@x",
-			Diagnostic: "550 5.7.1 no\r\nAction: delivered",
+			Diagnostic: smtpreply.FromLine("550 5.7.1 no\r\nAction: delivered"),
 			RemoteMTA:  "mx\nRemote-MTA: dns; forged",
 		}},
 		Original: []byte("Subject: x\r\nX-Bad: a\rb\x00c\r\n"),
@@ -270,7 +273,7 @@ func TestInjectionContained(t *testing.T) {
 func TestEightBitAndUTF8(t *testing.T) {
 	m, err := Build(Report{
 		Hostname: "relay", To: "jörg@example.de",
-		Recipients: []Recipient{{Address: "пользователь@пример.рф", Diagnostic: "550 5.1.1 no"}},
+		Recipients: []Recipient{{Address: "пользователь@пример.рф", Diagnostic: smtpreply.FromLine("550 5.1.1 no")}},
 		Original:   []byte("Subject: Grüße\n"),
 	})
 	if err != nil {
@@ -287,7 +290,7 @@ func TestEightBitAndUTF8(t *testing.T) {
 
 func TestLongHeaderLineFolded(t *testing.T) {
 	long := "X-Long: " + strings.Repeat("a", 3000) + "\r\n"
-	m, err := Build(Report{Hostname: "h", To: "a@b", Recipients: []Recipient{{Address: "c@d", Diagnostic: strings.Repeat("5", 5000)}}, Original: []byte(long)})
+	m, err := Build(Report{Hostname: "h", To: "a@b", Recipients: []Recipient{{Address: "c@d", Diagnostic: smtpreply.FromLine(strings.Repeat("5", 5000))}}, Original: []byte(long)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,9 +312,9 @@ func FuzzBuild(f *testing.F) {
 			Hostname: host, To: sender, QueueID: rcpt, OriginalMessageID: diag, Arrival: time.Unix(0, 0),
 			EnvID: diag, Global: len(host)%2 == 1, Return: Return(len(headers) % 2),
 			Recipients: []Recipient{
-				{Address: rcpt, Action: Failed, RemoteMTA: mx, Diagnostic: diag, LastAttempt: time.Unix(1, 0), ORcpt: mx + ";" + rcpt,
+				{Address: rcpt, Action: Failed, RemoteMTA: mx, Diagnostic: smtpreply.FromLine(diag), LastAttempt: time.Unix(1, 0), ORcpt: mx + ";" + rcpt,
 					Policy: &PolicyRefusal{File: host, Entry: rcpt, Line: len(diag), Host: mx}},
-				{Address: sender, Action: Delayed, Diagnostic: mx, ORcpt: "rfc822;" + diag},
+				{Address: sender, Action: Delayed, Diagnostic: smtpreply.FromLine(mx), ORcpt: "rfc822;" + diag},
 			},
 			Original: headers,
 		})
@@ -331,9 +334,10 @@ func FuzzBuild(f *testing.F) {
 		if got := p.perRcpt[0].Get("Action"); got != "failed" {
 			t.Fatalf("Action = %q", got)
 		}
-		if d := fieldSafe(diag); d != "" {
-			if got := p.perRcpt[0].Get("Diagnostic-Code"); got != diagnosticField(d) {
-				t.Fatalf("Diagnostic-Code = %q, want %q", got, diagnosticField(d))
+		rep := smtpreply.FromLine(diag)
+		if d := fieldSafe(rep.String()); d != "" {
+			if got := p.perRcpt[0].Get("Diagnostic-Code"); got != diagnosticField(rep, d) {
+				t.Fatalf("Diagnostic-Code = %q, want %q", got, diagnosticField(rep, d))
 			}
 		}
 		if p.header.Get("Auto-Submitted") != "auto-replied" {
@@ -345,7 +349,7 @@ func FuzzBuild(f *testing.F) {
 func BenchmarkBuild(b *testing.B) {
 	r := Report{
 		Hostname: "relay.corp.example", To: "alice@corp.example", Arrival: time.Now(),
-		Recipients: []Recipient{{Address: "bob@partner.example", Action: Failed, RemoteMTA: "mx1.partner.example", Diagnostic: "503 5.7.0 encryption too weak 0 less than 112"}},
+		Recipients: []Recipient{{Address: "bob@partner.example", Action: Failed, RemoteMTA: "mx1.partner.example", Diagnostic: smtpreply.FromLine("503 5.7.0 encryption too weak 0 less than 112")}},
 		Original:   bytes.Repeat([]byte("Received: from a by b with ESMTPS id x\r\n"), 20),
 	}
 	b.ReportAllocs()
@@ -357,3 +361,30 @@ func BenchmarkBuild(b *testing.B) {
 }
 
 func newQP(b []byte) io.Reader { return quotedprintable.NewReader(bytes.NewReader(b)) }
+
+// The DSN reads the reply's fields, not its text: the relay's own words
+// (a Local reply) stay X-smgctl even when they start like a reply, and
+// the status is the reply's enhanced code as given.
+func TestDiagnosticFromFields(t *testing.T) {
+	for _, tc := range []struct {
+		rep          smtpreply.Reply
+		field, state string
+	}{
+		{smtpreply.Local("550 5.1.1 in the relay's own words"), "X-smgctl; 550 5.1.1 in the relay's own words", "5.0.0"},
+		{smtpreply.EncryptionTooWeak(0, 112), "smtp; 503 5.7.0 encryption too weak 0 less than 112", "5.7.0"},
+		{smtpreply.Reply{Code: 550, Lines: []string{"5.1.1 said without RFC 2034"}}, "smtp; 550 5.1.1 said without RFC 2034", "5.0.0"},
+	} {
+		m, err := Build(Report{Hostname: "relay.example", To: "a@corp.example",
+			Recipients: []Recipient{{Address: "b@p.example", Action: Failed, Diagnostic: tc.rep}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := parse(t, m.Bytes)
+		if got := p.perRcpt[0].Get("Diagnostic-Code"); got != tc.field {
+			t.Errorf("Diagnostic-Code = %q, want %q", got, tc.field)
+		}
+		if got := p.perRcpt[0].Get("Status"); got != tc.state {
+			t.Errorf("%v: Status = %q, want %q", tc.rep, got, tc.state)
+		}
+	}
+}

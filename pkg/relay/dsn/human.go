@@ -2,9 +2,10 @@ package dsn
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
 // This file writes the report's first part, the one people read (RFC 6522
@@ -61,7 +62,7 @@ const quote = "\x00"
 
 // explain says, in paragraphs, what happened to one recipient.
 func explain(rc Recipient) []string {
-	diag := plain(rc.Diagnostic)
+	diag := plain(rc.Diagnostic.String())
 	action := actionOf(rc)
 	var out []string
 	switch {
@@ -73,7 +74,7 @@ func explain(rc Recipient) []string {
 		out = append(out, s+", which does not offer delivery status notifications (DSN).")
 	case rc.Policy != nil:
 		out = append(out, policyWords(rc, action)...)
-	case action == Failed && statusOf(rc) == "4.4.7":
+	case action == Failed && statusOf(rc) == smtpreply.StatusExpired:
 		out = append(out, "The gateway kept trying until the message's time in the queue ran out, and has given up.")
 		if rc.RemoteMTA != "" {
 			out = append(out, fmt.Sprintf("The last reply, from the recipient's mail server %s, was:", plain(rc.RemoteMTA)))
@@ -130,13 +131,14 @@ func policyWords(rc Recipient, action Action) []string {
 		server += " " + plain(p.Host)
 	}
 	var need, got, advice string
-	diag := plain(rc.Diagnostic)
-	weakGot, weakWant, weak := gotWant(diag, "503 5.7.0 encryption too weak ")
-	haveV, wantV, old := gotWant(diag, "503 5.7.0 protocol too old ")
+	diag := plain(rc.Diagnostic.String())
+	// The diagnostic may come from an envelope on disk, so it is read
+	// back with pkg/smtpreply's readers for its own texts.
+	have, want, weak := smtpreply.ReadEncryptionTooWeak(diag)
+	haveV, wantV, old := smtpreply.ReadProtocolTooOld(diag)
+	reason, unverified := smtpreply.ReadCertificateNotVerified(diag)
 	switch {
 	case weak:
-		have, _ := strconv.Atoi(weakGot)
-		want, _ := strconv.Atoi(weakWant)
 		need = fmt.Sprintf("requires an encrypted connection with at least %d-bit encryption", want)
 		if have == 0 {
 			got = server + " offered no encryption at all (no STARTTLS, or the encryption could not be set up)"
@@ -148,8 +150,7 @@ func policyWords(rc Recipient, action Action) []string {
 		need = "requires " + wantV + " or newer"
 		got = server + " offered only " + haveV
 		advice = "ask the recipient's mail administrators to enable " + wantV + " or newer, or ask your own mail administrator whether the policy entry is right."
-	case strings.HasPrefix(diag, "503 5.7.0 certificate not verified: "):
-		reason := strings.TrimPrefix(diag, "503 5.7.0 certificate not verified: ")
+	case unverified:
 		need = "requires a verified certificate for the recipient's mail server"
 		got = server + "'s certificate could not be verified (" + reason + ")"
 		advice = "ask the recipient's mail administrators to install a valid certificate for their mail server, or ask your own mail administrator whether the policy entry is right."
@@ -181,16 +182,6 @@ func remoteAdvice(status string) string {
 		return "What you can do: the recipient's server refused it by its own rules; contact the recipient another way and pass on the reply above."
 	}
 	return "What you can do: contact the recipient another way and pass on the reply above."
-}
-
-// gotWant reads pkg/policy's "<prefix><got> less than <want>" texts.
-func gotWant(s, prefix string) (got, want string, ok bool) {
-	rest, ok := strings.CutPrefix(s, prefix)
-	f := strings.Fields(rest)
-	if !ok || len(f) != 4 || f[1] != "less" || f[2] != "than" {
-		return "", "", false
-	}
-	return f[0], f[3], true
 }
 
 // plain makes a value one printable line for the text part.

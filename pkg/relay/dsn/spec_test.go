@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
 // These tests check the report against SPEC §4's DSN bullet and RFC 3461/
@@ -21,7 +23,7 @@ func policyBounce() Report {
 		Arrival: at, Now: at,
 		Recipients: []Recipient{{
 			Address: "bob@partner.com", Action: Failed,
-			Diagnostic:  "503 5.7.0 encryption too weak 0 less than 112",
+			Diagnostic:  smtpreply.FromLine("503 5.7.0 encryption too weak 0 less than 112"),
 			Policy:      &PolicyRefusal{File: "policy.conf", Entry: "partner.com", Line: 3, Host: "mx1.partner.com"},
 			LastAttempt: at,
 		}},
@@ -72,7 +74,7 @@ func TestPolicyRefusalWording(t *testing.T) {
 		"503 5.7.0 certificate not verified: x509: certificate signed by unknown authority": "requires a verified certificate for the recipient's mail server, and the recipient's mail server mx1.partner.com's certificate could not be verified (x509: certificate signed by unknown authority)",
 	} {
 		r := policyBounce()
-		r.Recipients[0].Diagnostic = diag
+		r.Recipients[0].Diagnostic = smtpreply.FromLine(diag)
 		m, err := Build(r)
 		if err != nil {
 			t.Fatal(err)
@@ -92,7 +94,7 @@ func TestRemoteRefusalNamesTheHost(t *testing.T) {
 	r := policyBounce()
 	r.Recipients[0].Policy = nil
 	r.Recipients[0].RemoteMTA = "mx1.partner.com"
-	r.Recipients[0].Diagnostic = "550 5.1.1 <bob@partner.com>: Recipient address rejected: User unknown"
+	r.Recipients[0].Diagnostic = smtpreply.FromLine("550 5.1.1 <bob@partner.com>: Recipient address rejected: User unknown")
 	m, err := Build(r)
 	if err != nil {
 		t.Fatal(err)
@@ -175,8 +177,8 @@ func TestEnvIDAndOriginalRecipient(t *testing.T) {
 	r := policyBounce()
 	r.EnvID = "QQ314159+x"
 	r.Recipients[0].ORcpt = "rfc822;Bob.Original@partner.com"
-	r.Recipients = append(r.Recipients, Recipient{Address: "carol@partner.com", Diagnostic: "550 5.1.1 no", RemoteMTA: "mx1.partner.com", ORcpt: "utf-8;jörg@partner.com"},
-		Recipient{Address: "dave@partner.com", Diagnostic: "550 5.1.1 no", RemoteMTA: "mx1.partner.com"})
+	r.Recipients = append(r.Recipients, Recipient{Address: "carol@partner.com", Diagnostic: smtpreply.FromLine("550 5.1.1 no"), RemoteMTA: "mx1.partner.com", ORcpt: "utf-8;jörg@partner.com"},
+		Recipient{Address: "dave@partner.com", Diagnostic: smtpreply.FromLine("550 5.1.1 no"), RemoteMTA: "mx1.partner.com"})
 	m, err := Build(r)
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +244,7 @@ func TestGlobalReport(t *testing.T) {
 func TestRelayedReport(t *testing.T) {
 	r := policyBounce()
 	r.Return = ReturnFull
-	r.Recipients = []Recipient{{Address: "bob@partner.com", Action: Relayed, RemoteMTA: "mx1.partner.com", Diagnostic: "250 2.0.0 Ok: queued as 4XyZ"}}
+	r.Recipients = []Recipient{{Address: "bob@partner.com", Action: Relayed, RemoteMTA: "mx1.partner.com", Diagnostic: smtpreply.FromLine("250 2.0.0 Ok: queued as 4XyZ")}}
 	m, err := Build(r)
 	if err != nil {
 		t.Fatal(err)
@@ -307,7 +309,7 @@ func TestExpiryWording(t *testing.T) {
 	r.Recipients[0].Policy = nil
 	r.Recipients[0].Status = "4.4.7"
 	r.Recipients[0].RemoteMTA = "mx1.partner.com"
-	r.Recipients[0].Diagnostic = "451 4.3.0 try again later"
+	r.Recipients[0].Diagnostic = smtpreply.FromLine("451 4.3.0 try again later")
 	m, err := Build(r)
 	if err != nil {
 		t.Fatal(err)

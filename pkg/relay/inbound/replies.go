@@ -26,8 +26,9 @@ var (
 	// message); temporary, the client keeps the message.
 	errSpool = reply(452, "4.3.1", "Local error in processing: message not queued")
 	// RFC 3463 X.1.2 / X.1.8: the address is well formed, but the system
-	// it names (an address literal) is not one the relay sends to.
-	errRecipientLiteral = reply(550, "5.1.2", "Recipient address rejected: address literals are not relayed; use the domain name")
+	// it names (an address literal) is not one the relay sends to. The
+	// recipient's is the one delivery returns a queued literal with.
+	errRecipientLiteral = new(smtpreply.AddressLiteral)
 	errSenderLiteral    = reply(550, "5.1.8", "Sender address rejected: address literals are not accepted; use the domain name")
 	// RFC 5321 §4.1.1.3: <Postmaster> without a domain is a local
 	// mailbox, and the relay has none.

@@ -61,7 +61,7 @@ type AdminRecipient struct {
 	Address string `json:"address"`
 	// DSN is the queue ID of the report to the sender (returned only).
 	DSN string `json:"dsn,omitempty"`
-	// Diagnostic is the text of that report (AdminReturn).
+	// Diagnostic is the text of that report (smtpreply.AdminReturn).
 	Diagnostic string `json:"diagnostic,omitempty"`
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
 func TestAdminActionRoundTripInOrder(t *testing.T) {
@@ -16,7 +18,7 @@ func TestAdminActionRoundTripInOrder(t *testing.T) {
 	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 	// Written newest first: the reader orders by the time of the action.
 	later := AdminAction{Time: t0.Add(time.Second), Actor: "bob", Action: ActionReturned, QueueID: "0CT4H1P9VGA2K3QF",
-		Sender: "a@corp.test", Recipients: []AdminRecipient{{Address: "x@p.test", DSN: "0CT4H1PA2N6M0S1B", Diagnostic: AdminReturn}}}
+		Sender: "a@corp.test", Recipients: []AdminRecipient{{Address: "x@p.test", DSN: "0CT4H1PA2N6M0S1B", Diagnostic: smtpreply.AdminReturn.String()}}}
 	earlier := AdminAction{Time: t0, Actor: "carol", Action: ActionDeleted, QueueID: "0CT4H1PA2N6M0S1C",
 		MessageID: "<m@corp.test>", Sender: "a@corp.test", Recipients: []AdminRecipient{{Address: "y@p.test"}, {Address: "z@p.test"}}}
 	for _, a := range []AdminAction{later, earlier} {
@@ -143,7 +145,7 @@ func TestDeleteAndBounceWriteAdminRecords(t *testing.T) {
 		t.Fatalf("%+v %v", got, err)
 	}
 	if a := got[0]; a.Action != ActionReturned || a.Actor != "dave" || len(a.Recipients) != 1 ||
-		a.Recipients[0] != (AdminRecipient{Address: "d@p.test", DSN: res[0].DSN, Diagnostic: AdminReturn}) {
+		a.Recipients[0] != (AdminRecipient{Address: "d@p.test", DSN: res[0].DSN, Diagnostic: smtpreply.AdminReturn.String()}) {
 		t.Errorf("bounce record: %+v", a)
 	}
 }

@@ -25,12 +25,8 @@ import (
 	"github.com/smgctl/smgctl/pkg/relay/delivery"
 	"github.com/smgctl/smgctl/pkg/relay/dsn"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
-
-// AdminReturn is the diagnostic of recipients returned by `queue bounce`:
-// RFC 3463 5.0.0 (undefined permanent failure), the wording Exim uses for
-// its administrator's "give up" (exim -Mg).
-const AdminReturn = "550 5.0.0 delivery cancelled by the administrator"
 
 // Queue is an open spool seen by an operator.
 type Queue struct {
@@ -277,7 +273,7 @@ func (q *Queue) removeRecorded(id string, a AdminAction) error {
 }
 
 // Bounce returns ids to their senders now: one DSN per message listing
-// every pending recipient with AdminReturn (Status 5.0.0), then the
+// every pending recipient with smtpreply.AdminReturn (Status 5.0.0), then the
 // message leaves the queue. A message with the null sender (itself a DSN)
 // is removed without a report (RFC 5321 §4.5.5: never bounce a bounce).
 func (q *Queue) Bounce(ctx context.Context, ids []string) []Result {
@@ -292,7 +288,7 @@ func (q *Queue) Bounce(ctx context.Context, ids []string) []Result {
 			}
 			res.Recipients = append(res.Recipients, rc.Address)
 			d := dsn.Recipient{
-				Address: rc.Address, ORcpt: rc.ORcpt, Action: dsn.Failed, Diagnostic: AdminReturn, LastAttempt: now,
+				Address: rc.Address, ORcpt: rc.ORcpt, Action: dsn.Failed, Diagnostic: smtpreply.AdminReturn, LastAttempt: now,
 			}
 			rcpts = append(rcpts, d)
 			// RFC 3461 §4.1: only those whose NOTIFY asks for failures.
@@ -308,7 +304,7 @@ func (q *Queue) Bounce(ctx context.Context, ids []string) []Result {
 			res.DSN = d.ID
 		}
 		for _, r := range rcpts {
-			a.Recipients = append(a.Recipients, AdminRecipient{Address: r.Address, DSN: res.DSN, Diagnostic: AdminReturn})
+			a.Recipients = append(a.Recipients, AdminRecipient{Address: r.Address, DSN: res.DSN, Diagnostic: smtpreply.AdminReturn.String()})
 		}
 		// The DSN is durable before the message goes: a crash in between
 		// can send the report twice, never lose it.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
 func newQueue(t *testing.T, from string, rcpts ...string) (*Queue, *spool.Spool, string) {
@@ -137,7 +138,7 @@ func TestBounceQueuesDSN(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"From: MAILER-DAEMON@relay.corp.test", "Final-Recipient: rfc822; b@p.test", "Status: 5.0.0",
-		"Diagnostic-Code: smtp; " + AdminReturn, "Subject: hi"} {
+		"Diagnostic-Code: smtp; " + smtpreply.AdminReturn.String(), "Subject: hi"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("DSN lacks %q:\n%s", want, b.String())
 		}

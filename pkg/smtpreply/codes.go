@@ -1,0 +1,130 @@
+package smtpreply
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// The replies the relay makes itself on the delivery side: its TLS
+// policy verdicts, routing failures, the queue's expiry and the
+// administrator's return. Each text lives here once; the DSN builder and
+// the audit read these values (or, for text stored on disk, the readers
+// below), never their own copies. Codes are RFC 5321 §4.2's, enhanced
+// codes RFC 3463's. The inbound server's replies are in
+// pkg/smtpserver/codes.go.
+
+// one builds a one-line reply.
+func one(code int, enhanced, text string) Reply {
+	return Reply{Code: code, Enhanced: enhanced, Lines: []string{text}}
+}
+
+// The TLS policy verdicts (SPEC §4): 503 and 5.7.0 as Sendmail's TLS_Rcpt
+// rule answers, whatever on-fail says (RFC 3463 X.7.0: other security
+// status). The texts are Sendmail's, which operators already know.
+const (
+	tooWeakText       = "encryption too weak "
+	tooOldText        = "protocol too old "
+	notVerifiedText   = "certificate not verified: "
+	policyCode        = 503
+	policyEnhanced    = "5.7.0"
+	policyPrefix      = "503 5.7.0 "
+	lessThan          = " less than "
+	nullMXText        = "Recipient address rejected: %s does not accept mail (null MX)"
+	adminReturnText   = "delivery cancelled by the administrator"
+	addressLiteralTxt = "Recipient address rejected: address literals are not relayed; use the domain name"
+)
+
+// EncryptionTooWeak: the hop offered got bits of encryption (0: no TLS),
+// the policy wants want.
+func EncryptionTooWeak(got, want int) Reply {
+	return one(policyCode, policyEnhanced, tooWeakText+strconv.Itoa(got)+lessThan+strconv.Itoa(want))
+}
+
+// ProtocolTooOld: the hop's TLS version got is older than want.
+func ProtocolTooOld(got, want string) Reply {
+	return one(policyCode, policyEnhanced, tooOldText+got+lessThan+want)
+}
+
+// CertificateNotVerified: the policy wants a verified certificate.
+func CertificateNotVerified(reason string) Reply {
+	return one(policyCode, policyEnhanced, notVerifiedText+reason)
+}
+
+// ReadEncryptionTooWeak reads EncryptionTooWeak's bits back from its
+// one-line text, as a DSN built from a stored envelope has only that.
+func ReadEncryptionTooWeak(s string) (got, want int, ok bool) {
+	g, w, ok := readLessThan(s, policyPrefix+tooWeakText)
+	if !ok {
+		return 0, 0, false
+	}
+	got, err1 := strconv.Atoi(g)
+	want, err2 := strconv.Atoi(w)
+	return got, want, err1 == nil && err2 == nil
+}
+
+// ReadProtocolTooOld reads ProtocolTooOld's versions back.
+func ReadProtocolTooOld(s string) (got, want string, ok bool) {
+	return readLessThan(s, policyPrefix+tooOldText)
+}
+
+// ReadCertificateNotVerified reads CertificateNotVerified's reason back.
+func ReadCertificateNotVerified(s string) (reason string, ok bool) {
+	return strings.CutPrefix(s, policyPrefix+notVerifiedText)
+}
+
+func readLessThan(s, prefix string) (got, want string, ok bool) {
+	rest, ok := strings.CutPrefix(s, prefix)
+	f := strings.Fields(rest)
+	if !ok || len(f) != 4 || f[1] != "less" || f[2] != "than" {
+		return "", "", false
+	}
+	return f[0], f[3], true
+}
+
+// Routing failures, found before any connection.
+
+// NullMX: the domain publishes a null MX (RFC 7505 §4.2, with RFC 7504's
+// 556 and 5.1.10).
+func NullMX(domain string) Reply {
+	return one(556, "5.1.10", fmt.Sprintf(nullMXText, domain))
+}
+
+// NoDomain: the domain does not exist (RFC 3463 X.4.4: unable to route).
+func NoDomain(err error) Reply {
+	return one(550, "5.4.4", fmt.Sprintf("Host or domain name not found: %v", err))
+}
+
+// LookupFailed: DNS did not answer (RFC 3463 X.4.3: directory server
+// failure); temporary.
+func LookupFailed(cause any) Reply {
+	return one(451, "4.4.3", fmt.Sprintf("Host or domain name lookup failed: %v", cause))
+}
+
+// NoMXReached: no MX host of domain could be reached (RFC 3463 X.4.4);
+// temporary.
+func NoMXReached(domain string) Reply {
+	return one(451, "4.4.4", "no MX host of "+domain+" could be reached")
+}
+
+// BadRecipientSyntax: a stored address that is not a Mailbox (queued
+// before the relay checked at RCPT); RFC 5321 §4.1.2, RFC 3463 X.1.3.
+func BadRecipientSyntax(err error) Reply {
+	return one(501, "5.1.3", fmt.Sprintf("Bad recipient address syntax: %v", err))
+}
+
+// AddressLiteral: an address literal names no domain, so no TLS policy;
+// the relay refuses them at RCPT and never sends to one (RFC 3463 X.1.2).
+var AddressLiteral = one(550, "5.1.2", addressLiteralTxt)
+
+// NeedsSMTPUTF8: the message needs SMTPUTF8 and the hop lacks it
+// (RFC 6531 §3.2, RFC 3463 X.6.7).
+func NeedsSMTPUTF8(why string) Reply { return one(550, "5.6.7", why) }
+
+// AdminReturn: recipients returned by `queue bounce` (RFC 3463 X.0.0,
+// undefined permanent failure; Exim's wording for exim -Mg).
+var AdminReturn = one(550, "5.0.0", adminReturnText)
+
+// StatusExpired is the DSN status of recipients whose queue lifetime ran
+// out (RFC 3463 X.4.7: delivery time expired).
+const StatusExpired = "4.4.7"
