@@ -51,19 +51,20 @@ func OpenSSL(t testing.TB, stdin string, args ...string) (string, int) {
 	return run(t, stdin, RequireOpenSSL(t), args...)
 }
 
-// syncBuffer collects a child's output while the test reads it.
-type syncBuffer struct {
+// SyncBuffer collects output written concurrently (a child process, a
+// relay's goroutines) while the test reads it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -77,7 +78,7 @@ type OpenSSLServer struct {
 	// CA issued Certs (ECDSA, then RSA) unless args named their own -cert.
 	CA    *CA
 	Certs []*Leaf
-	out   *syncBuffer
+	out   *SyncBuffer
 }
 
 // Addr is "IP:PORT".
@@ -94,7 +95,7 @@ func (s *OpenSSLServer) Output() string { return s.out.String() }
 func StartOpenSSLServer(t testing.TB, args ...string) *OpenSSLServer {
 	t.Helper()
 	bin := RequireOpenSSL(t)
-	s := &OpenSSLServer{IP: FreeLoopbackIP(t), out: &syncBuffer{}}
+	s := &OpenSSLServer{IP: FreeLoopbackIP(t), out: &SyncBuffer{}}
 	// A kernel-chosen port on our reserved address; nobody else uses that
 	// address, so the short window before openssl binds it is harmless.
 	l, err := net.Listen("tcp4", net.JoinHostPort(s.IP.String(), "0"))

@@ -1,41 +1,23 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/smgctl/smgctl/internal/testpeer"
 )
-
-// syncBuffer is a log sink the relay's goroutines may write concurrently.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // startLog starts a relay on cfg, waits until it has said how to send a
 // test, stops it and returns its log.
 func startLog(t *testing.T, cfg Config) string {
 	t.Helper()
-	var buf syncBuffer
+	var buf testpeer.SyncBuffer
 	r, err := New(cfg, slog.New(slog.NewTextHandler(&buf, nil)))
 	if err != nil {
 		t.Fatal(err)
