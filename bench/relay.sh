@@ -214,6 +214,21 @@ done
 tlssessions() { grep -c 'TLS connection established from' "$WORK/sink/maillog" 2>/dev/null || true; }
 # cputicks: smgctl's user+system CPU so far, in clock ticks.
 cputicks() { awk '{ print $14 + $15 }' "/proc/$SMG_PID/stat"; }
+
+# pfcputicks: the Postfix relay's CPU so far, every process of it: the
+# master's own and that of the children it reaped (cutime, cstime), plus
+# each live child's (all of Postfix's daemons are the master's children;
+# a child that exits between two readings moves from one sum to the
+# other, so differences stay right).
+pfcputicks() {
+	local master; master=$(awk '{ print $1 }' "$WORK/pfrelay/queue/pid/master.pid")
+	local pids=("$master")
+	local p
+	for p in $(ps -o pid= --ppid "$master"); do pids+=("$p"); done
+	for p in "${pids[@]}"; do
+		[[ -r /proc/$p/stat ]] && sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null
+	done | awk '{ t += $12 + $13 + $14 + $15 } END { print t + 0 }'
+}
 received() { grep -c ': discard: header Received:' "$WORK/sink/maillog" 2>/dev/null || true; }
 
 # run NAME ADDR BYTES: push N messages, wait for the sink, print msgs/s.
@@ -222,6 +237,7 @@ run() {
 	local base; base=$(received)
 	local tls0; tls0=$(tlssessions)
 	local cpu0; cpu0=$(cputicks)
+	local pfcpu0; pfcpu0=$(pfcputicks)
 	local t0 t1
 	t0=$(date +%s.%N)
 	# -d keeps each session open for many messages, as an upstream MTA
@@ -246,6 +262,10 @@ run() {
 	((got == N)) || log "$name: the sink counted $got messages for $N sent"
 	awk -v n="$N" -v a="$t0" -v s="$ts" -v b="$t1" -v name="$name" -v bytes="$bytes" -v tls=$(($(tlssessions) - tls0)) 'BEGIN {
 		printf "%-8s %7d B  %6d msgs  submit %6.2fs  end-to-end %6.2fs  %8.1f msgs/s  (%d TLS sessions to the sink)\n", name, bytes, n, s-a, b-a, n/(b-a), tls }'
+	if [[ $name == postfix ]]; then
+		awk -v t=$(($(pfcputicks) - pfcpu0)) -v hz="$(getconf CLK_TCK)" -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {
+			printf "         Postfix relay CPU, all its processes %.2fs (%.0f%% of one core, %.0f µs per message)\n", t/hz, 100*t/hz/(b-a), 1e6*t/hz/n }'
+	fi
 	if [[ $name == smgctl ]]; then
 		awk -v t=$(($(cputicks) - cpu0)) -v hz="$(getconf CLK_TCK)" -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {
 			printf "         smgctl CPU %.2fs (%.0f%% of one core, %.0f µs per message)\n", t/hz, 100*t/hz/(b-a), 1e6*t/hz/n }'
