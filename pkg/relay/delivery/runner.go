@@ -177,6 +177,16 @@ func (r *Runner) drain(wg *sync.WaitGroup, stop context.CancelFunc) {
 // scan reads the spool and schedules every message not being worked on,
 // from its envelope's own next-attempt times.
 func (r *Runner) scan() {
+	// Only what was scheduled before this scan may be dropped as gone: a
+	// message queued (Notify) while the spool was being listed is not in
+	// the listing, yet due now — dropping it left it waiting for the next
+	// periodic scan.
+	r.mu.Lock()
+	before := make(map[string]bool, len(r.due))
+	for id := range r.due {
+		before[id] = true
+	}
+	r.mu.Unlock()
 	ids, err := r.cfg.Spool.List()
 	if err != nil {
 		r.cfg.Log.Error("reading the spool", "err", err)
@@ -209,7 +219,7 @@ func (r *Runner) scan() {
 	}
 	r.mu.Lock()
 	for id := range r.due {
-		if !present[id] {
+		if before[id] && !present[id] {
 			delete(r.due, id) // removed by `smgctl queue delete`
 		}
 	}
