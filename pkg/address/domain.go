@@ -43,7 +43,7 @@ func CanonicalDomain(s string) (string, error) {
 	if s[0] == '[' {
 		return "", errors.New("an address literal is not a domain name")
 	}
-	if !isASCII(s) {
+	if !IsASCII(s) {
 		a, err := idnaProfile.ToASCII(s)
 		if err != nil {
 			return "", fmt.Errorf("bad internationalised domain %q: %v", s, err)
@@ -107,7 +107,8 @@ func UnicodeDomain(d string) string {
 	return u
 }
 
-func isASCII(s string) bool {
+// IsASCII reports whether s is 7-bit: what needs no SMTPUTF8 (RFC 6531).
+func IsASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
 			return false

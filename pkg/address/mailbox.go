@@ -38,7 +38,7 @@ func (m Mailbox) IsLiteral() bool { return strings.HasPrefix(m.Domain, "[") }
 // ASCII reports whether the mailbox can be sent without SMTPUTF8 (RFC
 // 6531): the domain always can, in its A-labels; the local part cannot
 // always.
-func (m Mailbox) ASCII() bool { return isASCII(m.Local) }
+func (m Mailbox) ASCII() bool { return IsASCII(m.Local) }
 
 // Parse reads a mailbox as written on an SMTP command line between the
 // angle brackets: a Dot-string or Quoted-string local part (with RFC

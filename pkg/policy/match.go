@@ -2,7 +2,6 @@ package policy
 
 import (
 	"strings"
-	"unicode/utf8"
 
 	"github.com/smgctl/smgctl/pkg/address"
 )
@@ -58,7 +57,7 @@ const maxStack = 320
 func (p *Policy) Lookup(recipient string) Match {
 	var buf [maxStack]byte
 	var key []byte
-	if len(recipient) <= maxStack && isASCII(recipient) {
+	if len(recipient) <= maxStack && address.IsASCII(recipient) {
 		key = buf[:len(recipient)]
 		for i := 0; i < len(recipient); i++ {
 			c := recipient[i]
@@ -126,15 +125,6 @@ func normalizeSlow(s string) string {
 		return local + "@" + domain
 	}
 	return domain
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
 }
 
 func lastIndex(b []byte, c byte) int {

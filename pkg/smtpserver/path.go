@@ -3,7 +3,6 @@ package smtpserver
 import (
 	"errors"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/smgctl/smgctl/pkg/address"
 )
@@ -73,7 +72,7 @@ func parsePath(s string) (Path, string, error) {
 	if err != nil {
 		return Path{}, "", err
 	}
-	return Path{Mailbox: m, nonASCII: !isASCII(s[:end])}, s[end+1:], nil
+	return Path{Mailbox: m, nonASCII: !address.IsASCII(s[:end])}, s[end+1:], nil
 }
 
 // closingBracket finds the ">" that ends a path, skipping a Quoted-string
@@ -100,13 +99,4 @@ func closingBracket(s string) int {
 		return -1
 	}
 	return i + j
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/smgctl/smgctl/pkg/address"
 	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
@@ -168,7 +169,7 @@ func Build(r Report) (*Message, error) {
 
 	kind := kindOf(r.Recipients)
 	to := fieldSafe(r.To)
-	m.UTF8 = !isASCII(to)
+	m.UTF8 = !address.IsASCII(to)
 
 	var b bytes.Buffer
 	hdr := func(k, v string) { b.WriteString(k + ": " + v + "\r\n") }
@@ -177,7 +178,7 @@ func Build(r Report) (*Message, error) {
 	hdr("To", "<"+to+">")
 	hdr("Subject", kind.subject())
 	hdr("Message-ID", "<"+msgID+">")
-	if id := fieldSafe(r.OriginalMessageID); id != "" && isASCII(id) {
+	if id := fieldSafe(r.OriginalMessageID); id != "" && address.IsASCII(id) {
 		id = "<" + strings.Trim(id, "<>") + ">"
 		hdr("In-Reply-To", id)
 		hdr("References", id)
@@ -369,7 +370,7 @@ func diagnosticField(rep smtpreply.Reply, d string) string {
 func addressField(a string, global bool) string {
 	a = fieldSafe(a)
 	switch {
-	case isASCII(a):
+	case address.IsASCII(a):
 		return "rfc822; " + a
 	case global:
 		return "utf-8; " + a
@@ -386,7 +387,7 @@ func origRcptField(orcpt string, global bool) string {
 	if !ok || !isAtom(typ) || addr == "" {
 		return ""
 	}
-	if isASCII(addr) {
+	if address.IsASCII(addr) {
 		return strings.ToLower(typ) + "; " + addr
 	}
 	if global {
@@ -409,7 +410,7 @@ func isAtom(s string) bool {
 // toASCII keeps printable ASCII and writes anything else as RFC 6533's
 // EmbeddedUnicodeChar \x{HEX}.
 func toASCII(s string) string {
-	if isASCII(s) {
+	if address.IsASCII(s) {
 		return s
 	}
 	var b strings.Builder
@@ -527,15 +528,6 @@ func finishHeaders(b *bytes.Buffer) []byte {
 func isASCIIBytes(b []byte) bool {
 	for _, c := range b {
 		if c >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
 			return false
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/address"
 	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
@@ -283,7 +284,7 @@ func TestEightBitAndUTF8(t *testing.T) {
 		t.Errorf("EightBit=%v UTF8=%v, want both", m.EightBit, m.UTF8)
 	}
 	p := parse(t, m.Bytes)
-	if got := p.perRcpt[0].Get("Final-Recipient"); !strings.HasPrefix(got, "utf-8; ") || !isASCII(got) {
+	if got := p.perRcpt[0].Get("Final-Recipient"); !strings.HasPrefix(got, "utf-8; ") || !address.IsASCII(got) {
 		t.Errorf("Final-Recipient = %q, want 7-bit utf-8 type", got)
 	}
 }
