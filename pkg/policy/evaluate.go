@@ -41,7 +41,24 @@ type Outcome struct {
 	// Failure says why there is no TLS: "STARTTLS not offered", the
 	// STARTTLS reply, or the handshake error.
 	Failure string
+	// Auth is how the peer was authenticated (SPEC §6.6): by DANE when
+	// a usable TLSA record matched, by PKIX when the chain verified to a
+	// trusted root naming the host, else none. Verified is true for the
+	// first two.
+	Auth Auth
+	// TLSA is the record that matched, in presentation form ("3 1 1
+	// ab12…"), when Auth is AuthDANE.
+	TLSA string
 }
+
+// Auth names how a TLS peer was authenticated.
+type Auth string
+
+const (
+	AuthNone Auth = "none"
+	AuthPKIX Auth = "pkix"
+	AuthDANE Auth = "dane"
+)
 
 // Bits is the negotiated effective cipher strength; 0 without TLS.
 func (o Outcome) Bits() int {
