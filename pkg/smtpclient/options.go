@@ -109,5 +109,10 @@ var ErrInjection = errors.New("plaintext after the STARTTLS reply (response inje
 // server does not offer it (RFC 6531 §3.2: the message cannot be sent).
 var ErrSMTPUTF8 = errors.New("server does not offer SMTPUTF8 (RFC 6531)")
 
+// ErrRequireTLS is returned by Mail when MailOptions.RequireTLS is set
+// and the session is not over TLS or the server did not offer REQUIRETLS
+// after STARTTLS (RFC 8689 §4.2.1: such a message cannot go there).
+var ErrRequireTLS = errors.New("server does not offer REQUIRETLS over TLS (RFC 8689)")
+
 // ErrClosed: the session ended (421, a network error, QUIT, Close).
 var ErrClosed = errors.New("session closed")

@@ -192,6 +192,16 @@ func (s *Session) Supports(ext string) bool {
 	return ok
 }
 
+// OffersRequireTLS reports whether a REQUIRETLS message may be passed on
+// in this session: TLS is up and the EHLO after STARTTLS listed
+// REQUIRETLS. RFC 8689 §2 has servers advertise it only over TLS; a
+// keyword seen in clear text (which a man in the middle can add) does not
+// count. Whether the server was authenticated is the caller's judgement
+// (Outcome, Verification): RFC 8689 §4.2.1 wants that as well.
+func (s *Session) OffersRequireTLS() bool {
+	return s.tlsState != nil && s.Supports("REQUIRETLS")
+}
+
 // StartTLS upgrades the session if the server offers STARTTLS (RFC 3207).
 // The Outcome always says what was achieved. err is nil when the session
 // can go on — encrypted, or still in clear text because STARTTLS was not

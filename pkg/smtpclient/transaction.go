@@ -32,6 +32,13 @@ type MailOptions struct {
 	// offers DSN; "" sends none.
 	Ret   string
 	EnvID string
+	// RequireTLS sends REQUIRETLS (RFC 8689 §4.2.1 step 5: the message
+	// was received with it and is passed on with it). It goes only to a
+	// server for which OffersRequireTLS holds; to any other the message
+	// cannot go: Mail fails with ErrRequireTLS before sending anything,
+	// so the flag is never silently dropped. The caller checks
+	// OffersRequireTLS first to choose its own reply (5.7.30).
+	RequireTLS bool
 }
 
 // Recipient is one RCPT TO with the client's RFC 3461 parameters, which
@@ -81,6 +88,9 @@ func (s *Session) mailCommand(from string, o MailOptions) (string, error) {
 	if o.SMTPUTF8 && !s.Supports("SMTPUTF8") {
 		return "", &Error{Step: "MAIL", Err: ErrSMTPUTF8, permanent: true}
 	}
+	if o.RequireTLS && !s.OffersRequireTLS() {
+		return "", &Error{Step: "MAIL", Err: ErrRequireTLS, permanent: true}
+	}
 	cmd := "MAIL FROM:<" + from + ">"
 	if o.Size > 0 && s.Supports("SIZE") {
 		cmd += " SIZE=" + strconv.FormatInt(o.Size, 10)
@@ -90,6 +100,9 @@ func (s *Session) mailCommand(from string, o MailOptions) (string, error) {
 	}
 	if o.SMTPUTF8 {
 		cmd += " SMTPUTF8"
+	}
+	if o.RequireTLS {
+		cmd += " REQUIRETLS"
 	}
 	if s.Supports("DSN") {
 		// RFC 3461 §4.3, §4.4: only to a server that offers DSN; a
