@@ -32,6 +32,7 @@ const (
 	lessThan          = " less than "
 	nullMXText        = "Recipient address rejected: %s does not accept mail (null MX)"
 	adminReturnText   = "delivery cancelled by the administrator"
+	requireTLSText    = "REQUIRETLS support required"
 	addressLiteralTxt = "Recipient address rejected: address literals are not relayed; use the domain name"
 )
 
@@ -120,6 +121,18 @@ var AddressLiteral = one(550, "5.1.2", addressLiteralTxt)
 // NeedsSMTPUTF8: the message needs SMTPUTF8 and the hop lacks it
 // (RFC 6531 §3.2, RFC 3463 X.6.7).
 func NeedsSMTPUTF8(why string) Reply { return one(550, "5.6.7", why) }
+
+// RequireTLS: a REQUIRETLS message found no next hop that meets RFC 8689
+// §4.2.1 (TLS with an authenticated server that offers REQUIRETLS).
+// 5.7.30 and its text are RFC 8689 §7.3's registration ("REQUIRETLS
+// support required"); why names the hop and what it lacked, "" for
+// none. 550 as RFC 3463 X.7 failures usually get.
+func RequireTLS(why string) Reply {
+	if why == "" {
+		return one(550, "5.7.30", requireTLSText)
+	}
+	return one(550, "5.7.30", requireTLSText+": "+why)
+}
 
 // AdminReturn: recipients returned by `queue bounce` (RFC 3463 X.0.0,
 // undefined permanent failure; Exim's wording for exim -Mg).

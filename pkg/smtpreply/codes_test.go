@@ -21,6 +21,8 @@ func TestCodesText(t *testing.T) {
 		{LookupFailed("SERVFAIL"), "451 4.4.3 Host or domain name lookup failed: SERVFAIL"},
 		{NoMXReached("p.test"), "451 4.4.4 no MX host of p.test could be reached"},
 		{AdminReturn, "550 5.0.0 delivery cancelled by the administrator"},
+		{RequireTLS(""), "550 5.7.30 REQUIRETLS support required"},
+		{RequireTLS("mx.p.test did not offer REQUIRETLS"), "550 5.7.30 REQUIRETLS support required: mx.p.test did not offer REQUIRETLS"},
 	} {
 		if s := c.got.String(); s != c.want {
 			t.Errorf("got %q, want %q", s, c.want)
