@@ -140,6 +140,10 @@ func (s *session) Data(r io.Reader) *smtpreply.Reply {
 	br := bufio.NewReaderSize(in, 64<<10)
 	hdr, err := peekHeader(br, headerPeekLimit)
 	env.MessageID = messageID(hdr)
+	// RFC 8689 §4.1: with REQUIRETLS on MAIL FROM the TLS-Required field
+	// is ignored, so the flag is stored only without it; delivery never
+	// sees both.
+	env.TLSRequiredNo = !env.RequireTLS && tlsRequiredNo(hdr)
 	addrs := make([]string, len(env.Recipients))
 	for i, rc := range env.Recipients {
 		addrs[i] = rc.Address

@@ -91,8 +91,8 @@ type Recipient struct {
 //	}
 //
 // Optional fields (attempts, last_reply, next_attempt, notify, orcpt,
-// delay_notified, dsn_of, dsn_ret, dsn_envid, requiretls, held, message_id) are
-// omitted when empty. "v" is the format version;
+// delay_notified, dsn_of, dsn_ret, dsn_envid, requiretls, tls_required_no,
+// held, message_id) are omitted when empty. "v" is the format version;
 // a reader refuses versions it does not know rather than guess.
 type Envelope struct {
 	ID            string      `json:"id"`
@@ -115,6 +115,12 @@ type Envelope struct {
 	// RequireTLS: the client sent MAIL FROM with REQUIRETLS (RFC 8689 §4.1)
 	// over TLS.
 	RequireTLS bool `json:"requiretls,omitempty"`
+	// TLSRequiredNo: the message's header section says "TLS-Required:
+	// No" (RFC 8689 §3): the sender lets MTA-STS and DANE failures pass
+	// for this message (RFC 8689 §4.2.2); never a list entry. Never set
+	// together with RequireTLS, which wins (RFC 8689 §4.1: the header is
+	// then ignored). Older readers ignore the field.
+	TLSRequiredNo bool `json:"tls_required_no,omitempty"`
 	// Held: an administrator put the message on hold (smgctl queue hold,
 	// Postfix's postsuper -h): no delivery attempt, no delayed DSN and no
 	// expiry until it is released.
