@@ -129,10 +129,14 @@ func NeedsSMTPUTF8(why string) Reply { return one(550, "5.6.7", why) }
 // none. 550 as RFC 3463 X.7 failures usually get.
 func RequireTLS(why string) Reply {
 	if why == "" {
-		return one(550, "5.7.30", requireTLSText)
+		return one(550, StatusRequireTLS, requireTLSText)
 	}
-	return one(550, "5.7.30", requireTLSText+": "+why)
+	return one(550, StatusRequireTLS, requireTLSText+": "+why)
 }
+
+// StatusRequireTLS is RequireTLS's enhanced status code, for the DSN
+// builder to recognise the return whoever sent it.
+const StatusRequireTLS = "5.7.30"
 
 // AdminReturn: recipients returned by `queue bounce` (RFC 3463 X.0.0,
 // undefined permanent failure; Exim's wording for exim -Mg).

@@ -389,3 +389,32 @@ func TestDiagnosticFromFields(t *testing.T) {
 		}
 	}
 }
+
+// A 5.7.30 return (RFC 8689) tells the sender what REQUIRETLS asked for
+// and what to do, whether the gateway found no fitting hop or a remote
+// hop refused to pass the message on; other 5.7 refusals do not say it.
+func TestRequireTLSExplained(t *testing.T) {
+	for _, c := range []struct {
+		rc   Recipient
+		want bool
+	}{
+		{Recipient{Address: "bob@partner.example", Diagnostic: smtpreply.RequireTLS("mx.partner.example did not offer REQUIRETLS")}, true},
+		{Recipient{Address: "bob@partner.example", RemoteMTA: "mx.partner.example", Diagnostic: smtpreply.FromLine("550 5.7.30 REQUIRETLS support required")}, true},
+		{Recipient{Address: "bob@partner.example", RemoteMTA: "mx.partner.example", Diagnostic: smtpreply.FromLine("550 5.7.1 relay denied")}, false},
+	} {
+		c.rc.Action = Failed
+		m, err := Build(Report{Hostname: "relay.corp.example", To: "alice@corp.example", QueueID: "Q1",
+			Now: time.Now(), Recipients: []Recipient{c.rc}, Original: []byte("Subject: x\r\n\r\n")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := parse(t, m.Bytes)
+		human := strings.Join(strings.Fields(p.human), " ")
+		if got := strings.Contains(human, "The message was sent with REQUIRETLS") && strings.Contains(human, "send the message again without requiring it."); got != c.want {
+			t.Errorf("%v: advice %v, want %v:\n%s", c.rc.Diagnostic, got, c.want, p.human)
+		}
+		if c.want && !strings.Contains(string(m.Bytes), "Status: 5.7.30") {
+			t.Errorf("no Status 5.7.30:\n%s", m.Bytes)
+		}
+	}
+}

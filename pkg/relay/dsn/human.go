@@ -102,6 +102,9 @@ func explain(rc Recipient) []string {
 			out = append(out, "The gateway could not deliver it:")
 		}
 		out = append(out, quote+"    "+diag)
+		if action == Failed && statusOf(rc) == smtpreply.StatusRequireTLS {
+			out = append(out, requireTLSAdvice)
+		}
 	default:
 		out = append(out, string(action)+".")
 	}
@@ -174,6 +177,8 @@ func policyWords(rc Recipient, action Action) []string {
 // server, by RFC 3463 subject.
 func remoteAdvice(status string) string {
 	switch {
+	case status == smtpreply.StatusRequireTLS:
+		return requireTLSAdvice
 	case strings.HasPrefix(status, "5.1."):
 		return "What you can do: check the recipient's address for mistakes, or ask the recipient for the right one."
 	case strings.HasPrefix(status, "5.2.") || strings.HasPrefix(status, "5.3.4"):
@@ -183,6 +188,10 @@ func remoteAdvice(status string) string {
 	}
 	return "What you can do: contact the recipient another way and pass on the reply above."
 }
+
+// requireTLSAdvice explains a 5.7.30 return (RFC 8689): the sender asked
+// for REQUIRETLS, and no hop could honour it.
+const requireTLSAdvice = "The message was sent with REQUIRETLS: it may travel only over an encrypted connection to an authenticated server that offers REQUIRETLS, and no server on the way to the recipient did. What you can do: ask the recipient's mail administrators to offer REQUIRETLS, or send the message again without requiring it."
 
 // plain makes a value one printable line for the text part.
 func plain(s string) string { return strings.ToValidUTF8(oneLine(s), "?") }
