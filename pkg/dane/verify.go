@@ -48,7 +48,8 @@ type Result struct {
 	// Record is the record that matched, when Status is Match.
 	Record mx.TLSA
 	// Diagnostic says why, for Mismatch and Unusable; it starts with
-	// "DANE: " (see docs/relay.md, "DANE").
+	// "DANE: " (listed in docs/ARCHITECTURE.md, "Where each reply text
+	// is made").
 	Diagnostic string
 }
 
