@@ -23,6 +23,7 @@ type DNS struct {
 	servfail map[string]bool
 	drop     map[string]bool
 	truncate map[string]bool
+	insecure map[string]bool
 	ad       bool
 	queries  []dns.Question
 }
@@ -45,6 +46,7 @@ func StartDNSOn(t testing.TB, addr string) *DNS {
 		servfail: map[string]bool{},
 		drop:     map[string]bool{},
 		truncate: map[string]bool{},
+		insecure: map[string]bool{},
 	}
 	var pc net.PacketConn
 	var ln net.Listener
@@ -185,6 +187,11 @@ func (d *DNS) setFlag(m map[string]bool, name string, v bool) {
 	m[canon(name)] = v
 }
 
+// Insecure makes answers that touch name (asked, or on a CNAME chain)
+// come without the AD bit even under SetAD(true): a name in an unsigned
+// zone, beside signed ones.
+func (d *DNS) Insecure(name string) { d.setFlag(d.insecure, name, true) }
+
 // SetAD sets the AD (authenticated data) bit on every answer, as a
 // validating resolver does for DNSSEC-signed zones (RFC 7672 needs it).
 func (d *DNS) SetAD(ad bool) {
@@ -238,6 +245,9 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	truncate := udp && d.truncate[name]
 	cur := name
 	for range 8 { // CNAME chain limit
+		if d.insecure[cur] {
+			m.AuthenticatedData = false
+		}
 		if d.servfail[cur] {
 			m.Rcode = dns.RcodeServerFailure
 			m.Answer = nil

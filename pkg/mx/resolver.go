@@ -43,7 +43,8 @@ type Resolver struct {
 	timeout time.Duration
 	// trustAD: the AD bit is believed only from a resolver on loopback,
 	// where no one can forge it on the path (RFC 7672 §1.3, RFC 6698
-	// §4.1, RFC 6840 §5.7 "the stub resolver trusts the path").
+	// §4.1, RFC 6840 §5.7 "the stub resolver trusts the path"), or from
+	// one the operator vouches for (WithTrustedAD).
 	trustAD bool
 	udp     *dns.Client
 	tcp     *dns.Client
@@ -85,16 +86,10 @@ func NewResolver(server string, timeout time.Duration) (*Resolver, error) {
 		}
 		servers = []string{server}
 	}
-	trust := true
-	for _, s := range servers {
-		host, _, _ := net.SplitHostPort(s)
-		a, err := netip.ParseAddr(host)
-		trust = trust && err == nil && a.IsLoopback()
-	}
 	return &Resolver{
 		servers: servers,
 		timeout: timeout,
-		trustAD: trust,
+		trustAD: loopbackOnly(servers),
 		udp:     &dns.Client{Net: "udp", Timeout: timeout, UDPSize: 1232},
 		tcp:     &dns.Client{Net: "tcp", Timeout: timeout},
 		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -106,6 +101,28 @@ func (r *Resolver) WithLogger(l *slog.Logger) *Resolver {
 	c := *r
 	c.log = l
 	return &c
+}
+
+// WithTrustedAD returns a copy of r that believes the AD bit of every
+// configured resolver when trusted is true: the operator says the path
+// to it is secure (a resolver on the same host behind a non-loopback
+// address, an IPsec or private link; RFC 6840 §5.7). false restores the
+// default: AD is believed only when every resolver is on loopback.
+func (r *Resolver) WithTrustedAD(trusted bool) *Resolver {
+	c := *r
+	c.trustAD = trusted || loopbackOnly(r.servers)
+	return &c
+}
+
+// loopbackOnly reports whether every server is a loopback address.
+func loopbackOnly(servers []string) bool {
+	trust := true
+	for _, s := range servers {
+		host, _, _ := net.SplitHostPort(s)
+		a, err := netip.ParseAddr(host)
+		trust = trust && err == nil && a.IsLoopback()
+	}
+	return trust
 }
 
 // Servers returns the resolvers asked, in order.
@@ -123,6 +140,14 @@ type Host struct {
 	// Err is set when no address could be found: an *Error wrapping
 	// ErrNoAddress (NODATA for both types), or the A/AAAA failure.
 	Err error
+	// Canonical is Name after CNAMEs: the owner of the address records
+	// (RFC 7672 §2.2.2 looks for TLSA records there first).
+	Canonical string
+	// AD: the address records (and any CNAMEs to them) came with a
+	// trusted AD bit, so they are DNSSEC-authentic and the host's TLSA
+	// records may be asked for (RFC 7672 §2.2.2). An answer that failed
+	// adds no address and does not count.
+	AD bool
 }
 
 // Result is where mail for a domain goes.
@@ -139,7 +164,9 @@ type Result struct {
 	// Hosts in the order to try: ascending preference, equal preferences
 	// shuffled (RFC 5321 §5.1 "SHOULD ... randomize").
 	Hosts []Host
-	// AD: every answer on the way carried a trusted AD bit.
+	// AD: every answer on the way to the MX RRset (or to its absence,
+	// for an implicit MX) carried a trusted AD bit: DANE may apply to the
+	// hosts (RFC 7672 §2.2.1). False when the resolver is not trusted.
 	AD bool
 }
 
@@ -184,7 +211,7 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) (Result, error) 
 	if err != nil {
 		return res, err
 	}
-	res.Name, res.AD = ans.name, ans.ad
+	res.Name, res.AD = ans.name, ans.ad && r.trustAD
 
 	seen := map[string]int{}
 	null := 0
@@ -221,18 +248,36 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) (Result, error) 
 	var wg sync.WaitGroup
 	for i := range res.Hosts {
 		wg.Go(func() {
-			h := &res.Hosts[i]
-			h.Addrs, h.Err = r.LookupAddrs(ctx, h.Name)
+			res.Hosts[i] = r.lookupHost(ctx, res.Hosts[i])
 		})
 	}
 	wg.Wait()
 	return res, nil
 }
 
+// LookupHost looks up the addresses of one host, as LookupMX does for
+// each of its hosts: Addrs, Err, Canonical and AD are set; Preference
+// is 0. For a next hop that is not from an MX lookup.
+func (r *Resolver) LookupHost(ctx context.Context, name string) Host {
+	return r.lookupHost(ctx, Host{Name: strings.ToLower(strings.TrimSuffix(name, "."))})
+}
+
+func (r *Resolver) lookupHost(ctx context.Context, h Host) Host {
+	h.Addrs, h.Canonical, h.AD, h.Err = r.lookupAddrs(ctx, h.Name)
+	return h
+}
+
 // LookupAddrs returns the A and then the AAAA addresses of host. An error
 // is returned only when there is no address at all: the A failure (or the
 // AAAA one if A merely had no data), or ErrNoAddress.
 func (r *Resolver) LookupAddrs(ctx context.Context, host string) ([]netip.Addr, error) {
+	addrs, _, _, err := r.lookupAddrs(ctx, host)
+	return addrs, err
+}
+
+// lookupAddrs is LookupAddrs that also says the name after CNAMEs and
+// whether every answer that gave addresses or NODATA was authentic.
+func (r *Resolver) lookupAddrs(ctx context.Context, host string) (addrs []netip.Addr, canonical string, ad bool, err error) {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	type result struct {
 		ans answer
@@ -243,7 +288,14 @@ func (r *Resolver) LookupAddrs(ctx context.Context, host string) ([]netip.Addr, 
 	wg.Go(func() { a.ans, a.err = r.lookup(ctx, "A", host, dns.TypeA) })
 	wg.Go(func() { aaaa.ans, aaaa.err = r.lookup(ctx, "AAAA", host, dns.TypeAAAA) })
 	wg.Wait()
-	var addrs []netip.Addr
+	canonical, ad = host, r.trustAD
+	answered := false
+	for _, x := range []result{a, aaaa} {
+		if x.err == nil {
+			canonical, ad, answered = x.ans.name, ad && x.ans.ad, true
+		}
+	}
+	ad = ad && answered
 	for _, rr := range a.ans.rrs {
 		if ip, ok := netip.AddrFromSlice(rr.(*dns.A).A.To4()); ok {
 			addrs = append(addrs, ip)
@@ -261,13 +313,13 @@ func (r *Resolver) LookupAddrs(ctx context.Context, host string) ([]netip.Addr, 
 				r.log.Debug("partial address lookup", "host", host, "err", e)
 			}
 		}
-		return addrs, nil
+		return addrs, canonical, ad, nil
 	case a.err != nil:
-		return nil, a.err
+		return nil, canonical, ad, a.err
 	case aaaa.err != nil:
-		return nil, aaaa.err
+		return nil, canonical, ad, aaaa.err
 	}
-	return nil, &Error{Step: "A/AAAA", Name: a.ans.name, Rcode: dns.RcodeSuccess, Err: ErrNoAddress}
+	return nil, canonical, ad, &Error{Step: "A/AAAA", Name: a.ans.name, Rcode: dns.RcodeSuccess, Err: ErrNoAddress}
 }
 
 // LookupTXT returns the TXT records of name, each one's character-strings
@@ -303,8 +355,9 @@ type TLSAResult struct {
 	Name    string // the owner name asked
 	Records []TLSA
 	// AD is the AD bit of the answer(s); Secure is AD from a trusted
-	// (loopback) resolver. Only Secure records may be used for DANE
-	// (RFC 7672 §2.2: insecure TLSA records are ignored).
+	// resolver (loopback, or WithTrustedAD). Only Secure records may be
+	// used for DANE (RFC 7672 §2.2: insecure TLSA records are ignored).
+	// Without records, Secure says the denial was authenticated.
 	AD     bool
 	Secure bool
 }
@@ -317,6 +370,9 @@ func (r *Resolver) LookupTLSA(ctx context.Context, host string, port int) (TLSAR
 	res := TLSAResult{Name: name}
 	ans, err := r.lookup(ctx, "TLSA", name, dns.TypeTLSA)
 	if IsNotFound(err) {
+		// NXDOMAIN: AD says whether its denial was authenticated.
+		res.AD = ans.ad
+		res.Secure = ans.ad && r.trustAD
 		return res, nil
 	}
 	if err != nil {
@@ -386,7 +442,7 @@ func (r *Resolver) lookup(ctx context.Context, step, name string, qtype uint16) 
 		switch msg.Rcode {
 		case dns.RcodeSuccess:
 		case dns.RcodeNameError:
-			return answer{name: trim(target)}, &Error{Step: step, Name: trim(target), Rcode: msg.Rcode, Err: rcodeError(msg.Rcode)}
+			return answer{name: trim(target), ad: ad}, &Error{Step: step, Name: trim(target), Rcode: msg.Rcode, Err: rcodeError(msg.Rcode)}
 		default:
 			// SERVFAIL, REFUSED, ...: the resolver could not answer;
 			// the name may well exist (RFC 5321 §5.1 "temporary").

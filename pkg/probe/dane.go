@@ -1,47 +1,12 @@
 package probe
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/x509"
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/dane"
 	"github.com/smgctl/smgctl/pkg/mx"
 )
-
-// TLSA usages SMTP may use (RFC 7672 §3.1): DANE-TA(2) and DANE-EE(3).
-// PKIX-TA(0) and PKIX-EE(1) are unusable for SMTP (§3.1.3).
-const (
-	usageDANETA = 2
-	usageDANEEE = 3
-)
-
-// tlsaData computes what a TLSA record with selector and matching type
-// would hold for cert (RFC 6698 §2.1.2, §2.1.3). ok is false for
-// selectors or matching types this code does not know.
-func tlsaData(cert *x509.Certificate, selector, mtype uint8) ([]byte, bool) {
-	var data []byte
-	switch selector {
-	case 0:
-		data = cert.Raw
-	case 1:
-		data = cert.RawSubjectPublicKeyInfo
-	default:
-		return nil, false
-	}
-	switch mtype {
-	case 0:
-		return data, true
-	case 1:
-		h := sha256.Sum256(data)
-		return h[:], true
-	case 2:
-		h := sha512.Sum512(data)
-		return h[:], true
-	}
-	return nil, false
-}
 
 // DANEResult says how a presented chain fared against TLSA records.
 type DANEResult string
@@ -54,10 +19,8 @@ const (
 	DANEMismatch DANEResult = "mismatch"
 )
 
-// matchDANE checks chain (leaf first) against the TLSA records of host.
-// DANE-EE matches the leaf alone, ignoring names and dates (RFC 7672
-// §3.1.1); DANE-TA matches a certificate of the chain that the leaf must
-// chain to, and the leaf must name the host (RFC 7672 §3.1.2, §3.2.2).
+// matchDANE reports how chain (leaf first) fares against the TLSA
+// records of host, judged by pkg/dane as the relay judges it.
 func matchDANE(t mx.TLSAResult, chain []*x509.Certificate, host string, now time.Time) DANEResult {
 	if len(t.Records) == 0 {
 		return DANENone
@@ -65,43 +28,5 @@ func matchDANE(t mx.TLSAResult, chain []*x509.Certificate, host string, now time
 	if !t.Secure {
 		return DANEInsecure
 	}
-	usable := false
-	for _, r := range t.Records {
-		if r.Usage != usageDANETA && r.Usage != usageDANEEE {
-			continue
-		}
-		if _, ok := tlsaData(&x509.Certificate{}, r.Selector, r.MatchingType); !ok {
-			continue
-		}
-		usable = true
-		if len(chain) == 0 {
-			continue
-		}
-		if r.Usage == usageDANEEE {
-			if d, _ := tlsaData(chain[0], r.Selector, r.MatchingType); bytes.Equal(d, r.Data) {
-				return DANEMatch
-			}
-			continue
-		}
-		for i, c := range chain {
-			d, _ := tlsaData(c, r.Selector, r.MatchingType)
-			if !bytes.Equal(d, r.Data) {
-				continue
-			}
-			roots := x509.NewCertPool()
-			roots.AddCert(c)
-			inter := x509.NewCertPool()
-			for _, ic := range chain[1:max(i, 1)] {
-				inter.AddCert(ic)
-			}
-			if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: host,
-				CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
-				return DANEMatch
-			}
-		}
-	}
-	if !usable {
-		return DANEUnusable
-	}
-	return DANEMismatch
+	return DANEResult(dane.Verify(t.Records, chain, t.Name, []string{host}, now).Status)
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/smgctl/smgctl/pkg/mx"
 )
 
 // Timeouts bound every step of a session, so a tarpit or a dead peer costs
@@ -68,6 +70,20 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for certificate validity; nil means time.Now.
 	Now func() time.Time
+
+	// TLSA are the host's DNSSEC-authentic TLSA records (dane.Host
+	// Records, when its State is usable). With a usable one among them
+	// the certificate is judged by DANE alone (RFC 7672 §3): a match
+	// gives Outcome.Auth "dane", a mismatch Verified false whatever the
+	// WebPKI says, with the "DANE: ..." diagnostic as VerifyError.
+	TLSA []mx.TLSA
+	// TLSAOwner is the records' owner name for diagnostics (dane.Host
+	// Owner); "" means _PORT._tcp.ServerName.
+	TLSAOwner string
+	// TLSANames are the names a DANE-TA leaf may carry (dane.Host
+	// Names: the MX host and its CNAME-expanded form, RFC 7672 §3.2.2);
+	// nil means ServerName alone.
+	TLSANames []string
 }
 
 // RootPool returns the system roots plus the certificates in caFile

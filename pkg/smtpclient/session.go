@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/dane"
 	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
@@ -60,6 +61,7 @@ type Session struct {
 	tlsState *tls.ConnectionState
 	outcome  policy.Outcome
 	check    Verification
+	dane     dane.Result
 	steps    []Step
 }
 
@@ -269,13 +271,7 @@ func (s *Session) StartTLS(ctx context.Context) (policy.Outcome, error) {
 	}
 	cs := tc.ConnectionState()
 	s.tlsState = &cs
-	s.outcome = policy.Outcome{
-		TLS:         true,
-		Version:     cs.Version,
-		CipherSuite: cs.CipherSuite,
-		Verified:    s.check.ChainVerified && s.check.NameMatched,
-		VerifyError: s.check.Error,
-	}
+	s.outcome = s.authenticate(cs)
 	s.conn = tc
 	s.r = bufio.NewReader(tc)
 	// One full TLS record (RFC 8446 §5.1: 2^14 octets of plaintext) per
@@ -292,6 +288,44 @@ func (s *Session) StartTLS(ctx context.Context) (policy.Outcome, error) {
 	}
 	return s.outcome, nil
 }
+
+// authenticate judges the peer's chain: by its TLSA records when the
+// host has usable ones (RFC 7672 §3: then the WebPKI does not count),
+// else by the WebPKI check (RFC 7672 §3.1.3: unusable records leave the
+// server unauthenticated by DANE).
+func (s *Session) authenticate(cs tls.ConnectionState) policy.Outcome {
+	out := policy.Outcome{TLS: true, Version: cs.Version, CipherSuite: cs.CipherSuite}
+	s.dane = dane.Result{}
+	if len(s.opts.TLSA) > 0 {
+		owner := s.opts.TLSAOwner
+		if owner == "" {
+			_, port, _ := net.SplitHostPort(s.addr)
+			owner = fmt.Sprintf("_%s._tcp.%s", port, s.opts.ServerName)
+		}
+		names := s.opts.TLSANames
+		if names == nil {
+			names = []string{s.opts.ServerName}
+		}
+		s.dane = dane.Verify(s.opts.TLSA, cs.PeerCertificates, owner, names, s.opts.Now())
+		switch s.dane.Status {
+		case dane.Match:
+			out.Verified, out.Auth, out.TLSA = true, policy.AuthDANE, s.dane.TLSA()
+			return out
+		case dane.Mismatch:
+			out.Auth, out.VerifyError = policy.AuthNone, s.dane.Diagnostic
+			return out
+		}
+	}
+	out.Verified, out.VerifyError, out.Auth = s.check.ChainVerified && s.check.NameMatched, s.check.Error, policy.AuthNone
+	if out.Verified {
+		out.Auth = policy.AuthPKIX
+	}
+	return out
+}
+
+// DANE is how the last handshake's chain fared against Options.TLSA
+// (zero Status when no TLSA records were given).
+func (s *Session) DANE() dane.Result { return s.dane }
 
 // Outcome is what the last StartTLS achieved (zero before any).
 func (s *Session) Outcome() policy.Outcome { return s.outcome }
