@@ -1,7 +1,15 @@
 package testpeer
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -43,5 +51,83 @@ func TestSignedDNS(t *testing.T) {
 	}
 	if r := q("nowhere.example", dns.TypeA); r.Rcode != dns.RcodeServerFailure {
 		t.Errorf("outside: %v", r)
+	}
+}
+
+// TestMTASTSHost: the policy host's records, published in a signed zone,
+// lead an HTTPS client trusting only the test CA to the policy; the host
+// can be swapped to another handler, stopped (connections refused) and
+// started again.
+func TestMTASTSHost(t *testing.T) {
+	ca := NewCA(t)
+	policy := MTASTSPolicy("enforce", 86400, "mx.sts.test", "*.sts.test")
+	host := StartMTASTSHost(t, ca, "sts.test", policy)
+	s := StartSignedDNS(t, Zone{Name: "sts.test", Records: host.MTASTSRecords("sts.test", "20261204")})
+
+	lookup := func(name string, qt uint16) dns.RR {
+		t.Helper()
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(name), qt)
+		m.SetEdns0(1232, true)
+		r, err := dns.Exchange(m, s.Addr())
+		if err != nil || !r.AuthenticatedData {
+			t.Fatalf("%s: %v %v", name, r, err)
+		}
+		for _, rr := range r.Answer {
+			if rr.Header().Rrtype == qt {
+				return rr
+			}
+		}
+		t.Fatalf("%s: no %s in %v", name, dns.TypeToString[qt], r)
+		return nil
+	}
+	if txt := lookup("_mta-sts.sts.test", dns.TypeTXT).(*dns.TXT).Txt; len(txt) != 1 || txt[0] != "v=STSv1; id=20261204" {
+		t.Fatalf("TXT %q", txt)
+	}
+	ip := lookup("mta-sts.sts.test", dns.TypeA).(*dns.A).A.String()
+
+	client := &http.Client{
+		Timeout: 5 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: ca.Pool()},
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				_, port, _ := net.SplitHostPort(addr)
+				return (&net.Dialer{}).DialContext(ctx, network, net.JoinHostPort(ip, port))
+			},
+			DisableKeepAlives: true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	url := "https://mta-sts.sts.test" + MTASTSPath
+	get := func() (*http.Response, string, error) {
+		resp, err := client.Get(url)
+		if err != nil {
+			return nil, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp, string(b), err
+	}
+	resp, body, err := get()
+	if err != nil || resp.StatusCode != 200 || body != policy || resp.Header.Get("Content-Type") != "text/plain" {
+		t.Fatalf("policy: %v %q %v", resp, body, err)
+	}
+
+	host.SetHandler(http.RedirectHandler("https://elsewhere.test/", http.StatusMovedPermanently))
+	if resp, _, err := get(); err != nil || resp.StatusCode != http.StatusMovedPermanently {
+		t.Fatalf("redirect: %v %v", resp, err)
+	}
+
+	host.Stop()
+	if _, _, err := get(); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("stopped host: %v, want connection refused", err)
+	}
+	host.SetHandler(MTASTSHandler(policy))
+	host.Start()
+	if resp, body, err := get(); err != nil || body != policy {
+		t.Fatalf("restarted: %v %q %v", resp, body, err)
+	}
+	if n := host.Requests(); n != 3 {
+		t.Errorf("Requests() = %d, want 3", n)
 	}
 }
