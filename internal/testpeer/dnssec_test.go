@@ -3,10 +3,13 @@ package testpeer
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -129,5 +132,78 @@ func TestMTASTSHost(t *testing.T) {
 	}
 	if n := host.Requests(); n != 3 {
 		t.Errorf("Requests() = %d, want 3", n)
+	}
+}
+
+// TestDANEPeers: the pieces a DANE test puts together agree with each
+// other. A Postfix MX serving its certificate and the CA (SendCA), a signed
+// zone publishing its MX, address and TLSA records (Leaf.TLSA 3 1 1 for
+// both served keys, CA.TLSA 2 1 1): the validated TLSA records match what
+// the MX really serves over STARTTLS.
+func TestDANEPeers(t *testing.T) {
+	ca := NewCA(t)
+	mx := StartPostfix(t, PostfixOptions{TLS: TLSModern, CA: ca, Hostname: "mx.dane.test", SendCA: true})
+	s := StartSignedDNS(t, Zone{Name: "dane.test", Records: []string{
+		"@ IN MX 10 mx",
+		"mx IN A " + mx.IP.String(),
+		TLSARecord("mx.dane.test", 25, mx.Certs[0].TLSA()),
+		TLSARecord("mx.dane.test", 25, mx.Certs[1].TLSA()),
+		TLSARecord("mx.dane.test", 25, ca.TLSA()),
+	}})
+
+	m := new(dns.Msg)
+	m.SetQuestion("_25._tcp.mx.dane.test.", dns.TypeTLSA)
+	m.SetEdns0(1232, true)
+	r, err := dns.Exchange(m, s.Addr())
+	if err != nil || !r.AuthenticatedData {
+		t.Fatalf("TLSA: %v %v", r, err)
+	}
+	published := map[string]bool{}
+	for _, rr := range r.Answer {
+		if tlsa, ok := rr.(*dns.TLSA); ok {
+			published[fmt.Sprintf("%d %d %d %s", tlsa.Usage, tlsa.Selector, tlsa.MatchingType, tlsa.Certificate)] = true
+		}
+	}
+	if len(published) != 3 {
+		t.Fatalf("published TLSA %v, want 3", published)
+	}
+
+	offered, st, err := startTLS(t, mx.Addr(), &tls.Config{InsecureSkipVerify: true, ServerName: "mx.dane.test"})
+	if !offered || err != nil {
+		t.Fatalf("STARTTLS: offered %v, %v", offered, err)
+	}
+	chain := st.PeerCertificates
+	if len(chain) != 2 {
+		t.Fatalf("served chain has %d certificates, want leaf and CA", len(chain))
+	}
+	if ee := TLSAData(TLSADANEEE, TLSASPKI, TLSASHA256, chain[0]); !published[ee] {
+		t.Errorf("served leaf %s is not published", ee)
+	}
+	if ta := TLSAData(TLSADANETA, TLSASPKI, TLSASHA256, chain[1]); !published[ta] {
+		t.Errorf("served CA %s is not published", ta)
+	}
+	if _, err := chain[0].Verify(x509.VerifyOptions{DNSName: "mx.dane.test", Roots: ca.Pool()}); err != nil {
+		t.Errorf("leaf does not chain to the CA for mx.dane.test: %v", err)
+	}
+}
+
+// TestSignedDNSCleanup: when the test ends, nsd and unbound are gone
+// (their ports free again) and so is their directory.
+func TestSignedDNSCleanup(t *testing.T) {
+	var s *SignedDNS
+	t.Run("running", func(t *testing.T) {
+		s = StartSignedDNS(t, Zone{Name: "gone.test"})
+	})
+	for _, ip := range []net.IP{s.AuthIP, s.ResolverIP} {
+		addr := net.JoinHostPort(ip.String(), "53")
+		pc, err := net.ListenPacket("udp4", addr)
+		if err != nil {
+			t.Errorf("%s still taken after the test: %v", addr, err)
+			continue
+		}
+		pc.Close()
+	}
+	if _, err := os.Stat(s.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s left behind: %v", s.Dir, err)
 	}
 }
