@@ -50,6 +50,9 @@ type SignedDNS struct {
 	StartupTime time.Duration
 
 	unboundLog, nsdLog string
+	t                  testing.TB
+	keys               map[string][2]string // zone → KSK, ZSK base paths
+	procs              []daemon
 }
 
 // Addr is the validating resolver's "IP:53", for mx.NewResolver or a relay's
@@ -99,8 +102,33 @@ func StartSignedDNS(t testing.TB, zones ...Zone) *SignedDNS {
 		Dir:        dir,
 		unboundLog: filepath.Join(dir, "unbound.log"),
 		nsdLog:     filepath.Join(dir, "nsd.log"),
+		t:          t,
+		keys:       map[string][2]string{},
 	}
+	// Registered after the directory's removal, so it runs before it.
+	t.Cleanup(s.stop)
+	s.start(zones)
+	s.StartupTime = time.Since(begin)
+	t.Logf("testpeer: nsd on %s and validating unbound on %s started in %v, dir %s",
+		s.AuthIP, s.Addr(), s.StartupTime.Round(time.Millisecond), dir)
+	return s
+}
 
+// Update replaces the served zones, e.g. to publish a new MTA-STS policy
+// id or to make a TLSA record bogus mid-test: zones are re-signed (with the
+// keys they had, so trust anchors stay), and nsd and unbound restarted on
+// the same addresses, which also empties unbound's cache. It returns once
+// the new zones are answered.
+func (s *SignedDNS) Update(zones ...Zone) {
+	s.t.Helper()
+	s.stop()
+	s.start(zones)
+}
+
+func (s *SignedDNS) start(zones []Zone) {
+	t := s.t
+	t.Helper()
+	dir := s.Dir
 	var nsdZones, unboundZones strings.Builder
 	for _, z := range zones {
 		name := strings.ToLower(strings.TrimSuffix(z.Name, "."))
@@ -110,12 +138,14 @@ func StartSignedDNS(t testing.TB, zones ...Zone) *SignedDNS {
 		file := filepath.Join(dir, name+".zone")
 		writeFile(t, file, []byte(s.zoneText(name, z.Records)), 0o644)
 		if !z.Unsigned {
-			var ds string
-			file, ds = signZone(t, dir, name, file)
+			keys, ok := s.keys[name]
+			if !ok {
+				keys = newZoneKeys(t, dir, name)
+				s.keys[name] = keys
+			}
+			file = signZone(t, dir, name, file, keys)
 			corrupt(t, file, name, z.Bogus)
-			anchor := filepath.Join(dir, name+".anchor")
-			writeFile(t, anchor, []byte(ds), 0o644)
-			fmt.Fprintf(&unboundZones, "server:\n  trust-anchor-file: %q\n", anchor)
+			fmt.Fprintf(&unboundZones, "server:\n  trust-anchor-file: %q\n", keys[0]+".ds")
 		} else {
 			// No trust anchor covers it, and this says so explicitly even
 			// when it is below a signed zone (no insecure delegation proof).
@@ -176,13 +206,9 @@ stub-zone:
   stub-addr: %s
 %s`, s.ResolverIP, dir, filepath.Join(dir, "unbound.pid"), s.unboundLog, s.AuthIP, unboundZones.String())), 0o644)
 
-	startDaemon(t, s, "nsd", "-d", "-c", nsdConf)
-	startDaemon(t, s, "unbound", "-d", "-c", unboundConf)
-	s.waitReady(t, zones)
-	s.StartupTime = time.Since(begin)
-	t.Logf("testpeer: nsd on %s and validating unbound on %s started in %v, dir %s",
-		s.AuthIP, s.Addr(), s.StartupTime.Round(time.Millisecond), dir)
-	return s
+	s.startDaemon("nsd", "-d", "-c", nsdConf)
+	s.startDaemon("unbound", "-d", "-c", unboundConf)
+	s.waitReady(zones)
 }
 
 // zoneText is the zone file: SOA, NS and the name server's address, then
@@ -199,28 +225,31 @@ func (s *SignedDNS) zoneText(name string, records []string) string {
 	return b.String()
 }
 
-// signZone makes a KSK and a ZSK for name and signs file with them (NSEC),
-// returning the signed file and the KSK's DS record for the trust anchor.
-func signZone(t testing.TB, dir, name, file string) (signed, ds string) {
+// newZoneKeys makes a KSK and a ZSK for name and returns their base paths;
+// the KSK's DS record is in <KSK>.ds, the resolver's trust anchor.
+func newZoneKeys(t testing.TB, dir, name string) [2]string {
 	t.Helper()
 	keygen := RequireBinary(t, "ldns-keygen")
-	ksk := ldnsKey(t, dir, keygen, "-a", "ECDSAP256SHA256", "-k", name)
-	zsk := ldnsKey(t, dir, keygen, "-a", "ECDSAP256SHA256", name)
+	return [2]string{
+		ldnsKey(t, dir, keygen, "-a", "ECDSAP256SHA256", "-k", name),
+		ldnsKey(t, dir, keygen, "-a", "ECDSAP256SHA256", name),
+	}
+}
+
+// signZone signs file with keys (NSEC) and returns the signed file.
+func signZone(t testing.TB, dir, name, file string, keys [2]string) string {
+	t.Helper()
 	// Signatures valid from an hour ago, so clock skew never makes them
 	// "not yet valid", for a week.
 	now := time.Now().UTC()
 	ts := func(t time.Time) string { return t.Format("20060102150405") }
 	out, code := runIn(t, dir, RequireBinary(t, "ldns-signzone"),
 		"-i", ts(now.Add(-time.Hour)), "-e", ts(now.AddDate(0, 0, 7)),
-		"-o", name, file, ksk, zsk)
+		"-o", name, file, keys[0], keys[1])
 	if code != 0 {
 		t.Fatalf("testpeer: ldns-signzone %s: exit %d\n%s", name, code, out)
 	}
-	b, err := os.ReadFile(ksk + ".ds")
-	if err != nil {
-		t.Fatalf("testpeer: %v", err)
-	}
-	return file + ".signed", string(b)
+	return file + ".signed"
 }
 
 // ldnsKey runs ldns-keygen in dir and returns the key's base path.
@@ -299,10 +328,10 @@ func corrupt(t testing.TB, file, origin string, bogus []string) {
 	writeFile(t, file, []byte(out.String()), 0o644)
 }
 
-// startDaemon runs a server in the foreground and stops exactly that
-// process in t.Cleanup: SIGTERM, so nsd also ends its own children, then
-// SIGKILL if it lingers.
-func startDaemon(t testing.TB, s *SignedDNS, name string, args ...string) {
+// startDaemon runs a server in the foreground; stop ends exactly that
+// process.
+func (s *SignedDNS) startDaemon(name string, args ...string) {
+	t := s.t
 	t.Helper()
 	cmd := exec.Command(RequireBinary(t, name), args...)
 	out := &SyncBuffer{}
@@ -312,15 +341,7 @@ func startDaemon(t testing.TB, s *SignedDNS, name string, args ...string) {
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
+	s.procs = append(s.procs, daemon{cmd, exited})
 	// A daemon that exits at once (bad config, port taken) fails here
 	// rather than as a readiness timeout.
 	select {
@@ -330,9 +351,31 @@ func startDaemon(t testing.TB, s *SignedDNS, name string, args ...string) {
 	}
 }
 
+type daemon struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// stop ends the processes started by startDaemon, newest first: SIGTERM,
+// so nsd also ends its own children, then SIGKILL if one lingers.
+func (s *SignedDNS) stop() {
+	for i := len(s.procs) - 1; i >= 0; i-- {
+		d := s.procs[i]
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(5 * time.Second):
+			d.cmd.Process.Kill()
+			<-d.exited
+		}
+	}
+	s.procs = nil
+}
+
 // waitReady polls the resolver until it answers every zone's SOA, with AD
 // for the signed ones: then nsd serves and unbound validates.
-func (s *SignedDNS) waitReady(t testing.TB, zones []Zone) {
+func (s *SignedDNS) waitReady(zones []Zone) {
+	t := s.t
 	t.Helper()
 	c := &dns.Client{Timeout: 500 * time.Millisecond}
 	deadline := time.Now().Add(15 * time.Second)

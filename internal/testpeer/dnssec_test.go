@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -30,8 +31,9 @@ func TestSignedDNS(t *testing.T) {
 			TLSARecord("bad.dane.test", 25, ca.TLSA()),
 		}, Bogus: []string{"_25._tcp.bad"}},
 		Zone{Name: "plain.test", Unsigned: true, Records: []string{"mx 300 IN A 127.64.0.2"}},
+		// Unsigned below a signed zone: insecure, not bogus.
+		Zone{Name: "plain.dane.test", Unsigned: true, Records: []string{"mx 300 IN A 127.64.0.3"}},
 	)
-	t.Logf("startup %v", s.StartupTime)
 	q := func(name string, qt uint16) *dns.Msg {
 		m := new(dns.Msg)
 		m.SetQuestion(dns.Fqdn(name), qt)
@@ -51,6 +53,9 @@ func TestSignedDNS(t *testing.T) {
 	}
 	if r := q("mx.plain.test", dns.TypeA); r.Rcode != dns.RcodeSuccess || r.AuthenticatedData || len(r.Answer) != 1 {
 		t.Errorf("unsigned A: %v", r)
+	}
+	if r := q("mx.plain.dane.test", dns.TypeA); r.Rcode != dns.RcodeSuccess || r.AuthenticatedData || len(r.Answer) != 1 {
+		t.Errorf("unsigned A below a signed zone: %v", r)
 	}
 	if r := q("nowhere.example", dns.TypeA); r.Rcode != dns.RcodeServerFailure {
 		t.Errorf("outside: %v", r)
@@ -205,5 +210,52 @@ func TestSignedDNSCleanup(t *testing.T) {
 	}
 	if _, err := os.Stat(s.Dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("%s left behind: %v", s.Dir, err)
+	}
+}
+
+// TestSignedDNSUpdate: Update serves new zone contents at once (a new
+// MTA-STS id, a TLSA made bogus), still validated with the old keys.
+func TestSignedDNSUpdate(t *testing.T) {
+	zone := func(id string, bogus ...string) Zone {
+		return Zone{Name: "upd.test", Bogus: bogus, Records: []string{
+			`_mta-sts 300 IN TXT "v=STSv1; id=` + id + `"`,
+			"_25._tcp.mx 300 IN TLSA 3 1 1 " + strings.Repeat("ab", 32),
+		}}
+	}
+	s := StartSignedDNS(t, zone("1"))
+	q := func(name string, qt uint16) *dns.Msg {
+		t.Helper()
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(name), qt)
+		m.SetEdns0(1232, true)
+		r, err := dns.Exchange(m, s.Addr())
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return r
+	}
+	txt := func() string {
+		t.Helper()
+		r := q("_mta-sts.upd.test", dns.TypeTXT)
+		for _, rr := range r.Answer {
+			if x, ok := rr.(*dns.TXT); ok && r.AuthenticatedData {
+				return strings.Join(x.Txt, "")
+			}
+		}
+		t.Fatalf("TXT: %v", r)
+		return ""
+	}
+	if got := txt(); got != "v=STSv1; id=1" {
+		t.Fatalf("before: %q", got)
+	}
+	if r := q("_25._tcp.mx.upd.test", dns.TypeTLSA); r.Rcode != dns.RcodeSuccess || !r.AuthenticatedData {
+		t.Fatalf("TLSA before: %v", r)
+	}
+	s.Update(zone("2", "_25._tcp.mx"))
+	if got := txt(); got != "v=STSv1; id=2" {
+		t.Errorf("after: %q", got)
+	}
+	if r := q("_25._tcp.mx.upd.test", dns.TypeTLSA); r.Rcode != dns.RcodeServerFailure {
+		t.Errorf("TLSA made bogus: %v", r)
 	}
 }
