@@ -14,14 +14,16 @@ import (
 
 // peerFuncs are the internal/testpeer functions that start, or require, a
 // real program, and the peer each one stands for.
-var peerFuncs = map[string]string{
-	"StartPostfix":       "Postfix",
-	"RequirePostfix":     "Postfix",
-	"Swaks":              "swaks",
-	"RequireSwaks":       "swaks",
-	"OpenSSL":            "openssl",
-	"RequireOpenSSL":     "openssl",
-	"StartOpenSSLServer": "openssl",
+var peerFuncs = map[string][]string{
+	"StartPostfix":       {"Postfix"},
+	"RequirePostfix":     {"Postfix"},
+	"Swaks":              {"swaks"},
+	"RequireSwaks":       {"swaks"},
+	"OpenSSL":            {"openssl"},
+	"RequireOpenSSL":     {"openssl"},
+	"StartOpenSSLServer": {"openssl"},
+	"StartSignedDNS":     {"nsd", "unbound", "ldns-signzone"},
+	"RequireSignedDNS":   {"nsd", "unbound", "ldns-signzone"},
 }
 
 // peerPrograms are real programs a test may run without testpeer's help
@@ -179,7 +181,7 @@ func collect(root ast.Node, n *node, inTestpeer bool) {
 		case *ast.SelectorExpr:
 			if id, ok := e.X.(*ast.Ident); ok && id.Name == "testpeer" {
 				if p, ok := peerFuncs[e.Sel.Name]; ok {
-					n.peers = append(n.peers, p)
+					n.peers = append(n.peers, p...)
 				}
 				return false
 			}
@@ -192,7 +194,7 @@ func collect(root ast.Node, n *node, inTestpeer bool) {
 			n.refs = append(n.refs, "."+e.Sel.Name)
 		case *ast.Ident:
 			if p, ok := peerFuncs[e.Name]; ok && inTestpeer {
-				n.peers = append(n.peers, p)
+				n.peers = append(n.peers, p...)
 			}
 			n.refs = append(n.refs, e.Name)
 		case *ast.BasicLit:

@@ -67,6 +67,10 @@ type PostfixOptions struct {
 	// CertNames are extra names for the server certificate (the hostname
 	// and IP are always included).
 	CertNames []string
+	// SendCA serves the CA certificate after the server's own, as a
+	// DANE-TA "2 1 x" record (a digest of the CA) needs: the client can
+	// only match a trust anchor that is in the chain (RFC 7671 §5.2.2).
+	SendCA bool
 	// Domains get one maildir each (virtual_mailbox_domains).
 	Domains []string
 	// RelayHost "host:port" makes this an internal company server: mail
@@ -351,7 +355,11 @@ func (p *Postfix) writeConfig(opts PostfixOptions) error {
 		var chains []string
 		for i, l := range p.Certs {
 			f := conf(fmt.Sprintf("chain%d.pem", i))
-			if err := os.WriteFile(f, append(append([]byte{}, l.KeyPEM...), l.CertPEM...), 0o600); err != nil {
+			pem := append(append([]byte{}, l.KeyPEM...), l.CertPEM...)
+			if opts.SendCA && p.CA != nil {
+				pem = append(pem, p.CA.CertPEM...)
+			}
+			if err := os.WriteFile(f, pem, 0o600); err != nil {
 				return err
 			}
 			chains = append(chains, f)
