@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"slices"
 	"sync"
@@ -14,8 +15,10 @@ import (
 	"github.com/smgctl/smgctl/pkg/address"
 	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/policy"
+	"github.com/smgctl/smgctl/pkg/relay/courier"
 	"github.com/smgctl/smgctl/pkg/relay/dsn"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/smtpclient"
 	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
@@ -35,9 +38,9 @@ type Runner struct {
 	// are tried once at once instead of after the remaining backoff.
 	force map[string]bool
 
-	// cache holds the outbound connections within the global and
-	// per-MX-address limits, and reuses them (reuse.go).
-	cache    *connCache
+	// courier makes the SMTP attempts (pkg/relay/courier unless
+	// Config.Courier replaces it); the connection limits are its.
+	courier  Courier
 	destMu   sync.Mutex
 	destSems map[string]chan struct{} // groups in flight per domain
 
@@ -69,6 +72,10 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Audit != nil {
 		cfg.Audit = newAuditBatch(cfg.Audit) // auditbatch.go
 	}
+	c := cfg.Courier
+	if c == nil {
+		c = smtpCourier(cfg)
+	}
 	return &Runner{
 		cfg:      cfg,
 		wake:     make(chan struct{}, 1),
@@ -76,9 +83,20 @@ func New(cfg Config) (*Runner, error) {
 		active:   map[string]bool{},
 		rerun:    map[string]bool{},
 		force:    map[string]bool{},
-		cache:    newConnCache(cfg.MaxConnections, cfg.MaxPerDestination, cfg.ConnIdleTime, cfg.ConnMaxAge, cfg.Now),
+		courier:  c,
 		destSems: map[string]chan struct{}{},
 	}, nil
+}
+
+// smtpCourier is the relay's courier, configured from cfg.
+func smtpCourier(cfg Config) *courier.SMTP {
+	return courier.New(courier.Config{
+		Hostname: cfg.Hostname, Resolver: cfg.Resolver, Routes: cfg.Routes, MXPort: cfg.MXPort,
+		RootCAs: cfg.RootCAs, Timeouts: cfg.Timeouts,
+		MaxConnections: cfg.MaxConnections, MaxPerAddress: cfg.MaxPerDestination,
+		ConnIdleTime: cfg.ConnIdleTime, ConnMaxAge: cfg.ConnMaxAge,
+		Log: cfg.Log, Now: cfg.Now,
+	})
 }
 
 // Stats returns a snapshot of the counters.
@@ -144,10 +162,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			r.drain(&wg, stop)
-			r.cache.shutdown(work)
+			r.courier.Shutdown(work)
 			return nil
 		case <-reap.C:
-			r.cache.reap(work)
+			r.courier.Reap(work)
 		case <-r.wake:
 		case <-timer.C:
 		case <-scan.C:
@@ -390,14 +408,15 @@ func (r *Runner) process(ctx context.Context, id string, force bool) {
 	groups := groupRecipients(env, pol, now, force)
 
 	m := &message{env: env, r: r}
+	msg := courierMessage(r.cfg.Spool, env)
 	var wg sync.WaitGroup
 	for _, g := range groups {
 		wg.Go(func() {
-			release, ok := r.acquire(ctx, g.domain)
+			release, ok := r.acquire(ctx, g.Domain)
 			if !ok {
 				return // shutting down: the recipients stay due
 			}
-			res := r.deliverGroup(ctx, env, g)
+			res := r.courier.Deliver(ctx, msg, g)
 			release()
 			m.record(ctx, g, res)
 		})
@@ -417,14 +436,14 @@ func (r *Runner) process(ctx context.Context, id string, force bool) {
 // force is set) by (domain, requirement). The domain is the canonical one
 // the policy lookup used, so the MX lookup cannot find another (issue 10:
 // "plain.test.." matched no entry but reached plain.test's MX).
-func groupRecipients(env *spool.Envelope, pol *policy.Policy, now time.Time, force bool) []group {
+func groupRecipients(env *spool.Envelope, pol *policy.Policy, now time.Time, force bool) []courier.Group {
 	type key struct {
 		domain  string
 		req     policy.Requirement
 		refused string // the reply's text: a map key must be comparable
 	}
 	idx := map[key]int{}
-	var gs []group
+	var gs []courier.Group
 	for _, rc := range env.Recipients {
 		if rc.State != spool.Pending || (!force && rc.NextAttempt.After(now)) {
 			continue
@@ -445,14 +464,30 @@ func groupRecipients(env *spool.Envelope, pol *policy.Policy, now time.Time, for
 		if !ok {
 			i = len(gs)
 			idx[k] = i
-			gs = append(gs, group{domain: k.domain, req: k.req, refused: refused})
+			gs = append(gs, courier.Group{Domain: k.domain, Req: k.req, Refused: refused})
 		}
-		gs[i].rcpts = append(gs[i].rcpts, rc.Address)
-		gs[i].wire = append(gs[i].wire, m.String())
-		gs[i].notify = append(gs[i].notify, rc.Notify)
-		gs[i].orcpt = append(gs[i].orcpt, rc.ORcpt)
+		gs[i].Rcpts = append(gs[i].Rcpts, courier.Recipient{
+			Stored: rc.Address,
+			RCPT:   smtpclient.Recipient{Addr: m.String(), Notify: rc.Notify, ORcpt: rc.ORcpt},
+		})
 	}
 	return gs
+}
+
+// courierMessage is what the courier needs of env. The reverse-path goes
+// out written by Mailbox.String, never as stored.
+func courierMessage(sp *spool.Spool, env *spool.Envelope) *courier.Message {
+	from := env.From
+	if m, err := storedMailbox(from); err == nil {
+		from = m.String()
+	} // else "" (the null sender) or unreadable: the session refuses it
+	return &courier.Message{
+		ID:   env.ID,
+		From: from,
+		Options: smtpclient.MailOptions{Size: env.Size, SMTPUTF8: env.SMTPUTF8, Body8BIT: env.Body8Bit,
+			Ret: env.DSNRet, EnvID: env.DSNEnvID},
+		Body: func() (io.ReadCloser, error) { return sp.Body(env.ID) },
+	}
 }
 
 // storedMailbox reads an address from an envelope. The relay stores
@@ -541,7 +576,7 @@ type returned struct {
 
 // record applies a group's results to the envelope, stores it and writes
 // the audit lines.
-func (m *message) record(ctx context.Context, g group, res []Result) {
+func (m *message) record(ctx context.Context, g courier.Group, res []courier.Result) {
 	r := m.r
 	now := r.cfg.Now()
 	m.mu.Lock()
@@ -555,14 +590,14 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 		if rc == nil {
 			continue
 		}
-		if ctx.Err() != nil && x.Kind == KindDeferred {
+		if ctx.Err() != nil && x.Kind == courier.Deferred {
 			continue // interrupted by shutdown, not a real attempt: stays due
 		}
 		rc.Attempts++
 		rc.LastReply = x.Reply.String() // the envelope keeps the text
 		event := audit.Deferred
 		switch x.Kind {
-		case KindDelivered:
+		case courier.Delivered:
 			rc.State = spool.Delivered
 			event = audit.Delivered
 			r.stats.delivered.Add(1)
@@ -578,10 +613,10 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 					RemoteMTA: x.Hop.MX, Diagnostic: x.Reply, LastAttempt: now,
 				})
 			}
-		case KindBounced:
+		case courier.Bounced:
 			event = audit.Bounced
 			m.returnRcpt(rc, x, g, "", now)
-		case KindDeferred:
+		case courier.Deferred:
 			if !now.Before(expires) {
 				// RFC 3463 4.4.7: the queue lifetime ran out. A 5xx
 				// text here is the relay's own policy verdict (a
@@ -598,7 +633,7 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 			rc.NextAttempt = now.Add(r.cfg.backoff(rc.Attempts))
 			r.stats.deferred.Add(1)
 		}
-		recs = append(recs, auditRecord(env, g.req, x, event, rc.Attempts, now))
+		recs = append(recs, auditRecord(env, g.Req, x, event, rc.Attempts, now))
 	}
 	// The records go first: once the envelope says delivered, nothing
 	// would try again, so a crash in between must cost at most a second
@@ -633,13 +668,13 @@ func (m *message) record(ctx context.Context, g group, res []Result) {
 	for _, x := range res {
 		r.cfg.Log.Info("recipient", "id", env.ID, "rcpt", x.Rcpt, "outcome", x.Kind.String(), "mx", x.Hop.MX,
 			"ip", x.Hop.IP, "tls", policy.VersionName(x.Hop.Outcome.Version), "bits", x.Hop.Outcome.Bits(),
-			"reply", x.Reply.String(), "diagnostic", x.Diagnostic.String(), "entry", g.req.Target, "line", g.req.Line)
+			"reply", x.Reply.String(), "diagnostic", x.Diagnostic.String(), "entry", g.Req.Target, "line", g.Req.Line)
 	}
 }
 
 // returnRcpt notes a recipient returned in this attempt. It stays pending
 // until its DSN is queued (finish).
-func (m *message) returnRcpt(rc *spool.Recipient, x Result, g group, status string, now time.Time) {
+func (m *message) returnRcpt(rc *spool.Recipient, x courier.Result, g courier.Group, status string, now time.Time) {
 	m.r.stats.bounced.Add(1)
 	d := dsn.Recipient{
 		Address:     rc.Address,
@@ -653,7 +688,7 @@ func (m *message) returnRcpt(rc *spool.Recipient, x Result, g group, status stri
 		d.RemoteMTA = x.Hop.MX
 	}
 	if x.Refused {
-		d.Policy = &dsn.PolicyRefusal{File: m.r.cfg.PolicyFile, Entry: g.req.Target, Line: g.req.Line, Host: x.Hop.MX}
+		d.Policy = &dsn.PolicyRefusal{File: m.r.cfg.PolicyFile, Entry: g.Req.Target, Line: g.Req.Line, Host: x.Hop.MX}
 	}
 	m.returned = append(m.returned, returned{Recipient: d, report: dsn.Wants(rc.Notify, dsn.Failed)})
 	rc.NextAttempt = time.Time{}
@@ -730,7 +765,7 @@ func (r *Runner) queueDSN(env *spool.Envelope, rcpts []dsn.Recipient, now time.T
 	return nil
 }
 
-func auditRecord(env *spool.Envelope, req policy.Requirement, x Result, event audit.Event, attempt int, now time.Time) audit.Record {
+func auditRecord(env *spool.Envelope, req policy.Requirement, x courier.Result, event audit.Event, attempt int, now time.Time) audit.Record {
 	rec := audit.Record{
 		Time: now, Event: event, QueueID: env.ID, MessageID: env.MessageID,
 		Sender: env.From, Recipient: x.Rcpt,
