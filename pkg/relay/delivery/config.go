@@ -1,13 +1,13 @@
-// Package delivery is the relay's queue runner and outbound side: it takes
-// spooled messages, groups their recipients by destination and policy
-// requirement, finds an MX that meets the requirement, and turns every
-// attempt into per-recipient outcomes — delivered, deferred with backoff,
-// bounced with an RFC 3464 DSN — recorded durably in the spool and in the
-// audit log.
+// Package delivery is the relay's queue manager (Postfix's qmgr): it
+// takes spooled messages, decides which is tried when (concurrency,
+// holds, backoff, the delay and expiry timers), groups each message's
+// recipients by destination and policy requirement, hands every group to
+// a Courier for one attempt, and records the per-recipient outcomes —
+// delivered, deferred with backoff, bounced with an RFC 3464 DSN — in one
+// place, (*message).record: the audit log first, then the spool.
 //
-// The TLS judgment itself is policy.Evaluate's; this package only acts on
-// its verdict: a recipient whose requirement is enforced and not met never
-// has MAIL FROM sent on that connection.
+// The SMTP attempt itself (hops, TLS, policy verdicts, the connection
+// cache) is pkg/relay/courier's.
 package delivery
 
 import (
@@ -24,6 +24,7 @@ import (
 	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/mx"
 	"github.com/smgctl/smgctl/pkg/policy"
+	"github.com/smgctl/smgctl/pkg/relay/courier"
 	"github.com/smgctl/smgctl/pkg/relay/health"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
 	"github.com/smgctl/smgctl/pkg/smtpclient"
@@ -32,6 +33,21 @@ import (
 // Resolver finds a domain's MX hosts; *mx.Resolver is one.
 type Resolver interface {
 	LookupMX(ctx context.Context, domain string) (mx.Result, error)
+}
+
+// Courier makes one delivery attempt for one group of a message (one
+// domain, one requirement) and returns one Result per recipient of g, in
+// g.Rcpts order; a recipient with no Result stays due. The runner only
+// schedules and records: *courier.SMTP is the relay's courier, tests may
+// put another in Config.Courier.
+type Courier interface {
+	Deliver(ctx context.Context, m *courier.Message, g courier.Group) []courier.Result
+	// Reap closes idle connections past their time; Run calls it about
+	// twice per ConnIdleTime.
+	Reap(ctx context.Context)
+	// Shutdown closes idle connections once Run stops; connections still
+	// in use close when their attempt ends.
+	Shutdown(ctx context.Context)
 }
 
 // Recorder takes audit records; *audit.Log is one.
@@ -102,9 +118,14 @@ type Config struct {
 	MaxPerDestination int
 	// ConnIdleTime is how long an idle connection waits for the next
 	// transaction to its MX; ConnMaxAge how long one connection may be
-	// reused at all. Defaults DefaultConnIdleTime, DefaultConnMaxAge.
+	// reused at all. Defaults courier.DefaultConnIdleTime,
+	// courier.DefaultConnMaxAge.
 	ConnIdleTime time.Duration
 	ConnMaxAge   time.Duration
+	// Courier replaces the SMTP courier built from the fields above
+	// (Resolver, Routes, MXPort, RootCAs, Timeouts, the connection
+	// limits); nil builds it.
+	Courier Courier
 	// DrainTimeout bounds how long Run waits for in-flight deliveries
 	// after its context ends before it interrupts them.
 	DrainTimeout time.Duration
@@ -140,7 +161,7 @@ func (c *Config) withDefaults() error {
 	if c.Spool == nil || c.Policy == nil {
 		return fmt.Errorf("delivery: Spool and Policy are required")
 	}
-	if c.Resolver == nil && len(c.Routes) == 0 {
+	if c.Resolver == nil && len(c.Routes) == 0 && c.Courier == nil {
 		return fmt.Errorf("delivery: a Resolver (or static routes) is required")
 	}
 	if c.Log == nil {
@@ -177,10 +198,10 @@ func (c *Config) withDefaults() error {
 		c.MaxPerDestination = DefaultMaxPerDestination
 	}
 	if c.ConnIdleTime <= 0 {
-		c.ConnIdleTime = DefaultConnIdleTime
+		c.ConnIdleTime = courier.DefaultConnIdleTime
 	}
 	if c.ConnMaxAge <= 0 {
-		c.ConnMaxAge = DefaultConnMaxAge
+		c.ConnMaxAge = courier.DefaultConnMaxAge
 	}
 	if c.Jitter == 0 {
 		c.Jitter = 0.1

@@ -446,6 +446,7 @@ func TestBackupMX(t *testing.T) {
 				f1.ln.Close() // down: connection refused
 			}
 			h.runner.cfg.MXPort = port
+			h.runner.courier = smtpCourier(h.runner.cfg) // the courier takes the port at New
 			h.res.res["partner.test"] = mxResult("partner.test", "mx1.partner.test=127.0.0.1", "mx2.partner.test=127.0.0.2")
 			h.start()
 			h.waitGone(h.queue("alice@corp.test", "bob@partner.test"))
@@ -810,7 +811,11 @@ func TestGroupRecipients(t *testing.T) {
 	gs := groupRecipients(env, pol, now, false)
 	var got []string
 	for _, g := range gs {
-		got = append(got, fmt.Sprintf("%s/%s:%s", g.domain, g.req.Target, strings.Join(g.rcpts, ",")))
+		var rcpts []string
+		for _, rc := range g.Rcpts {
+			rcpts = append(rcpts, rc.Stored)
+		}
+		got = append(got, fmt.Sprintf("%s/%s:%s", g.Domain, g.Req.Target, strings.Join(rcpts, ",")))
 	}
 	want := "partner.test/partner.test:a@partner.test,B@Partner.Test partner.test/ceo@partner.test:ceo@partner.test other.test/*:x@other.test"
 	if strings.Join(got, " ") != want {

@@ -1,13 +1,8 @@
 package delivery
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
-	"fmt"
-	"io"
 	"io/fs"
-	"strings"
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/policy"
@@ -18,8 +13,9 @@ import (
 
 // This file holds what the relay's operations side needs from the queue
 // runner: the per-message lock an attempt holds, a rescan when `smgctl
-// queue` changed the spool, the timer for delayed DSNs and expiry, and a
-// way for the queue commands to return a message to its sender.
+// queue` changed the spool, and the timer for delayed DSNs and expiry.
+// (The queue commands return a message to its sender with
+// ReturnToSender, in outcome.go.)
 
 // lockForAttempt takes the message's spool lock for the whole attempt, so
 // an operator's `smgctl queue delete|bounce|retry` never interleaves with
@@ -166,97 +162,4 @@ func (r *Runner) forceNow(id string) {
 	}
 	r.mu.Unlock()
 	r.poke()
-}
-
-// ReturnToSender builds an RFC 3464 report on env for rcpts and spools it
-// with the null sender to env's sender, as the runner does for its own
-// bounces; the relay delivers it like any message (under the same policy).
-// `smgctl queue bounce` uses it. The caller holds env's lock and marks the
-// recipients final afterwards. A message with the null sender is never
-// answered (RFC 5321 §4.5.5): the caller must not call this for one.
-func ReturnToSender(sp *spool.Spool, hostname string, env *spool.Envelope, rcpts []dsn.Recipient, now time.Time) (*spool.Envelope, error) {
-	return returnToSender(sp, hostname, DefaultMaxReturn, env, rcpts, now)
-}
-
-func returnToSender(sp *spool.Spool, hostname string, maxReturn int64, env *spool.Envelope, rcpts []dsn.Recipient, now time.Time) (*spool.Envelope, error) {
-	if env.From == "" {
-		return nil, errors.New("delivery: a message with the null sender is never returned")
-	}
-	rep := dsn.Report{
-		Hostname: hostname, To: env.From, QueueID: env.ID, OriginalMessageID: env.MessageID,
-		EnvID: env.DSNEnvID, Arrival: env.Arrival, Recipients: rcpts, Now: now,
-		Global: env.SMTPUTF8,
-	}
-	// RFC 3461 §4.3: RET=FULL returns the message, up to maxReturn. RFC
-	// 8689 §5: a REQUIRETLS message is returned as if RET=HDRS, since the
-	// report may travel where the message could not.
-	full := strings.EqualFold(env.DSNRet, "FULL") && !env.RequireTLS
-	switch {
-	case full && env.Size > maxReturn:
-		rep.TooLarge = maxReturn
-	case full:
-		// Unreadable (or larger than stored): the headers, below.
-		if msg, err := wholeBody(sp, env.ID, maxReturn); err == nil {
-			rep.Return, rep.Original = dsn.ReturnFull, msg
-		}
-	}
-	if rep.Original == nil {
-		rep.Original = headerBlock(sp, env.ID)
-	}
-	msg, err := dsn.Build(rep)
-	if err != nil {
-		return nil, err
-	}
-	d := &spool.Envelope{
-		Recipients: []spool.Recipient{{Address: env.From}},
-		MessageID:  "<" + msg.MessageID + ">",
-		SMTPUTF8:   msg.UTF8,
-		Body8Bit:   msg.EightBit,
-		DSNOf:      env.ID,
-	}
-	if err := sp.Put(d, bytes.NewReader(msg.Bytes)); err != nil {
-		return nil, err
-	}
-	return d, nil
-}
-
-// wholeBody is the stored message, for RET=FULL; an error when it cannot
-// be read or is larger than limit (stored sizes can be wrong).
-func wholeBody(sp *spool.Spool, id string, limit int64) ([]byte, error) {
-	body, err := sp.Body(id)
-	if err != nil {
-		return nil, err
-	}
-	defer body.Close()
-	b, err := io.ReadAll(io.LimitReader(body, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("message larger than %d octets", limit)
-	}
-	return b, nil
-}
-
-// headerBlock is the stored message's header block, for a DSN's
-// text/rfc822-headers part.
-func headerBlock(sp *spool.Spool, id string) []byte {
-	body, err := sp.Body(id)
-	if err != nil {
-		return nil
-	}
-	defer body.Close()
-	br := bufio.NewReader(io.LimitReader(body, maxHeaders))
-	var out bytes.Buffer
-	for {
-		line, err := br.ReadBytes('\n')
-		if len(bytes.TrimRight(line, "\r\n")) == 0 && (err == nil || len(line) > 0) {
-			break
-		}
-		out.Write(line)
-		if err != nil {
-			break
-		}
-	}
-	return out.Bytes()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"slices"
 	"sync"
@@ -12,10 +13,10 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/address"
-	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/policy"
-	"github.com/smgctl/smgctl/pkg/relay/dsn"
+	"github.com/smgctl/smgctl/pkg/relay/courier"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/smtpclient"
 	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
@@ -35,9 +36,9 @@ type Runner struct {
 	// are tried once at once instead of after the remaining backoff.
 	force map[string]bool
 
-	// cache holds the outbound connections within the global and
-	// per-MX-address limits, and reuses them (reuse.go).
-	cache    *connCache
+	// courier makes the SMTP attempts (pkg/relay/courier unless
+	// Config.Courier replaces it); the connection limits are its.
+	courier  Courier
 	destMu   sync.Mutex
 	destSems map[string]chan struct{} // groups in flight per domain
 
@@ -69,6 +70,10 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Audit != nil {
 		cfg.Audit = newAuditBatch(cfg.Audit) // auditbatch.go
 	}
+	c := cfg.Courier
+	if c == nil {
+		c = smtpCourier(cfg)
+	}
 	return &Runner{
 		cfg:      cfg,
 		wake:     make(chan struct{}, 1),
@@ -76,9 +81,20 @@ func New(cfg Config) (*Runner, error) {
 		active:   map[string]bool{},
 		rerun:    map[string]bool{},
 		force:    map[string]bool{},
-		cache:    newConnCache(cfg.MaxConnections, cfg.MaxPerDestination, cfg.ConnIdleTime, cfg.ConnMaxAge, cfg.Now),
+		courier:  c,
 		destSems: map[string]chan struct{}{},
 	}, nil
+}
+
+// smtpCourier is the relay's courier, configured from cfg.
+func smtpCourier(cfg Config) *courier.SMTP {
+	return courier.New(courier.Config{
+		Hostname: cfg.Hostname, Resolver: cfg.Resolver, Routes: cfg.Routes, MXPort: cfg.MXPort,
+		RootCAs: cfg.RootCAs, Timeouts: cfg.Timeouts,
+		MaxConnections: cfg.MaxConnections, MaxPerAddress: cfg.MaxPerDestination,
+		ConnIdleTime: cfg.ConnIdleTime, ConnMaxAge: cfg.ConnMaxAge,
+		Log: cfg.Log, Now: cfg.Now,
+	})
 }
 
 // Stats returns a snapshot of the counters.
@@ -144,10 +160,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			r.drain(&wg, stop)
-			r.cache.shutdown(work)
+			r.courier.Shutdown(work)
 			return nil
 		case <-reap.C:
-			r.cache.reap(work)
+			r.courier.Reap(work)
 		case <-r.wake:
 		case <-timer.C:
 		case <-scan.C:
@@ -390,14 +406,15 @@ func (r *Runner) process(ctx context.Context, id string, force bool) {
 	groups := groupRecipients(env, pol, now, force)
 
 	m := &message{env: env, r: r}
+	msg := courierMessage(r.cfg.Spool, env)
 	var wg sync.WaitGroup
 	for _, g := range groups {
 		wg.Go(func() {
-			release, ok := r.acquire(ctx, g.domain)
+			release, ok := r.acquire(ctx, g.Domain)
 			if !ok {
 				return // shutting down: the recipients stay due
 			}
-			res := r.deliverGroup(ctx, env, g)
+			res := r.courier.Deliver(ctx, msg, g)
 			release()
 			m.record(ctx, g, res)
 		})
@@ -417,14 +434,14 @@ func (r *Runner) process(ctx context.Context, id string, force bool) {
 // force is set) by (domain, requirement). The domain is the canonical one
 // the policy lookup used, so the MX lookup cannot find another (issue 10:
 // "plain.test.." matched no entry but reached plain.test's MX).
-func groupRecipients(env *spool.Envelope, pol *policy.Policy, now time.Time, force bool) []group {
+func groupRecipients(env *spool.Envelope, pol *policy.Policy, now time.Time, force bool) []courier.Group {
 	type key struct {
 		domain  string
 		req     policy.Requirement
 		refused string // the reply's text: a map key must be comparable
 	}
 	idx := map[key]int{}
-	var gs []group
+	var gs []courier.Group
 	for _, rc := range env.Recipients {
 		if rc.State != spool.Pending || (!force && rc.NextAttempt.After(now)) {
 			continue
@@ -445,14 +462,30 @@ func groupRecipients(env *spool.Envelope, pol *policy.Policy, now time.Time, for
 		if !ok {
 			i = len(gs)
 			idx[k] = i
-			gs = append(gs, group{domain: k.domain, req: k.req, refused: refused})
+			gs = append(gs, courier.Group{Domain: k.domain, Req: k.req, Refused: refused})
 		}
-		gs[i].rcpts = append(gs[i].rcpts, rc.Address)
-		gs[i].wire = append(gs[i].wire, m.String())
-		gs[i].notify = append(gs[i].notify, rc.Notify)
-		gs[i].orcpt = append(gs[i].orcpt, rc.ORcpt)
+		gs[i].Rcpts = append(gs[i].Rcpts, courier.Recipient{
+			Stored: rc.Address,
+			RCPT:   smtpclient.Recipient{Addr: m.String(), Notify: rc.Notify, ORcpt: rc.ORcpt},
+		})
 	}
 	return gs
+}
+
+// courierMessage is what the courier needs of env. The reverse-path goes
+// out written by Mailbox.String, never as stored.
+func courierMessage(sp *spool.Spool, env *spool.Envelope) *courier.Message {
+	from := env.From
+	if m, err := storedMailbox(from); err == nil {
+		from = m.String()
+	} // else "" (the null sender) or unreadable: the session refuses it
+	return &courier.Message{
+		ID:   env.ID,
+		From: from,
+		Options: smtpclient.MailOptions{Size: env.Size, SMTPUTF8: env.SMTPUTF8, Body8BIT: env.Body8Bit,
+			Ret: env.DSNRet, EnvID: env.DSNEnvID},
+		Body: func() (io.ReadCloser, error) { return sp.Body(env.ID) },
+	}
 }
 
 // storedMailbox reads an address from an envelope. The relay stores
@@ -504,255 +537,4 @@ func (r *Runner) remove(env *spool.Envelope) {
 	}
 	r.removed(env.ID)
 	r.cfg.Log.Info("message done", "id", env.ID)
-}
-
-// message collects the outcomes of one message's attempt. Deliveries are
-// written to the envelope as soon as their group finishes, so a crash
-// cannot make them go out twice; returned recipients stay pending until
-// their DSN is safely queued, so a crash cannot lose the DSN.
-type message struct {
-	r   *Runner
-	mu  sync.Mutex
-	env *spool.Envelope
-	// returned are the recipients returned in this attempt, to mark
-	// final and, where their NOTIFY wants it, to report in its DSN.
-	returned []returned
-	// unstored: the final state is only in memory; the message must be
-	// removed (or, failing that, its envelope written).
-	unstored bool
-	// unaudited: the audit records of an attempt were not kept.
-	unaudited bool
-}
-
-func (m *message) rcpt(addr string) *spool.Recipient {
-	for i := range m.env.Recipients {
-		if m.env.Recipients[i].Address == addr && m.env.Recipients[i].State == spool.Pending {
-			return &m.env.Recipients[i]
-		}
-	}
-	return nil
-}
-
-// returned is a recipient returned to the sender in this attempt.
-type returned struct {
-	dsn.Recipient
-	report bool // its NOTIFY asks for a failure report (RFC 3461 §4.1)
-}
-
-// record applies a group's results to the envelope, stores it and writes
-// the audit lines.
-func (m *message) record(ctx context.Context, g group, res []Result) {
-	r := m.r
-	now := r.cfg.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	env := m.env
-	expires := env.Arrival.Add(r.cfg.QueueLifetime)
-	recs := make([]audit.Record, 0, len(res))
-	var relayed []dsn.Recipient
-	for _, x := range res {
-		rc := m.rcpt(x.Rcpt)
-		if rc == nil {
-			continue
-		}
-		if ctx.Err() != nil && x.Kind == KindDeferred {
-			continue // interrupted by shutdown, not a real attempt: stays due
-		}
-		rc.Attempts++
-		rc.LastReply = x.Reply.String() // the envelope keeps the text
-		event := audit.Deferred
-		switch x.Kind {
-		case KindDelivered:
-			rc.State = spool.Delivered
-			event = audit.Delivered
-			r.stats.delivered.Add(1)
-			if x.WouldBounce {
-				event = audit.WouldBounce
-				r.stats.wouldBounce.Add(1)
-			}
-			// RFC 3461 §5.2.2: past a hop without DSN, NOTIFY=SUCCESS
-			// is answered with "relayed", as nothing further will come.
-			if !x.DSNOffered && dsn.Wants(rc.Notify, dsn.Relayed) {
-				relayed = append(relayed, dsn.Recipient{
-					Address: rc.Address, ORcpt: rc.ORcpt, Action: dsn.Relayed,
-					RemoteMTA: x.Hop.MX, Diagnostic: x.Reply, LastAttempt: now,
-				})
-			}
-		case KindBounced:
-			event = audit.Bounced
-			m.returnRcpt(rc, x, g, "", now)
-		case KindDeferred:
-			if !now.Before(expires) {
-				// RFC 3463 4.4.7: the queue lifetime ran out. A 5xx
-				// text here is the relay's own policy verdict (a
-				// remote 5xx bounces at once), which the sender is
-				// told as it is; anything else is 4.4.7.
-				status := smtpreply.StatusExpired
-				if x.Reply.Permanent() {
-					status = ""
-				}
-				event = audit.Bounced
-				m.returnRcpt(rc, x, g, status, now)
-				break
-			}
-			rc.NextAttempt = now.Add(r.cfg.backoff(rc.Attempts))
-			r.stats.deferred.Add(1)
-		}
-		recs = append(recs, auditRecord(env, g.req, x, event, rc.Attempts, now))
-	}
-	// The records go first: once the envelope says delivered, nothing
-	// would try again, so a crash in between must cost at most a second
-	// delivery (recorded), never a delivery without its record.
-	if r.cfg.Audit != nil {
-		if err := r.cfg.Audit.Write(recs...); err != nil {
-			r.cfg.Log.Error("writing the audit log; the message stays queued", "id", env.ID, "err", err)
-			m.unaudited = true
-		}
-	}
-	// The "relayed" report is spooled before the envelope says
-	// delivered: a crash in between costs a second delivery and report,
-	// never the report. A failure to spool it loses only the report.
-	if len(relayed) > 0 && env.From != "" {
-		if err := r.queueDSN(env, relayed, now); err != nil {
-			r.cfg.Log.Error("queueing a relayed DSN; the sender is not told", "id", env.ID, "err", err)
-		}
-	}
-	if !env.Pending() {
-		// Every recipient is final and process removes the message next:
-		// the removal, durable once its directory fsync returns, is the
-		// record that nothing is left to send. Rewriting the envelope
-		// first would cost a file and a directory fsync per message and
-		// protect nothing; if the removal fails, the envelope is written
-		// then (remove).
-		m.unstored = true
-	} else if err := r.cfg.Spool.Update(env); err != nil {
-		r.storeFailed(env.ID, err)
-	} else {
-		r.storeWorked(env.ID)
-	}
-	for _, x := range res {
-		r.cfg.Log.Info("recipient", "id", env.ID, "rcpt", x.Rcpt, "outcome", x.Kind.String(), "mx", x.Hop.MX,
-			"ip", x.Hop.IP, "tls", policy.VersionName(x.Hop.Outcome.Version), "bits", x.Hop.Outcome.Bits(),
-			"reply", x.Reply.String(), "diagnostic", x.Diagnostic.String(), "entry", g.req.Target, "line", g.req.Line)
-	}
-}
-
-// returnRcpt notes a recipient returned in this attempt. It stays pending
-// until its DSN is queued (finish).
-func (m *message) returnRcpt(rc *spool.Recipient, x Result, g group, status string, now time.Time) {
-	m.r.stats.bounced.Add(1)
-	d := dsn.Recipient{
-		Address:     rc.Address,
-		ORcpt:       rc.ORcpt,
-		Action:      dsn.Failed,
-		Status:      status,
-		Diagnostic:  x.Reply,
-		LastAttempt: now,
-	}
-	if x.RemoteReply {
-		d.RemoteMTA = x.Hop.MX
-	}
-	if x.Refused {
-		d.Policy = &dsn.PolicyRefusal{File: m.r.cfg.PolicyFile, Entry: g.req.Target, Line: g.req.Line, Host: x.Hop.MX}
-	}
-	m.returned = append(m.returned, returned{Recipient: d, report: dsn.Wants(rc.Notify, dsn.Failed)})
-	rc.NextAttempt = time.Time{}
-}
-
-// finish queues the DSNs of this attempt and then marks the returned
-// recipients final.
-func (m *message) finish() {
-	r := m.r
-	env := m.env
-	now := r.cfg.Now()
-	changed := false
-	if len(m.returned) > 0 {
-		var report []dsn.Recipient
-		for _, f := range m.returned {
-			if f.report {
-				report = append(report, f.Recipient)
-			}
-		}
-		switch {
-		case env.From == "":
-			// RFC 5321 §4.5.5 / RFC 3464: a DSN is never answered by
-			// another; its failure is in the log and the audit log.
-			r.cfg.Log.Warn("undeliverable message with the null sender dropped", "id", env.ID, "dsn_of", env.DSNOf)
-		case len(report) == 0:
-			// RFC 3461 §4.1: NOTIFY=NEVER, or a list without FAILURE.
-			r.cfg.Log.Info("no DSN: the sender's NOTIFY excludes failures", "id", env.ID, "recipients", len(m.returned))
-		default:
-			if err := r.queueDSN(env, report, now); err != nil {
-				r.cfg.Log.Error("queueing a DSN; the recipients stay queued", "id", env.ID, "err", err)
-				for _, f := range m.returned {
-					if rc := m.rcpt(f.Address); rc != nil {
-						rc.NextAttempt = now.Add(r.cfg.backoff(1))
-					}
-				}
-				m.returned = nil
-			}
-		}
-		for _, f := range m.returned {
-			if rc := m.rcpt(f.Address); rc != nil {
-				rc.State = spool.Bounced
-				if f.Status == smtpreply.StatusExpired {
-					rc.State = spool.Expired
-				}
-			}
-		}
-		changed = true
-	}
-	if r.warnDelayed(env, now) {
-		changed = true
-	}
-	if changed {
-		if err := r.cfg.Spool.Update(env); err != nil {
-			r.storeFailed(env.ID, err)
-		} else {
-			r.storeWorked(env.ID)
-		}
-	}
-}
-
-// maxHeaders bounds the original header block quoted in a DSN.
-const maxHeaders = 64 << 10
-
-// queueDSN builds a report on env for rcpts and spools it with the null
-// sender, to the original sender.
-func (r *Runner) queueDSN(env *spool.Envelope, rcpts []dsn.Recipient, now time.Time) error {
-	d, err := returnToSender(r.cfg.Spool, r.cfg.Hostname, r.cfg.MaxReturn, env, rcpts, now)
-	if err != nil {
-		return err
-	}
-	r.stats.dsns.Add(1)
-	r.cfg.Log.Info("DSN queued", "id", d.ID, "dsn_of", env.ID, "to", env.From, "recipients", len(rcpts), "action", string(rcpts[0].Action))
-	r.Notify(d.ID)
-	return nil
-}
-
-func auditRecord(env *spool.Envelope, req policy.Requirement, x Result, event audit.Event, attempt int, now time.Time) audit.Record {
-	rec := audit.Record{
-		Time: now, Event: event, QueueID: env.ID, MessageID: env.MessageID,
-		Sender: env.From, Recipient: x.Rcpt,
-		PolicyTarget: req.Target, PolicyLine: req.Line,
-		MX: x.Hop.MX, IP: x.Hop.IP,
-		Reply: x.Reply.String(), Diagnostic: x.Diagnostic.String(), Attempt: attempt,
-	}
-	if req.Target != "" {
-		rec.Requirement = &audit.Requirement{
-			Bits: req.Bits, MinTLS: req.Options.Get("min-tls"), Verify: req.Verify.String(),
-			Mode: req.Mode.String(), OnFail: req.OnFail.String(),
-		}
-	}
-	if o := x.Hop.Outcome; o.TLS {
-		rec.TLS = true
-		rec.TLSVersion = policy.VersionName(o.Version)
-		rec.Cipher = policy.SuiteName(o.CipherSuite)
-		rec.Bits = o.Bits()
-		rec.CertVerified = o.Verified
-	}
-	if event == audit.Bounced && x.Diagnostic.IsZero() {
-		rec.Diagnostic = x.Reply.String()
-	}
-	return rec
 }

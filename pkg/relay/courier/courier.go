@@ -1,0 +1,274 @@
+// Package courier makes one SMTP delivery attempt for one group of
+// recipients (one message, one domain, one policy requirement): it finds
+// the hops (a static route or the domain's MX hosts), connects to them in
+// order, has policy.Evaluate judge each hop's TLS, sends over the first hop
+// whose verdict lets the mail go, and asks policy.Decide about the group
+// when none did. It keeps the outbound connection cache (reuse.go).
+//
+// It is Postfix's smtp(8) to the queue manager's qmgr(8), and chasquid's
+// courier.Courier: it knows nothing of the spool's schedule, the audit log
+// or DSNs; it returns one Result per recipient and the queue manager
+// (pkg/relay/delivery) records them.
+//
+// The per-hop steps live apart so a check can be added where it belongs:
+// targets.go lists the hops, hop.go connects to one and judges it,
+// transact.go hands the message over on a judged session.
+package courier
+
+import (
+	"context"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/smgctl/smgctl/pkg/mx"
+	"github.com/smgctl/smgctl/pkg/policy"
+	"github.com/smgctl/smgctl/pkg/smtpclient"
+	"github.com/smgctl/smgctl/pkg/smtpreply"
+)
+
+// Resolver finds a domain's MX hosts; *mx.Resolver is one.
+type Resolver interface {
+	LookupMX(ctx context.Context, domain string) (mx.Result, error)
+}
+
+// Config is what the SMTP courier needs. The queue manager fills it from
+// its own configuration (delivery.Config).
+type Config struct {
+	// Hostname is the EHLO name.
+	Hostname string
+	Resolver Resolver
+	// Routes send a domain (and its subdomains) to a fixed host:port
+	// without an MX lookup. Keys are lower-case domains without a
+	// trailing dot, values checked host:port; the map is read at every
+	// attempt, not copied.
+	Routes map[string]string
+	// MXPort is the port dialled on MX hosts (25; another for labs).
+	MXPort   int
+	RootCAs  *x509.CertPool
+	Timeouts smtpclient.Timeouts
+	// MaxConnections bounds the outbound connections, busy or idle;
+	// MaxPerAddress those to one MX address (IP:port).
+	MaxConnections, MaxPerAddress int
+	// ConnIdleTime is how long an idle connection waits for the next
+	// transaction to its MX; ConnMaxAge how long one connection may be
+	// reused at all.
+	ConnIdleTime, ConnMaxAge time.Duration
+	Log                      *slog.Logger
+	Now                      func() time.Time
+}
+
+// SMTP is the relay's courier: one attempt per Deliver call, over cached
+// or new connections. It is safe for concurrent use.
+type SMTP struct {
+	cfg   Config
+	cache *connCache
+}
+
+// New returns a courier for cfg; every field must be set (the queue
+// manager's defaults apply before).
+func New(cfg Config) *SMTP {
+	return &SMTP{
+		cfg:   cfg,
+		cache: newConnCache(cfg.MaxConnections, cfg.MaxPerAddress, cfg.ConnIdleTime, cfg.ConnMaxAge, cfg.Now),
+	}
+}
+
+// Reap closes the idle connections that have expired; the queue manager
+// calls it about twice per ConnIdleTime.
+func (c *SMTP) Reap(ctx context.Context) { c.cache.reap(ctx) }
+
+// Shutdown closes every idle connection (with QUIT) and makes the
+// connections still in use close when their transaction ends.
+func (c *SMTP) Shutdown(ctx context.Context) { c.cache.shutdown(ctx) }
+
+// Conns reports the connections open (busy or idle) and idle, for tests
+// and metrics.
+func (c *SMTP) Conns() (open, idle int) { return c.cache.counts() }
+
+// Message is what an attempt needs of one spooled message.
+type Message struct {
+	ID string // the queue ID, for logs
+	// From is the reverse-path as written on MAIL FROM ("" for the null
+	// sender).
+	From    string
+	Options smtpclient.MailOptions
+	// Body opens the message as stored (headers and body, CRLF lines).
+	Body func() (io.ReadCloser, error)
+}
+
+// Group is one SMTP transaction's worth of recipients: one message, one
+// domain, one requirement (recipients of one message to one domain with
+// the same requirement share a transaction).
+type Group struct {
+	Domain string // canonical (address.CanonicalDomain)
+	Req    policy.Requirement
+	Rcpts  []Recipient
+	// Refused: the recipients are returned with this reply, unsent (an
+	// unreadable address, an address literal).
+	Refused smtpreply.Reply
+}
+
+// Recipient is one recipient of a group.
+type Recipient struct {
+	// Stored is the address as the envelope keeps it; its Result
+	// carries it back.
+	Stored string
+	// RCPT is what goes on the RCPT line: the address written by
+	// address.Mailbox.String, and the RFC 3461 NOTIFY and ORCPT, passed on
+	// to a next hop that offers DSN.
+	RCPT smtpclient.Recipient
+}
+
+// Kind is a recipient's outcome of one attempt.
+type Kind uint8
+
+const (
+	Delivered Kind = iota
+	Deferred
+	Bounced
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Delivered:
+		return "delivered"
+	case Deferred:
+		return "deferred"
+	}
+	return "bounced"
+}
+
+// Hop is the connection an outcome came from: which MX, which address,
+// and what TLS it achieved.
+type Hop struct {
+	MX      string // MX host name (or the route's host)
+	IP      string // the address dialled
+	Outcome policy.Outcome
+	Verdict policy.Verdict
+}
+
+// Result is one recipient's outcome of one attempt.
+type Result struct {
+	Rcpt string // Recipient.Stored
+	Kind Kind
+	// Reply is the remote's reply for this recipient, or the relay's own
+	// (pkg/smtpreply's codes, or a Local text) when there was none.
+	Reply smtpreply.Reply
+	// Diagnostic is the policy verdict when the requirement was not met
+	// (the bounce or would-bounce reason); zero otherwise.
+	Diagnostic smtpreply.Reply
+	// WouldBounce: delivered in mode=testing although the requirement
+	// failed.
+	WouldBounce bool
+	// Refused: the gateway's own policy refused the delivery; Reply is
+	// the verdict, which no host sent.
+	Refused bool
+	// RemoteReply: Reply is what Hop.MX answered (a DSN names a
+	// Remote-MTA only for a host that sent the reply).
+	RemoteReply bool
+	// DSNOffered: the next hop's EHLO listed DSN, so the recipient's
+	// NOTIFY went on with the message (RFC 3461 §5.2.2: no "relayed"
+	// report of ours then).
+	DSNOffered bool
+	Hop        Hop
+}
+
+// failure is why a hop did not carry the group.
+type failure struct {
+	hop       Hop
+	reply     smtpreply.Reply
+	temporary bool
+	policy    bool // the TLS requirement was not met
+	remote    bool // reply is what hop.MX sent
+	// stale: a cached connection turned out dead at its RSET, before
+	// anything of this message was sent; another connection may do.
+	stale bool
+}
+
+// Deliver runs one attempt for g and returns each recipient's outcome,
+// in g.Rcpts order. It tries every target in order until one carries the
+// transaction; a target that cannot meet the group's requirement gets no
+// MAIL FROM. When none carried, policy.Decide says whether the group
+// bounces or waits.
+func (c *SMTP) Deliver(ctx context.Context, m *Message, g Group) []Result {
+	if !g.Refused.IsZero() {
+		return failAll(g, &failure{reply: g.Refused})
+	}
+	ts, f := c.targets(ctx, g.Domain)
+	if f != nil {
+		return failAll(g, f)
+	}
+	var fails []*failure // one per target tried, in order
+	var hops []policy.HopResult
+	for _, t := range ts {
+		if ctx.Err() != nil {
+			// The targets not tried might have met the requirement.
+			fails = append(fails, &failure{reply: smtpreply.Local("delivery interrupted: " + ctx.Err().Error()), temporary: true})
+			hops = append(hops, policy.HopResult{})
+			break
+		}
+		res, f := c.deliverTo(ctx, t, m, g)
+		if f == nil {
+			return res // the first target that could carry it did
+		}
+		fails = append(fails, f)
+		hops = append(hops, policy.HopResult{Reached: f.policy, Verdict: f.hop.Verdict})
+	}
+	d := policy.Decide(g.Req, hops)
+	switch {
+	case d.Action == policy.Bounce:
+		// Every MX was reached and none met the requirement.
+		f := fails[d.Hop]
+		f.temporary = false
+		return failAll(g, f)
+	case d.Hop >= 0:
+		// on-fail=defer, or an MX that could not be reached might have
+		// met it: retry, and keep the policy text for the expiry DSN.
+		// (Deliver cannot come back: every hop given failed; if it did,
+		// deferring is the safe reading.)
+		f := fails[d.Hop]
+		f.temporary = true
+		return failAll(g, f)
+	case len(fails) > 0:
+		// Nothing refused the mail; say why the last target failed.
+		return failAll(g, fails[len(fails)-1])
+	}
+	return failAll(g, &failure{reply: smtpreply.NoMXReached(g.Domain), temporary: true})
+}
+
+// deliverTo runs the transaction over a connection to t. A cached
+// connection found dead at its RSET is dropped and the next one (or a new
+// connection) is tried: nothing was handed over on it.
+func (c *SMTP) deliverTo(ctx context.Context, t target, m *Message, g Group) ([]Result, *failure) {
+	for {
+		cn, f := c.session(ctx, t, g.Req)
+		if f != nil {
+			c.cfg.Log.Info("MX not used", "domain", g.Domain, "mx", t.name, "addr", t.addr, "reason", f.reply.String(), "policy", f.policy)
+			return nil, f
+		}
+		res, f := c.transact(ctx, cn, m, g)
+		if f != nil && f.stale && ctx.Err() == nil {
+			c.cfg.Log.Debug("cached connection dropped", "mx", t.name, "addr", t.addr, "err", f.reply.String())
+			continue
+		}
+		return res, f // f: the session broke before the message was handed over
+	}
+}
+
+// failAll gives every recipient of g the outcome f.
+func failAll(g Group, f *failure) []Result {
+	k := Bounced
+	if f.temporary {
+		k = Deferred
+	}
+	res := make([]Result, len(g.Rcpts))
+	for i, rc := range g.Rcpts {
+		res[i] = Result{Rcpt: rc.Stored, Kind: k, Reply: f.reply, Hop: f.hop, RemoteReply: f.remote}
+		if f.policy {
+			res[i].Diagnostic, res[i].Refused = f.reply, true
+		}
+	}
+	return res
+}
