@@ -304,3 +304,29 @@ func TestCacheRunRefreshesIdleDomains(t *testing.T) {
 		t.Fatalf("Run did not refresh: %+v", r)
 	}
 }
+
+// BenchmarkCacheWarm is the delivery path's cost once a domain is warm.
+func BenchmarkCacheWarm(b *testing.B) {
+	pl := &policyLab{clock: &clock{now: time.Now()}, dir: b.TempDir(), logs: &bytes.Buffer{}}
+	pl.body.Store(goodPolicy)
+	pl.lab = newLabTB(b, testPolicyHandler(goodPolicy), "a.test")
+	pl.dns.AddTXT("_mta-sts.a.test", "v=STSv1; id=one;")
+	f, err := NewFetcher(FetcherConfig{Resolver: pl.res, Roots: pl.ca.Pool(), Port: pl.srv.Port})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := NewCache(CacheConfig{Dir: pl.dir, Resolver: pl.res, Fetcher: f, Now: pl.clock.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if r, _ := c.Policy(ctx, "a.test"); r.Policy == nil {
+		b.Fatalf("%+v", r)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if r, _ := c.Policy(ctx, "a.test"); !r.FromCache {
+			b.Fatal("not from cache")
+		}
+	}
+}

@@ -25,6 +25,11 @@ type lab struct {
 
 func newLab(t *testing.T, handler http.Handler, domains ...string) *lab {
 	t.Helper()
+	return newLabTB(t, handler, domains...)
+}
+
+func newLabTB(t testing.TB, handler http.Handler, domains ...string) *lab {
+	t.Helper()
 	l := &lab{ca: testpeer.NewCA(t), dns: testpeer.StartDNS(t)}
 	var err error
 	if l.res, err = mx.NewResolver(l.dns.Addr(), 2*time.Second); err != nil {
