@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/smgctl/smgctl/pkg/mtasts"
 	"github.com/smgctl/smgctl/pkg/mx"
 	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/smtpclient"
@@ -49,9 +49,9 @@ type Config struct {
 	// RootCAs verify MX certificates and the MTA-STS HTTPS server; nil
 	// means the system roots.
 	RootCAs *x509.CertPool
-	// HTTPClient fetches MTA-STS policies; nil builds one that resolves
-	// through Resolver, trusts RootCAs and follows no redirects.
-	HTTPClient *http.Client
+	// STSFetcher fetches MTA-STS policies; nil builds one that resolves
+	// through Resolver, trusts RootCAs and times out after Timeout.
+	STSFetcher *mtasts.Fetcher
 	// Deep, when set, runs after each session on the same address and
 	// its result is stored in Attempt.Deep (smgctl probe --deep).
 	Deep   func(ctx context.Context, host string, addr string) (any, error)
@@ -96,47 +96,14 @@ func New(cfg Config) (*Prober, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = stsClient(cfg.Resolver, cfg.RootCAs, cfg.Timeout)
+	if cfg.STSFetcher == nil {
+		f, err := mtasts.NewFetcher(mtasts.FetcherConfig{Resolver: cfg.Resolver, Roots: cfg.RootCAs, Timeout: cfg.Timeout})
+		if err != nil {
+			return nil, err
+		}
+		cfg.STSFetcher = f
 	}
 	return &Prober{cfg: cfg, sessions: make(chan struct{}, cfg.Concurrency), log: log}, nil
-}
-
-// stsClient fetches MTA-STS policies: names resolved through the probe's
-// resolver (so --resolver labs work), no redirects (RFC 8461 §3.3).
-func stsClient(r *mx.Resolver, roots *x509.CertPool, timeout time.Duration) *http.Client {
-	d := &net.Dialer{Timeout: timeout}
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			host, port, err := net.SplitHostPort(addr)
-			if err != nil {
-				return nil, err
-			}
-			addrs, err := r.LookupAddrs(ctx, host)
-			if err != nil {
-				return nil, err
-			}
-			var last error
-			for _, a := range addrs {
-				c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(a.String(), port))
-				if err == nil {
-					return c, nil
-				}
-				last = err
-			}
-			return nil, last
-		},
-		TLSHandshakeTimeout:   timeout,
-		ResponseHeaderTimeout: timeout,
-		DisableKeepAlives:     true,
-		Proxy:                 nil, // a proxy would bypass --resolver and the certificate check's meaning
-	}
-	tr.TLSClientConfig = tlsClientConfig(roots)
-	return &http.Client{
-		Transport:     tr,
-		Timeout:       timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
 }
 
 // ParseTarget validates one probe target: a domain or local@domain. The
@@ -256,8 +223,8 @@ func (p *Prober) probeHosts(ctx context.Context, rep *Report, hosts []mx.Host, p
 		hr.Name, hr.Preference = h.Name, h.Preference
 		hr.TLSA.Records = []string{}
 		hr.Attempts = []*Attempt{}
-		if rep.MTASTS.Policy != nil && rep.MTASTS.Policy.Mode != "none" {
-			m := rep.MTASTS.Policy.MatchesMX(h.Name)
+		if rep.MTASTS.Policy != nil && rep.MTASTS.Policy.Mode != mtasts.ModeNone {
+			m := rep.MTASTS.Policy.MatchMX(h.Name)
 			hr.MTASTSMatch = &m
 		}
 		if h.Err != nil {
@@ -556,7 +523,7 @@ func (p *Prober) risks(rep *Report) []string {
 	for _, h := range rep.Hosts {
 		dane = dane || len(h.TLSA.Records) > 0 && h.TLSA.Secure
 	}
-	sts := rep.MTASTS.Policy != nil && rep.MTASTS.Policy.Mode == "enforce"
+	sts := rep.MTASTS.Policy != nil && rep.MTASTS.Policy.Mode == mtasts.ModeEnforce
 	if !dane && !sts {
 		risks = append(risks, "no MTA-STS (enforce) and no DANE: other senders' STARTTLS to this domain can be stripped by an active attacker")
 	}
@@ -566,24 +533,17 @@ func (p *Prober) risks(rep *Report) []string {
 // mtaSTS reads the _mta-sts record and, when there is one, the policy.
 func (p *Prober) mtaSTS(ctx context.Context, domain string) MTASTSInfo {
 	var info MTASTSInfo
-	txts, err := p.cfg.Resolver.LookupTXT(ctx, "_mta-sts."+domain)
+	id, err := mtasts.LookupRecord(ctx, p.cfg.Resolver, domain)
 	if err != nil {
-		if !mx.IsNotFound(err) {
+		// RFC 8461 §3.1: no record, or an invalid one, means no MTA-STS;
+		// only an invalid record or a DNS failure is worth a word.
+		if !errors.Is(err, mtasts.ErrNoRecord) {
 			info.Error = err.Error()
 		}
 		return info
 	}
-	if len(txts) == 0 {
-		return info
-	}
-	id, err := ParseSTSRecord(txts)
-	if err != nil {
-		// RFC 8461 §3.1: an invalid record means no MTA-STS.
-		info.Error = "_mta-sts." + domain + ": " + err.Error()
-		return info
-	}
 	info.Present, info.ID = true, id
-	pol, err := fetchSTSPolicy(ctx, p.cfg.HTTPClient, domain)
+	pol, err := p.cfg.STSFetcher.Fetch(ctx, domain)
 	if err != nil {
 		info.Error = err.Error()
 		return info

@@ -3,12 +3,12 @@ package probe
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/smgctl/smgctl/internal/testpeer"
+	"github.com/smgctl/smgctl/pkg/mtasts"
 	"github.com/smgctl/smgctl/pkg/mx"
 	"github.com/smgctl/smgctl/pkg/policy"
 )
@@ -72,10 +72,7 @@ func TestProbeRealPeers(t *testing.T) {
 	d.AddTXT("_mta-sts.sts.test", "v=STSv1; id=20240101T000000;")
 	d.AddTXT("_smtp._tls.sts.test", "v=TLSRPTv1; rua=mailto:tlsrpt@sts.test")
 	stsPolicy := "version: STSv1\r\nmode: enforce\r\nmx: " + modern.Hostname + "\r\nmax_age: 86400\r\n"
-	httpc := stsServer(t, ca, "sts.test", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		w.Write([]byte(stsPolicy))
-	})
+	stsSrv := testpeer.ServeMTASTS(t, ca, d, testpeer.MTASTSHandler(stsPolicy), "sts.test")
 
 	// Go negotiates TLS_AES_128_GCM_SHA256 with Postfix: 128 bits. The
 	// domain entry asks 128 (met), the address entry 256 (not met).
@@ -87,9 +84,13 @@ func TestProbeRealPeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stsFetch, err := mtasts.NewFetcher(mtasts.FetcherConfig{Resolver: res, Roots: ca.Pool(), Port: stsSrv.Port})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p, err := New(Config{
 		Resolver: res, Policy: pf.Compile(), Timeout: 5 * time.Second, Concurrency: 8,
-		HeloName: "probe.test", RootCAs: ca.Pool(), HTTPClient: httpc,
+		HeloName: "probe.test", RootCAs: ca.Pool(), STSFetcher: stsFetch,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -221,7 +222,7 @@ func TestProbeRealPeers(t *testing.T) {
 	}
 
 	t.Run("require-bits overrides the policy", func(t *testing.T) {
-		p2, _ := New(Config{Resolver: res, Policy: pf.Compile(), RequireBits: 256, Timeout: 5 * time.Second, RootCAs: ca.Pool(), HTTPClient: httpc})
+		p2, _ := New(Config{Resolver: res, Policy: pf.Compile(), RequireBits: 256, Timeout: 5 * time.Second, RootCAs: ca.Pool(), STSFetcher: stsFetch})
 		r := p2.ProbeTarget(context.Background(), "users.test")
 		if r.Pass || r.Requirement.Source != "flag" || r.Diagnostic != "503 5.7.0 encryption too weak 128 less than 256" {
 			t.Fatalf("%+v", r)

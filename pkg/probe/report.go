@@ -3,6 +3,7 @@ package probe
 import (
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/mtasts"
 	"github.com/smgctl/smgctl/pkg/policy"
 )
 
@@ -81,10 +82,10 @@ type MXInfo struct {
 
 // MTASTSInfo is the domain's MTA-STS state (RFC 8461).
 type MTASTSInfo struct {
-	Present bool       `json:"present"` // a valid _mta-sts TXT record
-	ID      string     `json:"id,omitempty"`
-	Policy  *STSPolicy `json:"policy,omitempty"`
-	Error   string     `json:"error,omitempty"`
+	Present bool           `json:"present"` // a valid _mta-sts TXT record
+	ID      string         `json:"id,omitempty"`
+	Policy  *mtasts.Policy `json:"policy,omitempty"`
+	Error   string         `json:"error,omitempty"`
 }
 
 // TLSRPTInfo is the domain's TLS reporting record (RFC 8460).

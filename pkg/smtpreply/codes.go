@@ -1,6 +1,7 @@
 package smtpreply
 
 import (
+	"crypto/tls"
 	"fmt"
 	"strconv"
 	"strings"
@@ -141,6 +142,55 @@ const StatusRequireTLS = "5.7.30"
 // AdminReturn: recipients returned by `queue bounce` (RFC 3463 X.0.0,
 // undefined permanent failure; Exim's wording for exim -Mg).
 var AdminReturn = one(550, "5.0.0", adminReturnText)
+
+// The MTA-STS verdicts (RFC 8461 §4, §5): an MX host that a policy in
+// enforce mode rules out. They defer, never bounce: RFC 8461 §5 wants a
+// fresh look at the policy before mail is given up, and the queue's
+// retries give it (RFC 3463 X.7.5: cryptographic failure). In testing
+// mode the relay delivers and records the same text as the would-be
+// failure. Every text starts "MTA-STS: " so logs and DSNs can be
+// grepped for it.
+const (
+	stsCode     = 451
+	stsEnhanced = "4.7.5"
+	stsPrefix   = "MTA-STS: "
+)
+
+// STSMXNotInPolicy: host matches none of the policy's mx patterns
+// (RFC 8461 §4.1); id is the policy's.
+func STSMXNotInPolicy(host, id string) Reply {
+	return one(stsCode, stsEnhanced, stsPrefix+host+" does not match the policy's mx patterns (policy id "+id+")")
+}
+
+// STSNoMXInPolicy: no MX host of domain matches the policy's patterns,
+// so none was tried.
+func STSNoMXInPolicy(domain, id string) Reply {
+	return one(stsCode, stsEnhanced, stsPrefix+"no MX host of "+domain+" matches the policy's mx patterns (policy id "+id+")")
+}
+
+// STSNoSTARTTLS: host did not offer STARTTLS (RFC 8461 §4.2: TLS is
+// required).
+func STSNoSTARTTLS(host string) Reply {
+	return one(stsCode, stsEnhanced, stsPrefix+"STARTTLS not offered by "+host)
+}
+
+// STSTLSTooOld: the session's TLS version (a crypto/tls constant) is
+// older than 1.2, the least an MTA-STS MX must speak (RFC 8461).
+func STSTLSTooOld(version uint16) Reply {
+	return one(stsCode, stsEnhanced, stsPrefix+"TLS 1.2 or later required, got "+tls.VersionName(version))
+}
+
+// STSCertificateInvalid: host's certificate does not verify by the
+// WebPKI for host's name (RFC 8461 §4.2); reason says why.
+func STSCertificateInvalid(host, reason string) Reply {
+	return one(stsCode, stsEnhanced, stsPrefix+"certificate for "+host+" not valid: "+reason)
+}
+
+// STSTLSFailed: the TLS handshake with host failed, so no certificate
+// could be checked.
+func STSTLSFailed(host, reason string) Reply {
+	return one(stsCode, stsEnhanced, stsPrefix+"TLS handshake with "+host+" failed: "+reason)
+}
 
 // StatusExpired is the DSN status of recipients whose queue lifetime ran
 // out (RFC 3463 X.4.7: delivery time expired).

@@ -1,6 +1,7 @@
 package smtpreply
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"testing"
@@ -23,6 +24,12 @@ func TestCodesText(t *testing.T) {
 		{AdminReturn, "550 5.0.0 delivery cancelled by the administrator"},
 		{RequireTLS(""), "550 5.7.30 REQUIRETLS support required"},
 		{RequireTLS("mx.p.test did not offer REQUIRETLS"), "550 5.7.30 REQUIRETLS support required: mx.p.test did not offer REQUIRETLS"},
+		{STSMXNotInPolicy("mx.example.org", "2026a"), "451 4.7.5 MTA-STS: mx.example.org does not match the policy's mx patterns (policy id 2026a)"},
+		{STSNoMXInPolicy("example.org", "2026a"), "451 4.7.5 MTA-STS: no MX host of example.org matches the policy's mx patterns (policy id 2026a)"},
+		{STSNoSTARTTLS("mx.example.org"), "451 4.7.5 MTA-STS: STARTTLS not offered by mx.example.org"},
+		{STSTLSTooOld(tls.VersionTLS11), "451 4.7.5 MTA-STS: TLS 1.2 or later required, got TLS 1.1"},
+		{STSCertificateInvalid("mx.example.org", "x509: certificate signed by unknown authority"), "451 4.7.5 MTA-STS: certificate for mx.example.org not valid: x509: certificate signed by unknown authority"},
+		{STSTLSFailed("mx.example.org", "EOF"), "451 4.7.5 MTA-STS: TLS handshake with mx.example.org failed: EOF"},
 	} {
 		if s := c.got.String(); s != c.want {
 			t.Errorf("got %q, want %q", s, c.want)
