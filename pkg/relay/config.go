@@ -83,6 +83,9 @@ type Config struct {
 	// that may be missing at start (a fresh install), in tests that
 	// cannot use /etc; "" = DefaultPolicy.
 	defaultPolicyPath string
+	// tlsrptMaxDelay bounds the random delay before the TLS-RPT pass
+	// (tests; 0 = the sender's default).
+	tlsrptMaxDelay time.Duration
 }
 
 // defaultPolicy is the policy path that may be missing at start.

@@ -27,6 +27,7 @@ func (r *Relay) newReportSender(res *mx.Resolver, roots *x509.CertPool) (*sender
 		Enqueue:      r.enqueueReport,
 		Audit:        r.gate.Write,
 		RootCAs:      roots,
+		MaxDelay:     r.cfg.tlsrptMaxDelay,
 		Log:          r.log.With("part", "tlsrpt"),
 	})
 }
