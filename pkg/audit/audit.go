@@ -53,6 +53,13 @@ const (
 	TLSRPTFailed Event = "tlsrpt-failed"
 )
 
+// RelayEvent says whether e is the relay's own event (a policy change,
+// a TLS-RPT sending), not a recipient's outcome: readers that count
+// recipients leave it out.
+func RelayEvent(e Event) bool {
+	return e == PolicyOutsideJournal || e == TLSRPTSent || e == TLSRPTFailed
+}
+
 // SourceKind names what set (part of) a recipient's requirement.
 type SourceKind string
 

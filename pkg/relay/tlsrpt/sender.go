@@ -256,8 +256,9 @@ func (s *Sender) send(ctx context.Context, r report.Report, domain string, rua R
 	switch rua.Scheme {
 	case "mailto":
 		var m *Mail
+		// The record names no Message-ID: audit trace finds the
+		// report's deliveries, not this relay event.
 		if m, err = BuildMail(r, domain, s.cfg.Submitter, s.cfg.Contact, rua.Address, s.cfg.Now()); err == nil {
-			rec.MessageID = m.MessageID
 			err = s.cfg.Enqueue(m)
 		}
 	case "https":
