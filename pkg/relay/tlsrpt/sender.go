@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/audit"
@@ -120,23 +122,48 @@ type State struct {
 	Domains map[string]string `json:"domains"`
 }
 
-func (s *Sender) load(day string) (*State, error) {
-	st := &State{Day: day, Domains: map[string]string{}}
+// load reads the state of day. A state file of another day is
+// replaced; it is returned as stale so that a sending it left
+// interrupted is still audited.
+func (s *Sender) load(day string) (st, stale *State, err error) {
+	st = &State{Day: day, Domains: map[string]string{}}
 	b, err := os.ReadFile(s.cfg.State)
 	if errors.Is(err, os.ErrNotExist) {
-		return st, nil
+		return st, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var old State
 	if err := json.Unmarshal(b, &old); err != nil {
-		return nil, fmt.Errorf("%s: %w", s.cfg.State, err)
+		return nil, nil, fmt.Errorf("%s: %w", s.cfg.State, err)
 	}
-	if old.Day == day && old.Domains != nil {
-		return &old, nil
+	if old.Domains == nil {
+		return st, nil, nil
 	}
-	return st, nil
+	if old.Day == day {
+		return &old, nil, nil
+	}
+	return st, &old, nil
+}
+
+// auditInterrupted audits the domains a stop left "sending" in st and
+// marks them sent: they are never tried again.
+func (s *Sender) auditInterrupted(st *State) {
+	day, err := time.Parse(time.DateOnly, st.Day)
+	if err != nil {
+		return
+	}
+	for _, d := range slices.Sorted(maps.Keys(st.Domains)) {
+		if st.Domains[d] != stateSending {
+			continue
+		}
+		s.cfg.Log.Warn("TLS-RPT report interrupted by a stop; not sent again", "domain", d, "day", st.Day)
+		s.cfg.Audit(audit.Record{Event: audit.TLSRPTFailed, ReportDomain: d,
+			ReportID:   report.ReportID(day, d, s.cfg.Submitter),
+			Diagnostic: "the relay stopped while sending this report; it is not sent again (at most once a day)"})
+		st.Domains[d] = stateSent
+	}
 }
 
 func (s *Sender) save(st *State) error {
@@ -189,21 +216,16 @@ func (s *Sender) delay() time.Duration {
 // retry advice is left to the next day's report.
 func (s *Sender) Pass(ctx context.Context) (retry bool, err error) {
 	day := report.DayStart(s.cfg.Now()).Add(-24 * time.Hour)
-	st, err := s.load(day.Format(time.DateOnly))
+	st, stale, err := s.load(day.Format(time.DateOnly))
 	if err != nil {
 		return false, err
 	}
-	for d, v := range st.Domains {
-		if v == stateSending {
-			s.cfg.Log.Warn("TLS-RPT report interrupted by a stop; not sent again", "domain", d, "day", st.Day)
-			s.cfg.Audit(audit.Record{Event: audit.TLSRPTFailed, ReportDomain: d,
-				ReportID:   report.ReportID(day, d, s.cfg.Submitter),
-				Diagnostic: "the relay stopped while sending this report; it is not sent again (at most once a day)"})
-			st.Domains[d] = stateSent
-			if err := s.save(st); err != nil {
-				return false, err
-			}
-		}
+	if stale != nil {
+		s.auditInterrupted(stale)
+	}
+	s.auditInterrupted(st)
+	if err := s.save(st); err != nil {
+		return false, err
 	}
 	logs, err := logset.Logs([]string{s.cfg.AuditLog})
 	if err != nil {

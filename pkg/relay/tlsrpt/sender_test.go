@@ -300,6 +300,20 @@ func TestPassInterruptedIsNotResent(t *testing.T) {
 	}
 }
 
+// A sending interrupted on an earlier day is audited too when the next
+// pass finds it, and today's reports still go.
+func TestPassInterruptedEarlierDay(t *testing.T) {
+	h := newHarness(t)
+	os.WriteFile(filepath.Join(h.dir, StateFile), []byte(`{"day":"2026-12-01","domains":{"old.example":"sending","done.example":"sent"}}`), 0o600)
+	if _, err := h.sender(t).Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.mails) != 1 || len(h.audited) != 3 || h.audited[0].Event != audit.TLSRPTFailed || h.audited[0].ReportDomain != "old.example" ||
+		h.audited[0].ReportID != "2026-12-01_old.example@relay.example" {
+		t.Errorf("%d mails, audit %+v", len(h.mails), h.audited)
+	}
+}
+
 // A DNS failure leaves the domain for a later pass; an HTTPS server
 // whose certificate is not trusted gets nothing, and that is audited.
 func TestPassDNSFailureAndUntrustedHTTPS(t *testing.T) {
@@ -318,4 +332,23 @@ func TestPassDNSFailureAndUntrustedHTTPS(t *testing.T) {
 	if len(h.posts) != 0 || len(h.audited) != 1 || h.audited[0].Event != audit.TLSRPTFailed || !strings.Contains(h.audited[0].Diagnostic, "certificate") {
 		t.Errorf("audit %+v", h.audited)
 	}
+}
+
+// FuzzParseRecords: any TXT data gives either no record or rua of the
+// two schemes the RFC defines, never a panic.
+func FuzzParseRecords(f *testing.F) {
+	for _, s := range []string{"v=TLSRPTv1; rua=mailto:a@x.example", "v=TLSRPTv1;rua=https://r.example/,mailto:%40@x", "v=TLSRPTv1; rua=;;=", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, txt string) {
+		ruas, err := ParseRecords([]string{txt})
+		if (err == nil) != (len(ruas) > 0) {
+			t.Fatalf("%q: %v and %v", txt, ruas, err)
+		}
+		for _, r := range ruas {
+			if (r.Scheme != "mailto" || !strings.Contains(r.Address, "@")) && (r.Scheme != "https" || !strings.HasPrefix(strings.ToLower(r.Address), "https://")) {
+				t.Fatalf("%q: rua %+v", txt, r)
+			}
+		}
+	})
 }
