@@ -109,6 +109,9 @@ spool for the next start.`,
 	f.Var(setting("shutdown-timeout", "duration", units.FormatDuration(def.ShutdownTimeout)), "shutdown-timeout", "how long a graceful stop may take")
 	f.Var(setting("audit-max-size", "size", units.FormatSize(def.AuditMaxSize)), "audit-max-size", "rotate the audit log before it grows past this size (0: never)")
 	f.Var(setting("audit-max-age", "duration", "0"), "audit-max-age", "rotate the audit log when its first record is this old (0: never)")
+	f.Bool("tlsrpt", true, "send daily TLS-RPT reports (RFC 8460) to the partner domains that publish an _smtp._tls record (--tlsrpt=false: none)")
+	f.String("tlsrpt-organization", "", "organization-name in the TLS-RPT reports (default: the host name)")
+	f.String("tlsrpt-contact", "", "contact-info in the TLS-RPT reports (default: postmaster@ the host name)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&check, "check", false, "check the configuration, policy, certificate, paths and resolver, then exit (0 ok, 1 a problem, 2 bad settings); opens no listener, writes nothing")
 	return c

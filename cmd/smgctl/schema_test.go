@@ -205,6 +205,9 @@ func TestJSONSchemas(t *testing.T) {
 	runJSON(0, "audit", "report", "--audit-log", fixtureLog, "--output", "json")
 	runJSON(0, "audit", "trace", "--audit-log", fixtureLog, "QB2", "--output", "json")
 	runJSON(0, "audit", "trace", "--audit-log", fixtureLog, "QOLD1", "--output", "json")
+	if out := runJSON(0, "audit", "tlsrpt", "--audit-log", fixtureLog, "--date", "2026-01-03", "--output", "json"); !strings.Contains(out, `"policy-type": "no-policy-found"`) {
+		t.Errorf("audit tlsrpt: no report:\n%s", out)
+	}
 	chainLog := filepath.Join(dir, "chain", "audit.log")
 	os.MkdirAll(filepath.Dir(chainLog), 0o755)
 	writeAuditLog(t, chainLog, audit.Options{}, 3)

@@ -45,7 +45,70 @@ const (
 	// sha256): the file was changed by other means. A relay event, not
 	// a recipient's: the Policy* fields are set, the recipient ones empty.
 	PolicyOutsideJournal Event = "policy-changed-outside-journal"
+	// TLSRPTSent: the relay sent a TLS-RPT report (RFC 8460) to one
+	// rua of a policy domain; ReportDomain, RUA and ReportID are set,
+	// the recipient fields empty. TLSRPTFailed: sending it failed
+	// (Diagnostic says why); it is not tried again for that day.
+	TLSRPTSent   Event = "tlsrpt-sent"
+	TLSRPTFailed Event = "tlsrpt-failed"
 )
+
+// RelayEvent says whether e is the relay's own event (a policy change,
+// a TLS-RPT sending), not a recipient's outcome: readers that count
+// recipients leave it out.
+func RelayEvent(e Event) bool {
+	return e == PolicyOutsideJournal || e == TLSRPTSent || e == TLSRPTFailed
+}
+
+// SourceKind names what set (part of) a recipient's requirement.
+type SourceKind string
+
+const (
+	SourceList       SourceKind = "list"       // a policy file entry
+	SourceMTASTS     SourceKind = "mta-sts"    // the domain's MTA-STS policy (RFC 8461)
+	SourceDANE       SourceKind = "dane"       // the MX host's TLSA records (RFC 7672)
+	SourceREQUIRETLS SourceKind = "requiretls" // the message's REQUIRETLS (RFC 8689)
+)
+
+// Source is one thing that set the requirement, with a detail an
+// auditor can check: the entry and line, the MTA-STS policy id and
+// mode, the TLSA record set's owner name.
+type Source struct {
+	Kind   SourceKind `json:"kind"`
+	Detail string     `json:"detail,omitempty"`
+}
+
+// TLS-RPT policy types (RFC 8460 §4.4): which published policy applied
+// to the session.
+const (
+	PolicySTS      = "sts"
+	PolicyTLSA     = "tlsa"
+	PolicyNotFound = "no-policy-found"
+)
+
+// TLS-RPT result types (RFC 8460 §4.3) a failed session is recorded
+// with in Record.ResultType.
+const (
+	ResultSTARTTLSNotSupported = "starttls-not-supported"
+	ResultCertHostMismatch     = "certificate-host-mismatch"
+	ResultCertExpired          = "certificate-expired"
+	ResultCertNotTrusted       = "certificate-not-trusted"
+	ResultValidationFailure    = "validation-failure"
+	ResultTLSAInvalid          = "tlsa-invalid"
+	ResultDNSSECInvalid        = "dnssec-invalid"
+	ResultDANERequired         = "dane-required"
+	ResultSTSPolicyFetchError  = "sts-policy-fetch-error"
+	ResultSTSPolicyInvalid     = "sts-policy-invalid"
+	ResultSTSWebPKIInvalid     = "sts-webpki-invalid"
+)
+
+// ResultTypes lists every RFC 8460 §4.3 result type, in the RFC's order.
+var ResultTypes = []string{
+	ResultSTARTTLSNotSupported, ResultCertHostMismatch, ResultCertExpired,
+	ResultCertNotTrusted, ResultValidationFailure, ResultTLSAInvalid,
+	ResultDNSSECInvalid, ResultDANERequired, ResultSTSPolicyFetchError,
+	ResultSTSPolicyInvalid, ResultSTSWebPKIInvalid,
+}
 
 // Requirement is the policy demand that applied, as written in the
 // policy file.
@@ -95,6 +158,38 @@ type Record struct {
 	PolicySHA256     string `json:"policy_sha256,omitempty"`
 	PolicyPrevSHA256 string `json:"policy_prev_sha256,omitempty"`
 	JournalSHA256    string `json:"journal_sha256,omitempty"`
+	// Sources names what set the requirement (list entry, MTA-STS,
+	// DANE, REQUIRETLS); absent in logs written before it existed.
+	Sources []Source `json:"sources,omitempty"`
+	// Auth is how the peer was authenticated: pkix, dane or none
+	// (policy.Auth); TLSA the matched record ("3 1 1 ab12…") when dane.
+	Auth string `json:"auth,omitempty"`
+	TLSA string `json:"tlsa,omitempty"`
+	// STSPolicyID, STSMode and STSMX describe the domain's MTA-STS
+	// policy in force (RFC 8461 §3.1 id, §3.2 mode and mx patterns).
+	STSPolicyID string   `json:"sts_policy_id,omitempty"`
+	STSMode     string   `json:"sts_mode,omitempty"`
+	STSMX       []string `json:"sts_mx,omitempty"`
+	// PolicyType (sts, tlsa, no-policy-found) and PolicyStrings are the
+	// TLS-RPT policy of the session (RFC 8460 §4.4): the MTA-STS policy
+	// lines, or the TLSA records in presentation form.
+	PolicyType    string   `json:"policy_type,omitempty"`
+	PolicyStrings []string `json:"policy_strings,omitempty"`
+	// ResultType is the RFC 8460 §4.3 result type of a session whose TLS
+	// failed the published policy; absent when it did not fail.
+	ResultType string `json:"result_type,omitempty"`
+	// PublishedIgnored: the published policy failed but was not
+	// enforced (MTA-STS mode testing, or TLS-Required: No).
+	PublishedIgnored bool `json:"published_ignored,omitempty"`
+	// SendingIP is the relay's own address on the session (TLS-RPT's
+	// sending-mta-ip).
+	SendingIP string `json:"sending_ip,omitempty"`
+	// ReportDomain, RUA and ReportID describe a tlsrpt-sent or
+	// tlsrpt-failed event: the policy domain, the address the report
+	// went to, and its report-id.
+	ReportDomain string `json:"report_domain,omitempty"`
+	RUA          string `json:"rua,omitempty"`
+	ReportID     string `json:"report_id,omitempty"`
 	// Prev is the hex SHA-256 of the previous line's bytes (without its
 	// newline); "" on the first line of a log.
 	Prev string `json:"prev"`

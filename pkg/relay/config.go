@@ -68,6 +68,13 @@ type Config struct {
 	// the chain continues across rotated files (pkg/audit).
 	AuditMaxSize int64
 	AuditMaxAge  time.Duration
+	// TLSRPT turns on the daily TLS-RPT reports (RFC 8460) to the
+	// partner domains of the day before (pkg/relay/tlsrpt);
+	// TLSRPTOrganization and TLSRPTContact name the submitter in them
+	// ("" = the relay's host name, postmaster@ the host name).
+	TLSRPT             bool
+	TLSRPTOrganization string
+	TLSRPTContact      string
 
 	// origins says where each key that is not at its default was set:
 	// "FILE:LINE", "env SMGCTL_X" or "flag --x" (smgctl config show).
@@ -76,6 +83,9 @@ type Config struct {
 	// that may be missing at start (a fresh install), in tests that
 	// cannot use /etc; "" = DefaultPolicy.
 	defaultPolicyPath string
+	// tlsrptMaxDelay bounds the random delay before the TLS-RPT pass
+	// (tests; 0 = the sender's default).
+	tlsrptMaxDelay time.Duration
 }
 
 // defaultPolicy is the policy path that may be missing at start.
@@ -139,6 +149,7 @@ func DefaultConfig() Config {
 		Routes:              map[string]string{},
 		ShutdownTimeout:     DefaultShutdownTimeout,
 		AuditMaxSize:        DefaultAuditMaxSize,
+		TLSRPT:              true,
 	}
 }
 
@@ -149,7 +160,7 @@ var Keys = []string{
 	"listen", "hostname", "spool", "policy", "audit-log", "allow", "tls-cert", "tls-key", "auth-file",
 	"admin", "admin-public", "max-size", "max-connections", "max-connections-per-ip", "max-connections-outside",
 	"idle-timeout", "command-timeout", "data-timeout", "max-recipients", "queue-lifetime", "delay-warning", "resolver", "mx-port", "ca-file", "route",
-	"shutdown-timeout", "audit-max-size", "audit-max-age",
+	"shutdown-timeout", "audit-max-size", "audit-max-age", "tlsrpt", "tlsrpt-organization", "tlsrpt-contact",
 }
 
 // EnvName is the environment variable of a key: "audit-log" →
@@ -224,6 +235,12 @@ func (c *Config) Set(key, value string) error {
 		if err == nil && c.AuditMaxAge < 0 {
 			err = fmt.Errorf("must be 0 (no limit) or positive")
 		}
+	case "tlsrpt":
+		c.TLSRPT, err = strconv.ParseBool(value)
+	case "tlsrpt-organization":
+		c.TLSRPTOrganization = value
+	case "tlsrpt-contact":
+		c.TLSRPTContact = value
 	case "resolver":
 		c.Resolver = value
 	case "mx-port":

@@ -78,6 +78,12 @@ func (c *Config) Value(key string) (string, error) {
 		return strconv.FormatInt(c.AuditMaxSize, 10), nil
 	case "audit-max-age":
 		return c.AuditMaxAge.String(), nil
+	case "tlsrpt":
+		return strconv.FormatBool(c.TLSRPT), nil
+	case "tlsrpt-organization":
+		return c.TLSRPTOrganization, nil
+	case "tlsrpt-contact":
+		return c.TLSRPTContact, nil
 	}
 	return "", fmt.Errorf("unknown key %q", key)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/smgctl/smgctl/pkg/relay/inbound"
 	"github.com/smgctl/smgctl/pkg/relay/policywatch"
 	"github.com/smgctl/smgctl/pkg/relay/spool"
+	"github.com/smgctl/smgctl/pkg/relay/tlsrpt"
 	"github.com/smgctl/smgctl/pkg/smtpclient"
 )
 
@@ -52,6 +53,8 @@ type Relay struct {
 	health *health.Board
 	// journalDamage: journal segments kept in corrupt/ (journaldamage.go).
 	journalDamage journalDamage
+	// reports sends the daily TLS-RPT reports; nil when off.
+	reports *tlsrpt.Sender
 }
 
 // New opens the spool, the audit log and the policy and binds the
@@ -147,6 +150,12 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		DelayWarning:  delay,
 	}); err != nil {
 		return nil, err
+	}
+
+	if cfg.TLSRPT && res != nil {
+		if r.reports, err = r.newReportSender(res, roots); err != nil {
+			return nil, err
+		}
 	}
 
 	var tlsConf *tls.Config
@@ -253,6 +262,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	runnerDone := make(chan struct{})
 	wg.Go(func() { r.runner.Run(runCtx); close(runnerDone) })
 	wg.Go(func() { r.operate(watchCtx) }) // queuerun.go: queue wake-ups, delay/expiry timer
+	if r.reports != nil {
+		wg.Go(func() { r.reports.Run(watchCtx) })
+	}
 
 	var admin *http.Server
 	if r.adminLn != nil {

@@ -303,6 +303,22 @@ func (d *decoder) record(r *audit.Record) bool {
 			return d.setInt(&r.Attempt)
 		case "prev":
 			return d.setStr(&r.Prev)
+		case "auth":
+			return d.setCommon(&r.Auth)
+		case "tlsa":
+			return d.setCommon(&r.TLSA)
+		case "sts_policy_id":
+			return d.setCommon(&r.STSPolicyID)
+		case "sts_mode":
+			return d.setCommon(&r.STSMode)
+		case "policy_type":
+			return d.setCommon(&r.PolicyType)
+		case "result_type":
+			return d.setCommon(&r.ResultType)
+		case "published_ignored":
+			return d.setBool(&r.PublishedIgnored)
+		case "sending_ip":
+			return d.setCommon(&r.SendingIP)
 		case "seq", "cut_bytes", "uncovered":
 			// The log's own lines (audit.Mark), about half of a log's
 			// lines: no Record field, so encoding/json ignores them too.

@@ -106,6 +106,8 @@ func TestDecodeAgreesWithEncodingJSON(t *testing.T) {
 		{`{"reply":"\ud800"}`, false},
 		{"{\"reply\":\"\xff\"}", false},
 		{`{"time":"2026-01-02T03:04:05Z"}`, true},
+		{`{"auth":"dane","tlsa":"3 1 1 ab","sts_policy_id":"1","sts_mode":"testing","policy_type":"sts","result_type":"validation-failure","published_ignored":true,"sending_ip":"127.0.0.1"}`, true},
+		{`{"sources":[{"kind":"list","detail":"partner.com line 3"}],"sts_mx":["*.x"],"policy_strings":["version: STSv1"]}`, false},
 		{`{"time":"yesterday"}`, false},
 		{`{"event":"x"} x`, false},
 		{`{"event":"x",}`, false},

@@ -320,7 +320,7 @@ func inDomain(domain, want string) bool {
 }
 
 func (p *partial) add(rec *audit.Record) {
-	if rec.Event == audit.PolicyOutsideJournal {
+	if audit.RelayEvent(rec.Event) {
 		return // the relay's own event, no recipient's outcome
 	}
 	if !p.opt.From.IsZero() && rec.Time.Before(p.opt.From) {

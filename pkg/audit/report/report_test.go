@@ -212,6 +212,8 @@ func TestRemovedByAdmin(t *testing.T) {
 			Diagnostic: "550 5.0.0 delivery cancelled by the administrator"},
 		// A relay event, no recipient's: in no count, no "" domain.
 		{Time: t0.Add(4 * time.Second), Event: audit.PolicyOutsideJournal, PolicyFile: "/etc/smgctl/policy.conf", PolicySHA256: "ab"},
+		{Time: t0.Add(5 * time.Second), Event: audit.TLSRPTSent, ReportDomain: "p.test", RUA: "mailto:r@p.test", ReportID: "x"},
+		{Time: t0.Add(6 * time.Second), Event: audit.TLSRPTFailed, ReportDomain: "p.test", RUA: "https://r.p.test/", ReportID: "x", Diagnostic: "HTTP 500"},
 	}
 	var lines []byte
 	for _, r := range recs {
