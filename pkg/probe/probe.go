@@ -320,7 +320,7 @@ func (p *Prober) requirement(rep *Report, key string) policy.Requirement {
 	rep.Requirement = RequirementInfo{
 		Source: source, Entry: req.Target, Line: req.Line, Bits: req.Bits,
 		MinTLS: policy.VersionLabel(policy.VersionName(req.MinTLS)), Verify: req.Verify.String(),
-		Mode: req.Mode.String(), OnFail: req.OnFail.String(),
+		Mode: req.Mode.String(), OnFail: req.Get("on-fail"),
 	}
 	return req
 }
