@@ -3,6 +3,8 @@ package smtpreply
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -71,5 +73,44 @@ func TestFromLine(t *testing.T) {
 	}
 	if r := FromLine("no code here"); r.Code != 0 || r.Temporary() || r.Permanent() || r.String() != "no code here" {
 		t.Errorf("FromLine(no code) = %+v", r)
+	}
+}
+
+// The published-policy and REQUIRETLS replies are documented in
+// docs/policy.md with placeholders; each documented text is exactly what
+// the constructor makes, and temporary or permanent as the RFCs say.
+func TestPublishedPolicyTextsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const h, why = "<host>", "<why>"
+	for _, c := range []struct {
+		r         Reply
+		temporary bool
+	}{
+		{DANENoTLS(h, why), true},
+		{DANENotAuthenticated(h, why), true},
+		{DANEUnusableNoTLS(h, why), true},
+		{DANELookupFailed(h, why), true},
+		{STSMXNotListed(h, "<id>"), true},
+		{STSNoTLS(h, why), true},
+		{STSProtocolTooOld(h, "<version>"), true},
+		{STSCertificateInvalid(h, why), true},
+		{RequireTLSNoTLS(h, why), false},
+		{RequireTLSNotAuthenticated(h, why), false},
+		{RequireTLSNotOffered(h), false},
+	} {
+		if !strings.Contains(string(doc), "`"+c.r.String()+"`") {
+			t.Errorf("docs/policy.md does not show %q", c.r.String())
+		}
+		if c.r.Temporary() != c.temporary || (!c.temporary && c.r.Enhanced != "5.7.30") {
+			t.Errorf("%q: temporary %v, want %v", c.r.String(), c.r.Temporary(), c.temporary)
+		}
+	}
+	for _, r := range []Reply{NotDANEAuthenticated("<reason>"), DANERequired(h)} {
+		if s := strings.TrimPrefix(r.String(), policyPrefix); !strings.Contains(string(doc), "`"+s+"`") || r.Code != policyCode {
+			t.Errorf("docs/policy.md does not show the list failure %q", s)
+		}
 	}
 }
