@@ -8,7 +8,25 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/mx"
+	"github.com/smgctl/smgctl/pkg/policy"
 )
+
+// daneState is what a host's TLSA answer means for the requirement (RFC
+// 7672 §2.2): validated usable records → DANE required; validated records
+// none usable → TLS required; a failed lookup in a signed zone → defer
+// (mxSecure stands in for the host's address records being signed);
+// records without a trusted AD bit, or none → the other sources decide.
+func daneState(t mx.TLSAResult, err error, mxSecure bool, host string, now time.Time) (policy.DANEState, string) {
+	switch {
+	case err != nil && mxSecure:
+		return policy.DANEFailed, err.Error()
+	case err != nil || !t.Secure || len(t.Records) == 0:
+		return policy.DANENone, ""
+	case matchDANE(t, nil, host, now) == DANEUnusable:
+		return policy.DANEUnusable, ""
+	}
+	return policy.DANEUsable, ""
+}
 
 // TLSA usages SMTP may use (RFC 7672 §3.1): DANE-TA(2) and DANE-EE(3).
 // PKIX-TA(0) and PKIX-EE(1) are unusable for SMTP (§3.1.3).

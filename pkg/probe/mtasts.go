@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/smgctl/smgctl/pkg/policy"
 )
 
 // STSPolicy is a parsed MTA-STS policy (RFC 8461 §3.2).
@@ -211,4 +213,13 @@ func clip(s string) string {
 // for mta-sts.<domain> (RFC 8461 §3.3, RFC 6125).
 func tlsClientConfig(roots *x509.CertPool) *tls.Config {
 	return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+}
+
+// requirement is the policy as the decision takes it (pkg/policy), nil
+// when the domain has none.
+func (m MTASTSInfo) requirement() *policy.STS {
+	if m.Policy == nil {
+		return nil
+	}
+	return &policy.STS{ID: m.ID, Mode: policy.STSMode(m.Policy.Mode), MX: m.Policy.MX}
 }
