@@ -213,13 +213,7 @@ func Evaluate(req Requirement, out Outcome) Verdict {
 	return v
 }
 
-// notDANEReason says why an outcome is not DANE-authenticated.
-func notDANEReason(out Outcome) string {
-	switch {
-	case out.VerifyError != "":
-		return out.VerifyError
-	case out.Auth == AuthPKIX:
-		return "authenticated by PKIX, not by a TLSA record"
-	}
-	return "no TLSA record matched"
-}
+// notDANEReason says why an outcome is not DANE-authenticated: the
+// DANE verifier (pkg/dane) reports a match in Auth and TLSA, so anything
+// else is that no usable record matched, whatever PKIX made of the chain.
+func notDANEReason(Outcome) string { return "no TLSA record matched the certificate chain" }

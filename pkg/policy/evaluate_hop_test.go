@@ -51,13 +51,13 @@ func TestEvaluateHop(t *testing.T) {
 		{"no entry, nothing published", none, Published{}, mx, hopPlain, true, smtpreply.Reply{}, ""},
 		{"list alone refuses", entry(""), Published{}, mx, hopPlain, false, smtpreply.EncryptionTooWeak(0, 112), SourceList},
 		{"verify=dane, DANE-authenticated", entry("verify=dane"), Published{}, usable, hopDANE, true, smtpreply.Reply{}, ""},
-		{"verify=dane, PKIX only: the list names it", entry("verify=dane"), Published{}, usable, hopPKIX, false, smtpreply.NotDANEAuthenticated("authenticated by PKIX, not by a TLSA record"), SourceList},
+		{"verify=dane, PKIX only: the list names it", entry("verify=dane"), Published{}, usable, hopPKIX, false, smtpreply.NotDANEAuthenticated("no TLSA record matched the certificate chain"), SourceList},
 		{"verify=dane, no usable TLSA: no delivery", entry("verify=dane"), Published{}, mx, hopPKIX, false, smtpreply.DANERequired("mx1.partner.example"), SourceList},
 
 		// DANE alone, no entry.
 		{"DANE usable, matched", none, Published{}, usable, hopDANE, true, smtpreply.Reply{}, ""},
 		{"DANE usable, no TLS", none, Published{}, usable, hopPlain, false, smtpreply.DANENoTLS("mx1.partner.example", "STARTTLS not offered"), SourceDANE},
-		{"DANE usable, no match", none, Published{}, usable, hopAnon, false, smtpreply.DANENotAuthenticated("mx1.partner.example", "x509: certificate signed by unknown authority"), SourceDANE},
+		{"DANE usable, no match", none, Published{}, usable, hopAnon, false, smtpreply.DANENotAuthenticated("mx1.partner.example", "no TLSA record matched the certificate chain"), SourceDANE},
 		{"DANE unusable, TLS unauthenticated is enough", none, Published{}, unusable, hopAnon, true, smtpreply.Reply{}, ""},
 		{"DANE unusable, no TLS", none, Published{}, unusable, hopPlain, false, smtpreply.DANEUnusableNoTLS("mx1.partner.example", "STARTTLS not offered"), SourceDANE},
 		{"DANE lookup failed: defer even over good TLS", none, Published{}, failed, hopPKIX, false, smtpreply.DANELookupFailed("mx1.partner.example", "SERVFAIL"), SourceDANE},
@@ -77,7 +77,7 @@ func TestEvaluateHop(t *testing.T) {
 		{"REQUIRETLS, no TLS", none, Published{RequireTLS: true}, mx, hopPlain, false, smtpreply.RequireTLSNoTLS("mx1.partner.example", "STARTTLS not offered"), SourceRequireTLS},
 		{"REQUIRETLS, unauthenticated", none, Published{RequireTLS: true}, mx, hopAnon, false, smtpreply.RequireTLSNotAuthenticated("mx1.partner.example", "x509: certificate signed by unknown authority"), SourceRequireTLS},
 		{"REQUIRETLS, next hop does not offer it", none, Published{RequireTLS: true}, mx, hopPKIX, false, smtpreply.RequireTLSNotOffered("mx1.partner.example"), SourceRequireTLS},
-		{"REQUIRETLS with usable DANE needs DANE", none, Published{RequireTLS: true}, usable, hopPKIXRTLS, false, smtpreply.DANENotAuthenticated("mx1.partner.example", "authenticated by PKIX, not by a TLSA record"), SourceDANE},
+		{"REQUIRETLS with usable DANE needs DANE", none, Published{RequireTLS: true}, usable, hopPKIXRTLS, false, smtpreply.DANENotAuthenticated("mx1.partner.example", "no TLSA record matched the certificate chain"), SourceDANE},
 		{"REQUIRETLS over DANE", none, Published{RequireTLS: true}, usable, hopDANERTLS, true, smtpreply.Reply{}, ""},
 		{"REQUIRETLS ignores TLS-Required: No", none, Published{RequireTLS: true, TLSRequiredNo: true, STS: enforce}, outside, hopPKIXRTLS, false, smtpreply.STSMXNotListed("mx.elsewhere.example", "20260101"), SourceMTASTS},
 
@@ -88,7 +88,7 @@ func TestEvaluateHop(t *testing.T) {
 
 		// mode=off exempts from the list only.
 		{"mode=off, STS enforce still enforced", entry("mode=off"), Published{STS: enforce}, mx, hopPlain, false, smtpreply.STSNoTLS("mx1.partner.example", "STARTTLS not offered"), SourceMTASTS},
-		{"mode=off, DANE still enforced", entry("mode=off"), Published{}, usable, hopAnon, false, smtpreply.DANENotAuthenticated("mx1.partner.example", "x509: certificate signed by unknown authority"), SourceDANE},
+		{"mode=off, DANE still enforced", entry("mode=off"), Published{}, usable, hopAnon, false, smtpreply.DANENotAuthenticated("mx1.partner.example", "no TLSA record matched the certificate chain"), SourceDANE},
 
 		// TLS-Required: No relaxes what is published, never the list.
 		{"TLS-Required: No relaxes STS", none, Published{STS: enforce, TLSRequiredNo: true}, mx, hopPlain, true, smtpreply.Reply{}, ""},
