@@ -256,13 +256,13 @@ comment is kept unless --comment is given.`,
 	usage := map[string]string{
 		"bits":    "minimum effective cipher strength, 1-256 (default 112)",
 		"min-tls": "minimum TLS version: 1.0, 1.1, 1.2 or 1.3 (default 1.0)",
-		"verify":  "cert: the certificate must verify and name the MX host; none (default)",
+		"verify":  "cert: the certificate must verify and name the MX host; dane: the MX must be DANE-authenticated (TLSA); none (default)",
 		"mode":    "enforce (default), testing (deliver, record would-be bounces) or off (exempt from broader entries)",
-		"on-fail": "bounce (default) or defer (retry until the queue lifetime ends)",
+		"on-fail": "bounce (default), defer (retry until the queue lifetime ends) or route:HOST[:PORT] (hand off to another gateway over verified TLS)",
 	}
 	values := map[string][]string{
-		"min-tls": {"1.0", "1.1", "1.2", "1.3"}, "verify": {"none", "cert"},
-		"mode": {"enforce", "testing", "off"}, "on-fail": {"bounce", "defer"},
+		"min-tls": {"1.0", "1.1", "1.2", "1.3"}, "verify": {"none", "cert", "dane"},
+		"mode": {"enforce", "testing", "off"}, "on-fail": {"bounce", "defer", "route:"},
 	}
 	for _, k := range policy.OptionKeys() {
 		opts[k] = new(string)

@@ -32,7 +32,15 @@ func requirementSummary(m policy.Match) string {
 			o.Bits, o.Get("min-tls"), o.Get("verify"))
 	}
 	return fmt.Sprintf("enforce: bits>=%d min-tls=%s verify=%s, else %s",
-		o.Bits, o.Get("min-tls"), o.Get("verify"), o.Get("on-fail"))
+		o.Bits, o.Get("min-tls"), o.Get("verify"), onFailSummary(o))
+}
+
+// onFailSummary says what becomes of mail no MX can take.
+func onFailSummary(o policy.Options) string {
+	if o.OnFail == policy.OnFailRoute {
+		return fmt.Sprintf("hand off to %s over verified TLS (if that fails: bounce)", o.Route.Address())
+	}
+	return o.Get("on-fail")
 }
 
 func newPolicyCheckCmd(g *globals) *cobra.Command {

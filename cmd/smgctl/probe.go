@@ -350,5 +350,33 @@ func requirementText(q probe.RequirementInfo, whatIf string) string {
 	default:
 		s += " (default)"
 	}
+	if q.Verify == "dane" {
+		s += ", DANE"
+	}
+	return s + publishedText(q.Sources)
+}
+
+// publishedText names what the domain publishes beyond the list, as it
+// joins the requirement: "; MTA-STS enforce (id 2026); DANE mx1.p.test
+// usable".
+func publishedText(sources []policy.Source) string {
+	var s string
+	for _, src := range sources {
+		var t string
+		switch src.Kind {
+		case policy.SourceMTASTS:
+			t = "MTA-STS " + src.Mode + " (id " + src.PolicyID + ")"
+		case policy.SourceDANE:
+			t = "DANE " + src.Host + " " + string(src.DANE)
+		case policy.SourceRequireTLS:
+			t = "REQUIRETLS"
+		default:
+			continue
+		}
+		if src.Ignored != "" {
+			t += " ignored: " + src.Ignored
+		}
+		s += "; " + t
+	}
 	return s
 }

@@ -126,7 +126,7 @@ func TestJSONSchemas(t *testing.T) {
 	os.WriteFile(empty, nil, 0o644)
 	t.Setenv("SMGCTL_CONFIG", empty)
 	pol := filepath.Join(dir, "policy.conf")
-	if err := os.WriteFile(pol, []byte("# partners\npartner.com\nbank.example bits=256 min-tls=1.2 verify=cert on-fail=defer  # contract\n*  mode=testing\nxn--bcher-kva.example\n"), 0o644); err != nil {
+	if err := os.WriteFile(pol, []byte("# partners\npartner.com\nbank.example bits=256 min-tls=1.2 verify=cert on-fail=defer  # contract\n*  mode=testing\nxn--bcher-kva.example\nrouted.example verify=dane on-fail=route:[2001:db8::7]:2525\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	validated := map[string]bool{}
@@ -157,7 +157,7 @@ func TestJSONSchemas(t *testing.T) {
 	runSmgctl(t, "--policy", pol, "policy", "add", "new.example", "--bits", "128", "--comment", "added")
 	runSmgctl(t, "--policy", pol, "policy", "remove", "partner.com")
 	runJSON(0, "--policy", pol, "policy", "list", "--output", "json")
-	runJSON(0, "--policy", pol, "policy", "check", "ceo@bank.example", "unknown.org", "bücher.example", "--output", "json")
+	runJSON(0, "--policy", pol, "policy", "check", "ceo@bank.example", "unknown.org", "bücher.example", "routed.example", "--output", "json")
 	runJSON(0, "--policy", pol, "policy", "history", "--output", "json")
 	lintPol := filepath.Join(dir, "lint.conf")
 	os.WriteFile(lintPol, []byte("partner.com bitz=3\npartner.com\nsub.partner.com mode=off\n"), 0o644)

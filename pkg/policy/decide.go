@@ -11,9 +11,11 @@ const (
 	Defer
 	// Bounce: return it to the sender now with Decision.Diagnostic.
 	Bounce
-	// A future on-fail=route:HOST (SPEC §6.4) adds HandOff here: no hop
-	// meets the requirement and the message goes to another gateway
-	// instead of bouncing. It is decided where Bounce is.
+	// HandOff: no hop meets the requirement and the entry has
+	// on-fail=route (SPEC §6.4): the message goes to Decision.Route, an
+	// encryption gateway, over verified TLS instead of bouncing. From
+	// DecideRoute: it was handed over.
+	HandOff
 )
 
 func (a Action) String() string {
@@ -22,6 +24,8 @@ func (a Action) String() string {
 		return "deliver"
 	case Defer:
 		return "defer"
+	case HandOff:
+		return "hand-off"
 	}
 	return "bounce"
 }
@@ -50,6 +54,8 @@ type Decision struct {
 	// WouldBounce: Deliver under mode=testing over a hop that does not
 	// meet the requirement; the audit records a would-be bounce.
 	WouldBounce bool
+	// Route is where HandOff sends the message; zero otherwise.
+	Route Route
 }
 
 // Decide is the one route rule, which the relay and the probe both use
@@ -61,6 +67,13 @@ type Decision struct {
 // on-fail=bounce, with the first refusal's diagnostic (the one Postfix or
 // Sendmail would name, not the "best"); otherwise it defers, since an
 // unreachable hop might have met the requirement.
+//
+// Beyond the list (verdicts of EvaluateHop): a refusal by DANE or MTA-STS
+// never bounces, it defers (RFC 7672 §2.2, RFC 8461 §5); a REQUIRETLS
+// refusal is permanent whatever on-fail says (RFC 8689 §4.2.1, 5.7.30).
+// Where the message would bounce or defer after every hop was reached
+// and refused, an enforced entry with on-fail=route hands it off to the
+// route instead; the courier then tries the route and calls DecideRoute.
 func Decide(req Requirement, hops []HopResult) Decision {
 	refused, unreached := -1, false
 	for i, h := range hops {
@@ -81,8 +94,64 @@ func Decide(req Requirement, hops []HopResult) Decision {
 		return Decision{Action: Defer, Hop: -1}
 	}
 	d := Decision{Action: Defer, Hop: refused, Diagnostic: hops[refused].Verdict.Diagnostic}
-	if !unreached && req.OnFail == OnFailBounce {
+	if unreached {
+		return d
+	}
+	if req.OnFail == OnFailRoute && !req.Route.IsZero() && req.Mode == ModeEnforce {
+		d.Action, d.Route = HandOff, req.Route
+		return d
+	}
+	permanent := true
+	for _, h := range hops {
+		if h.Reached && !h.Verdict.MaySend && !refusalIsPermanent(req, h.Verdict) {
+			permanent = false
+		}
+	}
+	if permanent {
 		d.Action = Bounce
 	}
 	return d
+}
+
+// refusalIsPermanent: a list refusal bounces with on-fail=bounce, a
+// REQUIRETLS refusal always; what the partner publishes only defers.
+func refusalIsPermanent(req Requirement, v Verdict) bool {
+	switch v.FailedBy {
+	case SourceList, "":
+		return req.OnFail == OnFailBounce
+	case SourceRequireTLS:
+		return true
+	}
+	return false
+}
+
+// RouteRequirement is what the hand-off route must achieve: TLS with a
+// certificate that verifies for the route's host (PKIX, the operator CA
+// file allowed), never in clear, at the entry's strength and version,
+// and REQUIRETLS passed on when the message asked it. The route is not
+// the partner's MX, so the partner's MTA-STS and DANE do not apply to it.
+func RouteRequirement(req Requirement) Requirement {
+	return Requirement{
+		Options:    Options{Bits: req.Bits, MinTLS: req.MinTLS, Verify: VerifyCert, Mode: ModeEnforce, OnFail: OnFailBounce},
+		Target:     req.Target,
+		Line:       req.Line,
+		RequireTLS: req.RequireTLS,
+	}
+}
+
+// DecideRoute is the decision after Decide said HandOff and the courier
+// tried the route: route is its HopResult, judged by EvaluateHop against
+// RouteRequirement(req). Met → HandOff (handed over, audited as
+// handed-off, no bounce to the sender). Otherwise the entry's rule for
+// when the route fails too: a refusal (no TLS, a certificate that does
+// not verify) bounces with the route's diagnostic, an unreachable route
+// defers — as on-fail=bounce judges MX hosts.
+func DecideRoute(req Requirement, route HopResult) Decision {
+	switch {
+	case !route.Reached:
+		return Decision{Action: Defer, Hop: -1, Route: req.Route}
+	case route.Verdict.Met:
+		return Decision{Action: HandOff, Hop: 0, Route: req.Route}
+	}
+	return Decision{Action: Bounce, Hop: 0, Diagnostic: route.Verdict.Diagnostic, Route: req.Route}
 }

@@ -8,6 +8,43 @@ type Requirement struct {
 	Options
 	Target string // the entry's key; "" when no entry applies
 	Line   int    // the entry's line in the policy file; 0 when none
+
+	// Set by Combine from what is published and asked (SPEC §6); zero
+	// for the list alone, which Evaluate judges. Requirement stays
+	// comparable (the relay groups recipients by it): Sources() is
+	// computed, not stored.
+
+	// STS is the domain's MTA-STS policy as published (any mode); nil
+	// when it has none.
+	STS *STS
+	// RequireTLS: the message asked REQUIRETLS (RFC 8689).
+	RequireTLS bool
+	// Ignore says why MTA-STS and DANE are not applied ("" when they
+	// are): IgnoredPublishedOff or IgnoredTLSRequiredNo.
+	Ignore string
+}
+
+// Sources names every source known for the recipient's domain, in the
+// order list, MTA-STS, REQUIRETLS, those ignored included with why; a
+// hop's DANE source is added by EvaluateHop (Verdict.Sources).
+func (r Requirement) Sources() []Source {
+	var out []Source
+	if r.Target != "" {
+		out = append(out, Source{Kind: SourceList, Target: r.Target, Line: r.Line, Mode: r.Mode.String()})
+	}
+	if r.STS != nil {
+		out = append(out, Source{Kind: SourceMTASTS, PolicyID: r.STS.ID, Mode: string(r.STS.Mode), MX: r.STS.MX, Ignored: r.Ignore})
+	}
+	if r.RequireTLS {
+		out = append(out, Source{Kind: SourceRequireTLS})
+	}
+	return out
+}
+
+// stsApplies reports whether an MTA-STS policy judges the hops (enforce
+// or testing, not ignored).
+func (r Requirement) stsApplies() bool {
+	return r.STS != nil && r.Ignore == "" && r.STS.Mode != STSNone
 }
 
 // DefaultRequirement is what the probe judges a domain not on the list
@@ -49,6 +86,10 @@ type Outcome struct {
 	// TLSA is the record that matched, in presentation form ("3 1 1
 	// ab12…"), when Auth is AuthDANE.
 	TLSA string
+	// RequireTLSOffered: the server advertised REQUIRETLS in its EHLO
+	// reply after STARTTLS (RFC 8689 §4.1). The courier fills it; only a
+	// REQUIRETLS message looks at it.
+	RequireTLSOffered bool
 }
 
 // Auth names how a TLS peer was authenticated.
@@ -76,6 +117,9 @@ const (
 	ReasonWeakCipher
 	ReasonOldProtocol
 	ReasonUnverified
+	// ReasonPublished: a published policy or REQUIRETLS was not met
+	// (Verdict.FailedBy names which).
+	ReasonPublished
 )
 
 func (r Reason) String() string {
@@ -86,6 +130,8 @@ func (r Reason) String() string {
 		return "old-protocol"
 	case ReasonUnverified:
 		return "unverified"
+	case ReasonPublished:
+		return "published"
 	}
 	return "none"
 }
@@ -107,6 +153,26 @@ type Verdict struct {
 	// failed: delivered, but recorded.
 	WouldBounce bool
 	Bits        int
+
+	// FailedBy names the source whose demand Reply states; "" when met.
+	// Evaluate only ever names the list.
+	FailedBy SourceKind
+	// Failures lists every source's unmet demand in the order list,
+	// DANE, MTA-STS, REQUIRETLS — those that stop delivery and those
+	// only recorded (mode=testing entries, MTA-STS testing: RFC 8461 §5).
+	Failures []Failure
+	// Sources names every source that set this hop's requirement
+	// (EvaluateHop: Requirement.Sources and the hop's DANE).
+	Sources []Source
+}
+
+// Failure is one source's unmet demand on one hop.
+type Failure struct {
+	Source SourceKind
+	Reply  smtpreply.Reply
+	// Enforced: it stops delivery over this hop. False for a would-be
+	// failure that is only recorded.
+	Enforced bool
 }
 
 // Evaluate is the one place that decides whether a TLS outcome is good
@@ -132,11 +198,22 @@ func Evaluate(req Requirement, out Outcome) Verdict {
 		}
 		v.Met, v.Reason = false, ReasonUnverified
 		v.Reply = smtpreply.CertificateNotVerified(reason)
+	case req.Verify == VerifyDANE && out.Auth != AuthDANE:
+		// RFC 7672 §2.2 as Postfix's dane-only: DANE or no delivery.
+		v.Met, v.Reason = false, ReasonUnverified
+		v.Reply = smtpreply.NotDANEAuthenticated(notDANEReason(out))
 	}
 	if !v.Met {
 		v.Diagnostic = v.Reply.String()
 		v.MaySend = req.Mode != ModeEnforce
 		v.WouldBounce = req.Mode == ModeTesting
+		v.FailedBy = SourceList
+		v.Failures = []Failure{{Source: SourceList, Reply: v.Reply, Enforced: req.Mode == ModeEnforce}}
 	}
 	return v
 }
+
+// notDANEReason says why an outcome is not DANE-authenticated: the
+// DANE verifier (pkg/dane) reports a match in Auth and TLSA, so anything
+// else is that no usable record matched, whatever PKIX made of the chain.
+func notDANEReason(Outcome) string { return "no TLSA record matched the certificate chain" }

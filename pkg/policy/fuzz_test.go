@@ -12,6 +12,7 @@ func FuzzParse(f *testing.F) {
 		"partner.com\n",
 		"bank.example bits=256 min-tls=1.2 verify=cert\nceo@supplier.example\n* mode=testing # c\n",
 		"legacy.example mode=off on-fail=defer\n",
+		"p.example verify=dane on-fail=route:[2001:db8::1]:2525\n", "q.example on-fail=route:gw.example:25\n",
 		"bücher.example\n",
 		"a..b\n", "a@b@c\n", "x bits=999\n", "\xff\xfe\n", "#only\n\n\n",
 	} {

@@ -39,11 +39,19 @@ const (
 	OnFailBounce OnFail = iota
 	// OnFailDefer retries until the queue lifetime ends (Sendmail TEMP+).
 	OnFailDefer
+	// OnFailRoute hands the message to Options.Route, another gateway
+	// (S/MIME, secure portal), instead of bouncing (on-fail=route:HOST).
+	// If the route fails too, it is judged as on-fail=bounce judges MX
+	// hosts: refused → bounce, unreachable → defer (see DecideRoute).
+	OnFailRoute
 )
 
 func (f OnFail) String() string {
-	if f == OnFailDefer {
+	switch f {
+	case OnFailDefer:
 		return "defer"
+	case OnFailRoute:
+		return "route"
 	}
 	return "bounce"
 }
@@ -56,11 +64,18 @@ const (
 	VerifyNone Verify = iota
 	// VerifyCert requires a chain to a trusted root that names the MX host.
 	VerifyCert
+	// VerifyDANE requires DANE authentication (RFC 7672 §2.2): a
+	// DNSSEC-signed MX and TLSA, and a certificate matching a usable
+	// TLSA record. Without one, no delivery. Postfix's dane-only.
+	VerifyDANE
 )
 
 func (v Verify) String() string {
-	if v == VerifyCert {
+	switch v {
+	case VerifyCert:
 		return "cert"
+	case VerifyDANE:
+		return "dane"
 	}
 	return "none"
 }
@@ -78,6 +93,9 @@ type Options struct {
 	Verify Verify
 	Mode   Mode
 	OnFail OnFail
+	// Route is the hand-off gateway when OnFail is OnFailRoute; zero
+	// otherwise.
+	Route Route
 }
 
 // DefaultOptions is what an entry without options requires.
@@ -110,8 +128,10 @@ func (o *Options) Set(key, value string) error {
 			o.Verify = VerifyNone
 		case "cert":
 			o.Verify = VerifyCert
+		case "dane":
+			o.Verify = VerifyDANE
 		default:
-			return fmt.Errorf("verify=%q: want none or cert", value)
+			return fmt.Errorf("verify=%q: want none, cert or dane", value)
 		}
 	case "mode":
 		switch value {
@@ -125,13 +145,22 @@ func (o *Options) Set(key, value string) error {
 			return fmt.Errorf("mode=%q: want enforce, testing or off", value)
 		}
 	case "on-fail":
+		o.Route = Route{}
 		switch value {
 		case "bounce":
 			o.OnFail = OnFailBounce
 		case "defer":
 			o.OnFail = OnFailDefer
 		default:
-			return fmt.Errorf("on-fail=%q: want bounce or defer", value)
+			spec, ok := strings.CutPrefix(value, "route:")
+			if !ok {
+				return fmt.Errorf("on-fail=%q: want bounce, defer or route:HOST[:PORT]", value)
+			}
+			r, err := ParseRoute(spec)
+			if err != nil {
+				return fmt.Errorf("on-fail=%q: %v", value, err)
+			}
+			o.OnFail, o.Route = OnFailRoute, r
 		}
 	default:
 		return fmt.Errorf("unknown option %q (known: %s)", key, strings.Join(optionKeys, ", "))
@@ -151,6 +180,9 @@ func (o Options) Get(key string) string {
 	case "mode":
 		return o.Mode.String()
 	case "on-fail":
+		if o.OnFail == OnFailRoute {
+			return "route:" + o.Route.String()
+		}
 		return o.OnFail.String()
 	}
 	return ""

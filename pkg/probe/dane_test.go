@@ -3,11 +3,13 @@ package probe
 import (
 	"crypto/sha256"
 	"crypto/x509"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/smgctl/smgctl/internal/testpeer"
 	"github.com/smgctl/smgctl/pkg/mx"
+	"github.com/smgctl/smgctl/pkg/policy"
 )
 
 // The matching rules are pkg/dane's (its tests); here the probe's
@@ -45,5 +47,30 @@ func TestMatchDANE(t *testing.T) {
 				t.Fatalf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// What a TLSA answer means for the requirement (RFC 7672 §2.2).
+func TestDANEState(t *testing.T) {
+	ee := mx.TLSA{Usage: 3, Selector: 1, MatchingType: 1, Data: make([]byte, 32)}
+	pkixEE := mx.TLSA{Usage: 1, Selector: 1, MatchingType: 1, Data: make([]byte, 32)}
+	now := time.Now()
+	for _, c := range []struct {
+		name     string
+		t        mx.TLSAResult
+		err      error
+		mxSecure bool
+		want     policy.DANEState
+	}{
+		{"validated usable record", mx.TLSAResult{Secure: true, Records: []mx.TLSA{ee}}, nil, true, policy.DANEUsable},
+		{"validated, only PKIX usages", mx.TLSAResult{Secure: true, Records: []mx.TLSA{pkixEE}}, nil, true, policy.DANEUnusable},
+		{"records without trusted AD are ignored", mx.TLSAResult{Records: []mx.TLSA{ee}}, nil, true, policy.DANENone},
+		{"no records", mx.TLSAResult{Secure: true}, nil, true, policy.DANENone},
+		{"SERVFAIL in a signed zone defers", mx.TLSAResult{}, errors.New("SERVFAIL"), true, policy.DANEFailed},
+		{"lookup failure in an unsigned zone", mx.TLSAResult{}, errors.New("SERVFAIL"), false, policy.DANENone},
+	} {
+		if got, _ := daneState(c.t, c.err, c.mxSecure, "mx.p.test", now); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
 	}
 }

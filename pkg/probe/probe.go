@@ -40,8 +40,12 @@ type Config struct {
 	RequireBits int
 	MinTLS      uint16 // a crypto/tls version constant
 	Verify      *policy.Verify
-	Port        int           // SMTP port dialled on every address; default 25
-	Timeout     time.Duration // per step of a session and per HTTPS fetch; default 10s
+	// IgnorePublished mirrors the relay's setting that turns published
+	// policies (MTA-STS, DANE) off: the verdict ignores them, and the
+	// sources say so.
+	IgnorePublished bool
+	Port            int           // SMTP port dialled on every address; default 25
+	Timeout         time.Duration // per step of a session and per HTTPS fetch; default 10s
 	// Concurrency bounds targets probed at once and, separately, SMTP
 	// sessions open at once; default 32.
 	Concurrency int
@@ -199,6 +203,9 @@ func (p *Prober) ProbeTarget(ctx context.Context, target string) *Report {
 		return rep
 	}
 
+	// What the domain publishes joins the list's requirement (SPEC §6),
+	// as at the relay: the strictest wins.
+	req = policy.Combine(req, policy.Published{STS: rep.MTASTS.requirement(), Ignored: p.cfg.IgnorePublished})
 	p.probeHosts(ctx, rep, res.Hosts, p.cfg.Port, req)
 	if permanent, err := res.NoAddress(); permanent {
 		// What the relay does (mx.Result.NoAddress): no MX host can
@@ -233,6 +240,7 @@ func (p *Prober) probeHosts(ctx context.Context, rep *Report, hosts []mx.Host, p
 		}
 		var tlsa mx.TLSAResult
 		hg.Go(func() error {
+			facts := policy.HopFacts{Name: h.Name}
 			// An address literal has no name to hang TLSA records on.
 			if _, err := netip.ParseAddr(h.Name); err != nil {
 				var err error
@@ -244,13 +252,15 @@ func (p *Prober) probeHosts(ctx context.Context, rep *Report, hosts []mx.Host, p
 				if err != nil {
 					hr.TLSA.Error = err.Error()
 				}
+				facts.DANE, facts.DANEError = daneState(tlsa, err, rep.MX.Secure, h.Name, p.cfg.Now())
 			}
+			hr.dane = facts.DANE
 			// Sessions after the TLSA answer: DANE needs both.
 			ag, actx := errgroup.WithContext(hctx)
 			for _, a := range h.Addrs {
 				at := &Attempt{Addr: net.JoinHostPort(a.String(), strconv.Itoa(port)), Timings: map[string]Millis{}}
 				hr.Attempts = append(hr.Attempts, at)
-				ag.Go(func() error { p.session(actx, h.Name, a, at, tlsa, req); return nil })
+				ag.Go(func() error { p.session(actx, facts, a, at, tlsa, req); return nil })
 			}
 			return ag.Wait()
 		})
@@ -287,14 +297,15 @@ func (p *Prober) requirement(rep *Report, key string) policy.Requirement {
 	rep.Requirement = RequirementInfo{
 		Source: source, Entry: req.Target, Line: req.Line, Bits: req.Bits,
 		MinTLS: policy.VersionLabel(policy.VersionName(req.MinTLS)), Verify: req.Verify.String(),
-		Mode: req.Mode.String(), OnFail: req.OnFail.String(),
+		Mode: req.Mode.String(), OnFail: req.Get("on-fail"), Sources: append([]policy.Source{}, req.Sources()...),
 	}
 	return req
 }
 
 // session runs banner, EHLO, STARTTLS, handshake, EHLO, QUIT against one
 // address and grades the outcome.
-func (p *Prober) session(ctx context.Context, host string, addr netip.Addr, at *Attempt, tlsa mx.TLSAResult, req policy.Requirement) {
+func (p *Prober) session(ctx context.Context, facts policy.HopFacts, addr netip.Addr, at *Attempt, tlsa mx.TLSAResult, req policy.Requirement) {
+	host := facts.Name
 	select {
 	case p.sessions <- struct{}{}:
 	case <-ctx.Done():
@@ -365,16 +376,26 @@ func (p *Prober) session(ctx context.Context, host string, addr netip.Addr, at *
 				ChainVerified: v.ChainVerified, NameMatched: v.NameMatched, VerifyError: v.Error,
 			}
 		}
-		// DANE is reported, not fed into the grade: the relay
-		// verifies certificates against the WebPKI roots only, and the
-		// probe must judge exactly as the relay will (SPEC §3 step 3).
 		at.DANE = matchDANE(tlsa, chain, host, p.cfg.Now())
 	}
+	// How the peer was authenticated, as the relay judges it (SPEC
+	// §6.6): a usable TLSA record that matched, else PKIX.
+	out.RequireTLSOffered = s.Supports("REQUIRETLS")
+	pkixVerified := out.Verified
+	switch {
+	case at.DANE == DANEMatch && facts.DANE == policy.DANEUsable:
+		out.Auth, out.Verified = policy.AuthDANE, true
+	case out.Verified:
+		out.Auth = policy.AuthPKIX
+	default:
+		out.Auth = policy.AuthNone
+	}
 	at.Bits = out.Bits()
-	at.Verified = out.Verified
+	at.Verified = pkixVerified
 	if at.Error == "" {
-		v := policy.Evaluate(req, out)
+		v := policy.EvaluateHop(req, facts, out)
 		at.graded, at.verdict, at.Met, at.Diagnostic = true, v, v.Met, v.Diagnostic
+		at.FailedBy = string(v.FailedBy)
 	}
 	if !s.Closed() {
 		s.Quit(ctx)
@@ -411,6 +432,12 @@ func (p *Prober) verdict(rep *Report, req policy.Requirement) {
 		}
 	}
 	d := policy.Decide(req, hops)
+	rep.Requirement.Sources = append([]policy.Source{}, req.Sources()...)
+	for _, h := range rep.Hosts {
+		if h.dane != policy.DANENone {
+			rep.Requirement.Sources = append(rep.Requirement.Sources, policy.Source{Kind: policy.SourceDANE, Host: h.Name, DANE: h.dane, Ignored: req.Ignore})
+		}
+	}
 	first := ""
 	if len(rep.Hosts) > 0 {
 		first = rep.Hosts[0].Name
@@ -430,6 +457,13 @@ func (p *Prober) verdict(rep *Report, req policy.Requirement) {
 		if rep.Via.Host != first {
 			rep.Summary += fmt.Sprintf(", not the preferred MX %s", first)
 		}
+		if d.Diagnostic != "" { // MTA-STS testing: delivered, recorded
+			rep.Summary += "; would-be failure recorded: " + d.Diagnostic
+		}
+	case d.Action == policy.HandOff:
+		rep.Verdict = VerdictHandOff
+		rep.Route = d.Route.String()
+		rep.Summary = fmt.Sprintf("hand off to %s: no MX meets the requirement (%s, from %s [%s])", rep.Route, d.Diagnostic, hop.host, hop.at.Addr)
 	case d.Action == policy.Deliver: // mode=testing
 		rep.Verdict = VerdictTesting
 		rep.Summary = fmt.Sprintf("deliver without meeting the requirement (mode=testing records a would-be bounce: %s, from %s [%s])", d.Diagnostic, hop.host, hop.at.Addr)
@@ -439,6 +473,9 @@ func (p *Prober) verdict(rep *Report, req policy.Requirement) {
 	case d.Hop < 0:
 		rep.Verdict = VerdictDefer
 		rep.Summary = "defer: no MX host could be reached"
+	case hop.at.FailedBy == string(policy.SourceDANE) || hop.at.FailedBy == string(policy.SourceMTASTS):
+		rep.Verdict = VerdictDefer
+		rep.Summary = fmt.Sprintf("defer: %s (from %s [%s]); what the domain publishes is retried, never bounced", d.Diagnostic, hop.host, hop.at.Addr)
 	case req.OnFail == policy.OnFailDefer:
 		rep.Verdict = VerdictDefer
 		rep.Summary = fmt.Sprintf("defer until the queue lifetime ends, then bounce: %s (from %s [%s])", d.Diagnostic, hop.host, hop.at.Addr)

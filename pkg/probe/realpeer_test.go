@@ -2,6 +2,8 @@ package probe
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -65,6 +67,7 @@ func TestProbeRealPeers(t *testing.T) {
 	d.AddMX("servfail.test", 10, modern.Hostname)
 	d.ServFail("servfail.test")
 	addMX("users.test", 10, modern)
+	addMX("routed.test", 10, plain)
 	// MTA-STS in enforce mode lists only the good host; the plain one
 	// is outside its patterns.
 	addMX("sts.test", 10, modern)
@@ -76,7 +79,7 @@ func TestProbeRealPeers(t *testing.T) {
 
 	// Go negotiates TLS_AES_128_GCM_SHA256 with Postfix: 128 bits. The
 	// domain entry asks 128 (met), the address entry 256 (not met).
-	pf, err := policy.Parse("policy.conf", []byte("users.test bits=128\nboss@users.test bits=256 verify=cert\n"))
+	pf, err := policy.Parse("policy.conf", []byte("users.test bits=128\nboss@users.test bits=256 verify=cert\nrouted.test on-fail=route:gw.example:2525\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +154,14 @@ func TestProbeRealPeers(t *testing.T) {
 		{target: "servfail.test", verdict: VerdictDefer, summaryHas: "SERVFAIL"},
 		{target: "nosuch.test", verdict: VerdictNoMail, summaryHas: "NXDOMAIN"},
 		{target: "users.test", pass: true, verdict: VerdictDeliver, via: modern.Hostname, reqSource: "policy", reqBits: 128},
+		// No MX meets the entry, which routes: the relay hands off.
+		{target: "routed.test", verdict: VerdictHandOff, diagnostic: "503 5.7.0 encryption too weak 0 less than 112",
+			summaryHas: "hand off to gw.example:2525: no MX meets the requirement (503 5.7.0 encryption too weak 0 less than 112, from " + plain.Hostname,
+			check: func(t *testing.T, r *Report) {
+				if r.Route != "gw.example:2525" || len(r.Requirement.Sources) != 1 || r.Requirement.Sources[0].Target != "routed.test" {
+					t.Fatalf("route %q sources %+v", r.Route, r.Requirement.Sources)
+				}
+			}},
 		{target: "boss@users.test", verdict: VerdictBounce, diagnostic: "503 5.7.0 encryption too weak 128 less than 256", reqSource: "policy", reqBits: 256},
 		{target: "sts.test", pass: true, verdict: VerdictDeliver, via: modern.Hostname,
 			riskHas: "MX " + plain.Hostname + " is not in the MTA-STS policy's mx list", check: func(t *testing.T, r *Report) {
@@ -220,6 +231,46 @@ func TestProbeRealPeers(t *testing.T) {
 			}
 		})
 	}
+
+	// DANE through a resolver whose answers carry the AD bit (trusted on
+	// loopback): the Postfix MX's certificate against its TLSA records.
+	t.Run("DANE joins the requirement", func(t *testing.T) {
+		sd := testpeer.StartDNS(t)
+		sd.SetAD(true)
+		sd.AddA(modern.Hostname, modern.IP.String())
+		sd.AddMX("dane-ok.test", 10, modern.Hostname)
+		for _, leaf := range modern.Certs {
+			spki := sha256.Sum256(leaf.Cert.RawSubjectPublicKeyInfo)
+			sd.AddTLSA("_25._tcp."+modern.Hostname, 3, 1, 1, hex.EncodeToString(spki[:]))
+		}
+		sd.AddA("mx.dane-bad.test", modern.IP.String())
+		sd.AddMX("dane-bad.test", 10, "mx.dane-bad.test")
+		sd.AddTLSA("_25._tcp.mx.dane-bad.test", 3, 1, 1, strings.Repeat("00", 32))
+		sres, err := mx.NewResolver(sd.Addr(), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, off := range []bool{false, true} {
+			ps, _ := New(Config{Resolver: sres, Timeout: 5 * time.Second, RootCAs: ca.Pool(), STSFetcher: stsFetch, IgnorePublished: off})
+			good := ps.ProbeTarget(context.Background(), "dane-ok.test")
+			if !good.Pass || good.Hosts[0].Attempts[0].DANE != DANEMatch || len(good.Requirement.Sources) != 1 ||
+				good.Requirement.Sources[0].DANE != policy.DANEUsable {
+				t.Fatalf("published off %v: DANE-EE match: %+v", off, good)
+			}
+			bad := ps.ProbeTarget(context.Background(), "dane-bad.test")
+			if off {
+				// The relay's switch: DANE ignored, and said to be.
+				if !bad.Pass || bad.Requirement.Sources[0].Ignored != policy.IgnoredPublishedOff {
+					t.Fatalf("published off: %+v", bad)
+				}
+				continue
+			}
+			want := "451 4.7.5 DANE: certificate of mx.dane-bad.test matches no usable TLSA record: no TLSA record matched the certificate chain"
+			if bad.Pass || bad.Verdict != VerdictDefer || bad.Diagnostic != want || bad.Hosts[0].Attempts[0].FailedBy != "dane" {
+				t.Fatalf("DANE mismatch: verdict %q diagnostic %q, want defer %q", bad.Verdict, bad.Diagnostic, want)
+			}
+		}
+	})
 
 	t.Run("require-bits overrides the policy", func(t *testing.T) {
 		p2, _ := New(Config{Resolver: res, Policy: pf.Compile(), RequireBits: 256, Timeout: 5 * time.Second, RootCAs: ca.Pool(), STSFetcher: stsFetch})

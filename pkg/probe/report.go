@@ -29,8 +29,11 @@ type Report struct {
 	Via *HopRef `json:"via,omitempty"`
 	// Diagnostic is the relay's exact bounce text for the best attempt
 	// when no hop meets the requirement.
-	Diagnostic string   `json:"diagnostic,omitempty"`
-	Risks      []string `json:"risks"`
+	Diagnostic string `json:"diagnostic,omitempty"`
+	// Route is where the relay would hand the mail off (VerdictHandOff):
+	// the entry's on-fail=route, HOST or HOST:PORT.
+	Route string   `json:"route,omitempty"`
+	Risks []string `json:"risks"`
 	// Error is a failure that stopped the probe before any host was
 	// tried (DNS), "" otherwise.
 	Error    string        `json:"error,omitempty"`
@@ -50,6 +53,9 @@ const (
 	// VerdictTesting: a mode=testing entry that no hop meets; the relay
 	// delivers opportunistically and records a would-be bounce.
 	VerdictTesting = "deliver-testing"
+	// VerdictHandOff: no hop meets it and the entry has on-fail=route;
+	// the relay hands the mail to that gateway (Report.Route).
+	VerdictHandOff = "hand-off"
 )
 
 // RequirementInfo says what was required and why.
@@ -64,6 +70,10 @@ type RequirementInfo struct {
 	Verify string              `json:"verify"`
 	Mode   string              `json:"mode"`
 	OnFail string              `json:"on_fail"`
+	// Sources names every source of the combined requirement: the list
+	// entry, the domain's MTA-STS policy, each MX host's DANE state;
+	// those ignored (published policies off) say why.
+	Sources []policy.Source `json:"sources"`
 }
 
 // HopRef names one MX host address.
@@ -105,6 +115,8 @@ type HostReport struct {
 	MTASTSMatch *bool      `json:"mta_sts_match,omitempty"`
 	TLSA        TLSAInfo   `json:"tlsa"`
 	Attempts    []*Attempt `json:"attempts"`
+
+	dane policy.DANEState // what the TLSA answer means for the requirement
 }
 
 // TLSAInfo is what _25._tcp.<host> holds (RFC 7672).
@@ -134,6 +146,7 @@ type Attempt struct {
 	DANE       DANEResult          `json:"dane,omitempty"`
 	Met        bool                `json:"met"`
 	Diagnostic string              `json:"diagnostic,omitempty"` // the relay's words when not met
+	FailedBy   string              `json:"failed_by,omitempty"`  // the source whose demand was not met: list, dane, mta-sts
 	Error      string              `json:"error,omitempty"`
 	Timings    map[string]Millis   `json:"timings_ms"`
 	// Deep holds the result of Config.Deep for this address, if set.
@@ -160,3 +173,12 @@ type CertInfo struct {
 type Millis float64
 
 func millis(d time.Duration) Millis { return Millis(float64(d.Microseconds()) / 1000) }
+
+// requirement is the policy as the decision takes it (pkg/policy), nil
+// when the domain has none.
+func (m MTASTSInfo) requirement() *policy.STS {
+	if m.Policy == nil {
+		return nil
+	}
+	return &policy.STS{ID: m.ID, Mode: policy.STSMode(m.Policy.Mode), MX: m.Policy.MX}
+}

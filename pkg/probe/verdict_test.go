@@ -91,3 +91,57 @@ func TestVerdictTestingUsesTheFirstReachedHop(t *testing.T) {
 		t.Errorf("verdict %q diagnostic %q summary %q; want %q %q from mx2.p.test", rep.Verdict, rep.Diagnostic, rep.Summary, VerdictTesting, diag)
 	}
 }
+
+// Published policies reach the verdict through the same decision as the
+// relay's: a DANE refusal defers, an entry's route hands off, and the
+// requirement names every source (the entry, MTA-STS, each host's DANE).
+func TestVerdictPublishedAndHandOff(t *testing.T) {
+	file, err := policy.Parse("p.conf", []byte("p.test on-fail=route:gw.example:2525\nq.test\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := file.Compile()
+	sts := &policy.STS{ID: "20260101", Mode: policy.STSEnforce, MX: []string{"*.p.test"}}
+	graded := func(req policy.Requirement, host string, dane policy.DANEState, out policy.Outcome) HostReport {
+		at := &Attempt{Addr: "10.0.0.1:25"}
+		v := policy.EvaluateHop(req, policy.HopFacts{Name: host, DANE: dane}, out)
+		at.graded, at.verdict, at.Met, at.Diagnostic, at.FailedBy = true, v, v.Met, v.Diagnostic, string(v.FailedBy)
+		return HostReport{Name: host, Attempts: []*Attempt{at}, dane: dane}
+	}
+	anon := policy.Outcome{TLS: true, Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256, Auth: policy.AuthNone, VerifyError: "self-signed"}
+	plain := policy.Outcome{Failure: "STARTTLS not offered"}
+	p := &Prober{cfg: Config{Now: time.Now}}
+
+	// q.test: listed, DANE usable on its MX, certificate matches no TLSA.
+	req := policy.Combine(pol.Lookup("q.test").Requirement(), policy.Published{STS: sts})
+	rep := &Report{Requirement: RequirementInfo{}, Hosts: []HostReport{graded(req, "mx1.q.test", policy.DANEUsable, anon)}}
+	p.verdict(rep, req)
+	if rep.Verdict != VerdictDefer || !strings.HasPrefix(rep.Diagnostic, "451 4.7.5 DANE: ") || !strings.Contains(rep.Summary, "never bounced") {
+		t.Errorf("DANE refusal: %q %q %q, want a deferral naming DANE", rep.Verdict, rep.Diagnostic, rep.Summary)
+	}
+	kinds := []string{}
+	for _, s := range rep.Requirement.Sources {
+		kinds = append(kinds, string(s.Kind)+":"+s.Target+s.PolicyID+s.Host+string(s.DANE))
+	}
+	if got, want := strings.Join(kinds, " "), "list:q.test mta-sts:20260101 dane:mx1.q.testusable"; got != want {
+		t.Errorf("sources %q, want %q", got, want)
+	}
+
+	// p.test: every MX refused, the entry routes: hand off.
+	req = policy.Combine(pol.Lookup("p.test").Requirement(), policy.Published{})
+	rep = &Report{Hosts: []HostReport{graded(req, "mx1.p.test", policy.DANENone, plain)}}
+	p.verdict(rep, req)
+	if rep.Verdict != VerdictHandOff || rep.Route != "gw.example:2525" || rep.Pass ||
+		!strings.HasPrefix(rep.Summary, "hand off to gw.example:2525: no MX meets the requirement (503 5.7.0 encryption too weak 0 less than 112") {
+		t.Errorf("route: %q %q %q", rep.Verdict, rep.Route, rep.Summary)
+	}
+
+	// Published policies off: DANE is ignored and said to be.
+	req = policy.Combine(policy.Requirement{}, policy.Published{STS: sts, Ignored: true})
+	rep = &Report{Hosts: []HostReport{graded(req, "mx9.elsewhere.test", policy.DANEUsable, plain)}}
+	p.verdict(rep, req)
+	if rep.Verdict != VerdictDeliver || len(rep.Requirement.Sources) != 2 ||
+		rep.Requirement.Sources[0].Ignored != policy.IgnoredPublishedOff || rep.Requirement.Sources[1].Ignored != policy.IgnoredPublishedOff {
+		t.Errorf("published off: %q sources %+v", rep.Verdict, rep.Requirement.Sources)
+	}
+}

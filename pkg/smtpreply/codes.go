@@ -1,7 +1,6 @@
 package smtpreply
 
 import (
-	"crypto/tls"
 	"fmt"
 	"strconv"
 	"strings"
@@ -143,55 +142,94 @@ const StatusRequireTLS = "5.7.30"
 // undefined permanent failure; Exim's wording for exim -Mg).
 var AdminReturn = one(550, "5.0.0", adminReturnText)
 
-// The MTA-STS verdicts (RFC 8461 §4, §5): an MX host that a policy in
-// enforce mode rules out. They defer, never bounce: RFC 8461 §5 wants a
-// fresh look at the policy before mail is given up, and the queue's
-// retries give it (RFC 3463 X.7.5: cryptographic failure). In testing
-// mode the relay delivers and records the same text as the would-be
-// failure. Every text starts "MTA-STS: " so logs and DSNs can be
-// grepped for it.
-const (
-	stsCode     = 451
-	stsEnhanced = "4.7.5"
-	stsPrefix   = "MTA-STS: "
-)
-
-// STSMXNotInPolicy: host matches none of the policy's mx patterns
-// (RFC 8461 §4.1); id is the policy's.
-func STSMXNotInPolicy(host, id string) Reply {
-	return one(stsCode, stsEnhanced, stsPrefix+host+" does not match the policy's mx patterns (policy id "+id+")")
-}
-
-// STSNoMXInPolicy: no MX host of domain matches the policy's patterns,
-// so none was tried.
-func STSNoMXInPolicy(domain, id string) Reply {
-	return one(stsCode, stsEnhanced, stsPrefix+"no MX host of "+domain+" matches the policy's mx patterns (policy id "+id+")")
-}
-
-// STSNoSTARTTLS: host did not offer STARTTLS (RFC 8461 §4.2: TLS is
-// required).
-func STSNoSTARTTLS(host string) Reply {
-	return one(stsCode, stsEnhanced, stsPrefix+"STARTTLS not offered by "+host)
-}
-
-// STSTLSTooOld: the session's TLS version (a crypto/tls constant) is
-// older than 1.2, the least an MTA-STS MX must speak (RFC 8461).
-func STSTLSTooOld(version uint16) Reply {
-	return one(stsCode, stsEnhanced, stsPrefix+"TLS 1.2 or later required, got "+tls.VersionName(version))
-}
-
-// STSCertificateInvalid: host's certificate does not verify by the
-// WebPKI for host's name (RFC 8461 §4.2); reason says why.
-func STSCertificateInvalid(host, reason string) Reply {
-	return one(stsCode, stsEnhanced, stsPrefix+"certificate for "+host+" not valid: "+reason)
-}
-
-// STSTLSFailed: the TLS handshake with host failed, so no certificate
-// could be checked.
-func STSTLSFailed(host, reason string) Reply {
-	return one(stsCode, stsEnhanced, stsPrefix+"TLS handshake with "+host+" failed: "+reason)
-}
-
 // StatusExpired is the DSN status of recipients whose queue lifetime ran
 // out (RFC 3463 X.4.7: delivery time expired).
 const StatusExpired = "4.4.7"
+
+// Published policies and REQUIRETLS (RFC 7672, RFC 8461, RFC 8689). A
+// failure of what the partner publishes is temporary: DANE (RFC 7672
+// §2.2) and MTA-STS (RFC 8461 §5) defer, never bounce. The enhanced codes
+// are RFC 5248's registry: X.7.10 encryption needed, X.7.5 cryptographic
+// failure (RFC 3463), X.7.30 REQUIRETLS support required (RFC 8689 §6).
+const (
+	daneText         = "DANE: "
+	stsText          = "MTA-STS: "
+	requireTLSPrefix = "REQUIRETLS: "
+)
+
+// DANENoTLS: hop has usable TLSA records, so TLS is required (RFC 7672
+// §2.2), and the session got none.
+func DANENoTLS(hop, failure string) Reply {
+	return one(451, "4.7.10", daneText+hop+" has usable TLSA records but TLS failed: "+failure)
+}
+
+// DANEUnusableNoTLS: hop's TLSA records are all unusable, which still
+// makes TLS mandatory, unauthenticated (RFC 7672 §2.2).
+func DANEUnusableNoTLS(hop, failure string) Reply {
+	return one(451, "4.7.10", daneText+hop+" has TLSA records (none usable), so TLS is required, and it failed: "+failure)
+}
+
+// DANENotAuthenticated: hop's certificate matches none of its usable
+// TLSA records (RFC 7672 §2.2, RFC 7671 §5).
+func DANENotAuthenticated(hop, reason string) Reply {
+	return one(451, "4.7.5", daneText+"certificate of "+hop+" matches no usable TLSA record: "+reason)
+}
+
+// DANELookupFailed: the TLSA lookup for hop failed (SERVFAIL, bogus,
+// timeout): no plaintext, no downgrade (RFC 7672 §2.2).
+func DANELookupFailed(hop, reason string) Reply {
+	return one(451, "4.7.5", daneText+"TLSA lookup for "+hop+" failed: "+reason)
+}
+
+// DANERequired: a verify=dane entry, and hop has no usable TLSA record
+// (Postfix dane-only): the list entry's failure, in its 503 5.7.0 form.
+func DANERequired(hop string) Reply {
+	return one(policyCode, policyEnhanced, "DANE required: "+hop+" has no usable TLSA record")
+}
+
+// NotDANEAuthenticated: a verify=dane entry, and the certificate was not
+// authenticated by DANE.
+func NotDANEAuthenticated(reason string) Reply {
+	return one(policyCode, policyEnhanced, "certificate not DANE-authenticated: "+reason)
+}
+
+// STSMXNotListed: MX hop matches none of the policy's mx patterns (RFC
+// 8461 §4.1).
+func STSMXNotListed(hop, policyID string) Reply {
+	return one(451, "4.7.5", stsText+"MX "+hop+" does not match the mx patterns of policy "+policyID)
+}
+
+// STSNoTLS: an enforce policy and no TLS with hop (RFC 8461 §4.2).
+func STSNoTLS(hop, failure string) Reply {
+	return one(451, "4.7.10", stsText+hop+" offers no usable TLS: "+failure)
+}
+
+// STSProtocolTooOld: the policy requires TLS 1.2 or later (RFC 8461
+// §4.2).
+func STSProtocolTooOld(hop, got string) Reply {
+	return one(451, "4.7.5", stsText+hop+" negotiated "+got+", the policy requires TLSv1.2 or later")
+}
+
+// STSCertificateInvalid: hop's certificate is not PKIX-valid for its
+// name (RFC 8461 §4.2).
+func STSCertificateInvalid(hop, reason string) Reply {
+	return one(451, "4.7.5", stsText+"certificate of "+hop+" not valid for its name: "+reason)
+}
+
+// RequireTLSNoTLS: a REQUIRETLS message and no TLS with hop (RFC 8689
+// §4.2.1).
+func RequireTLSNoTLS(hop, failure string) Reply {
+	return one(550, StatusRequireTLS, requireTLSPrefix+"no TLS with "+hop+": "+failure)
+}
+
+// RequireTLSNotAuthenticated: a REQUIRETLS message and hop's certificate
+// authenticated by neither PKIX nor DANE (RFC 8689 §4.2.1).
+func RequireTLSNotAuthenticated(hop, reason string) Reply {
+	return one(550, StatusRequireTLS, requireTLSPrefix+"server "+hop+" not authenticated: "+reason)
+}
+
+// RequireTLSNotOffered: a REQUIRETLS message and hop does not advertise
+// REQUIRETLS after STARTTLS (RFC 8689 §4.2.1; §6's text for 5.7.30).
+func RequireTLSNotOffered(hop string) Reply {
+	return RequireTLS(hop + " does not offer REQUIRETLS")
+}

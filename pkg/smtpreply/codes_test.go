@@ -1,9 +1,10 @@
 package smtpreply
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -24,12 +25,6 @@ func TestCodesText(t *testing.T) {
 		{AdminReturn, "550 5.0.0 delivery cancelled by the administrator"},
 		{RequireTLS(""), "550 5.7.30 REQUIRETLS support required"},
 		{RequireTLS("mx.p.test did not offer REQUIRETLS"), "550 5.7.30 REQUIRETLS support required: mx.p.test did not offer REQUIRETLS"},
-		{STSMXNotInPolicy("mx.example.org", "2026a"), "451 4.7.5 MTA-STS: mx.example.org does not match the policy's mx patterns (policy id 2026a)"},
-		{STSNoMXInPolicy("example.org", "2026a"), "451 4.7.5 MTA-STS: no MX host of example.org matches the policy's mx patterns (policy id 2026a)"},
-		{STSNoSTARTTLS("mx.example.org"), "451 4.7.5 MTA-STS: STARTTLS not offered by mx.example.org"},
-		{STSTLSTooOld(tls.VersionTLS11), "451 4.7.5 MTA-STS: TLS 1.2 or later required, got TLS 1.1"},
-		{STSCertificateInvalid("mx.example.org", "x509: certificate signed by unknown authority"), "451 4.7.5 MTA-STS: certificate for mx.example.org not valid: x509: certificate signed by unknown authority"},
-		{STSTLSFailed("mx.example.org", "EOF"), "451 4.7.5 MTA-STS: TLS handshake with mx.example.org failed: EOF"},
 	} {
 		if s := c.got.String(); s != c.want {
 			t.Errorf("got %q, want %q", s, c.want)
@@ -80,5 +75,44 @@ func TestFromLine(t *testing.T) {
 	}
 	if r := FromLine("no code here"); r.Code != 0 || r.Temporary() || r.Permanent() || r.String() != "no code here" {
 		t.Errorf("FromLine(no code) = %+v", r)
+	}
+}
+
+// The published-policy and REQUIRETLS replies are documented in
+// docs/policy.md with placeholders; each documented text is exactly what
+// the constructor makes, and temporary or permanent as the RFCs say.
+func TestPublishedPolicyTextsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const h, why = "<host>", "<why>"
+	for _, c := range []struct {
+		r         Reply
+		temporary bool
+	}{
+		{DANENoTLS(h, why), true},
+		{DANENotAuthenticated(h, why), true},
+		{DANEUnusableNoTLS(h, why), true},
+		{DANELookupFailed(h, why), true},
+		{STSMXNotListed(h, "<id>"), true},
+		{STSNoTLS(h, why), true},
+		{STSProtocolTooOld(h, "<version>"), true},
+		{STSCertificateInvalid(h, why), true},
+		{RequireTLSNoTLS(h, why), false},
+		{RequireTLSNotAuthenticated(h, why), false},
+		{RequireTLSNotOffered(h), false},
+	} {
+		if !strings.Contains(string(doc), "`"+c.r.String()+"`") {
+			t.Errorf("docs/policy.md does not show %q", c.r.String())
+		}
+		if c.r.Temporary() != c.temporary || (!c.temporary && c.r.Enhanced != "5.7.30") {
+			t.Errorf("%q: temporary %v, want %v", c.r.String(), c.r.Temporary(), c.temporary)
+		}
+	}
+	for _, r := range []Reply{NotDANEAuthenticated("<reason>"), DANERequired(h)} {
+		if s := strings.TrimPrefix(r.String(), policyPrefix); !strings.Contains(string(doc), "`"+s+"`") || r.Code != policyCode {
+			t.Errorf("docs/policy.md does not show the list failure %q", s)
+		}
 	}
 }

@@ -100,7 +100,7 @@ old.example              min-tls=1.2 verify=cert
 opp.example              mode=off
 none.example             mode=off
 dane.example             mode=off
-only-dane.example
+only-dane.example        verify=dane
 subs.example
 mixed.example
 strict.example           min-tls=1.3
@@ -109,8 +109,7 @@ nexthop.example          verify=cert
 merge.example            bits=128 min-tls=1.3 verify=cert
 dotfirst.example
 exempt.example           mode=off
-`, `9 LOST: dane: smgctl does not enforce DANE; imported as mode=off (opportunistic), so a published TLSA record no longer makes TLS mandatory
-10 LOST: dane-only: authentication by DANE TLSA records cannot be expressed; imported as an encryption requirement only
+`, `9 note: dane: imported as mode=off; smgctl honours published TLSA records for every domain, as Postfix's dane level does, unless published policies are switched off in the relay's settings
 11 note: .subs.example imported as subs.example, which also covers subs.example itself
 12 LOST: [mx.relay.example]:587 is a next-hop key, not a recipient domain; not imported
 14 note: .mixed.example and mixed.example (line 13) have different policies; one smgctl entry covers mixed.example and its subdomains alike, so the stricter applies to both: the default requirement (bits=112)
@@ -283,7 +282,9 @@ func TestPostfixPolicies(t *testing.T) {
 		{"x.example secure", "x.example                verify=cert", "lost"},
 		{"x.example secure match=hostname", "x.example                verify=cert", "exact"},
 		{"x.example fingerprint match=AA:BB", "x.example", "lost"},
-		{"x.example dane", "x.example                mode=off", "lost"},
+		{"x.example dane", "x.example                mode=off", "exact"},
+		{"x.example dane-only", "x.example                verify=dane", "exact"},
+		{"x.example dane-only protocols=>=TLSv1.2", "x.example                min-tls=1.2 verify=dane", "exact"},
 		{"x.example encrypt protocols=>=TLSv1.2", "x.example                min-tls=1.2", "exact"},
 		{"x.example encrypt protocols=>=TLSv1.3", "x.example                min-tls=1.3", "exact"},
 		{"x.example encrypt protocols=>=TLSv1", "x.example", "exact"},
@@ -493,10 +494,14 @@ func TestJSONRoundTrip(t *testing.T) {
 *  mode=testing
 u@xn--bcher-kva.example min-tls=1.3 mode=off
 plain.example
+dane.example verify=dane on-fail=route:[2001:db8::7]:2525
 `)
 	var buf bytes.Buffer
 	if err := WriteJSON(&buf, src); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"verify": "dane"`) || !strings.Contains(buf.String(), `"on_fail": "route:[2001:db8::7]:2525"`) {
+		t.Errorf("JSON does not spell verify=dane and the route as the policy file does:\n%s", buf.String())
 	}
 	r, err := ReadJSON("x.json", buf.Bytes())
 	if err != nil {

@@ -28,7 +28,9 @@ import (
 // (no audit-only level: written as may), address entries (the table is
 // looked up by next-hop domain), the catch-all (smtp_tls_security_level in
 // main.cf, not a table key), and on-fail=bounce (Postfix defers mail that
-// fails its level and returns it only when the queue lifetime ends).
+// fails its level and returns it only when the queue lifetime ends), and
+// on-fail=route (a transport map would send all of the domain's mail to
+// the gateway, not only what fails TLS: written as the level alone).
 func WritePostfix(w io.Writer, entries []*policy.Entry) ([]Note, error) {
 	var notes []Note
 	bw := bufio.NewWriter(w)
@@ -56,8 +58,14 @@ func WritePostfix(w io.Writer, entries []*policy.Entry) ([]Note, error) {
 			lost("mode=testing has no Postfix equivalent (nothing records would-be failures); written as may")
 		}
 		if level == "encrypt" {
-			if o.Verify == policy.VerifyCert {
+			switch o.Verify {
+			case policy.VerifyCert:
 				level = "verify"
+			case policy.VerifyDANE:
+				level = "dane-only"
+			}
+			if o.OnFail == policy.OnFailRoute {
+				lost("on-fail=route:%s has no Postfix equivalent (a transport map would send all of the domain's mail there, not only what fails TLS); left out, mail that fails the level is deferred", o.Route)
 			}
 			if o.MinTLS > tls.VersionTLS10 {
 				attrs += " protocols=>=" + policy.VersionName(o.MinTLS)
@@ -93,7 +101,9 @@ func WritePostfix(w io.Writer, entries []*policy.Entry) ([]Note, error) {
 // verify=cert, with PERM+ for on-fail=bounce and TEMP+ for defer, so that
 // the meaning does not depend on TLS_PERM_ERR. mode=off is OK (exempt from
 // broader entries). Reported: min-tls (TLS_Rcpt has no protocol floor)
-// and mode=testing (no audit-only form: written as OK).
+// mode=testing (no audit-only form: written as OK), verify=dane (TLS_Rcpt
+// cannot demand DANE: written as ENCR) and on-fail=route (no hand-off in
+// the access map: written as PERM+, which the route falls back to).
 func WriteSendmail(w io.Writer, entries []*policy.Entry) ([]Note, error) {
 	var notes []Note
 	bw := bufio.NewWriter(w)
@@ -118,9 +128,16 @@ func WriteSendmail(w io.Writer, entries []*policy.Entry) ([]Note, error) {
 			if o.OnFail == policy.OnFailDefer {
 				rhs = "TEMP+"
 			}
-			if o.Verify == policy.VerifyCert {
+			if o.OnFail == policy.OnFailRoute {
+				lost("on-fail=route:%s has no Sendmail equivalent; written as PERM+ (bounce)", o.Route)
+			}
+			switch o.Verify {
+			case policy.VerifyCert:
 				rhs += "VERIFY:" + strconv.Itoa(o.Bits)
-			} else {
+			case policy.VerifyDANE:
+				rhs += "ENCR:" + strconv.Itoa(o.Bits)
+				lost("verify=dane: TLS_Rcpt cannot demand DANE authentication; written as ENCR:%d (encryption only)", o.Bits)
+			default:
 				rhs += "ENCR:" + strconv.Itoa(o.Bits)
 			}
 			if o.MinTLS > tls.VersionTLS10 {

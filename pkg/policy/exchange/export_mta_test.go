@@ -24,6 +24,7 @@ func TestExportRoundTrip(t *testing.T) {
 bank.example bits=128 min-tls=1.2 verify=cert
 legacy.example mode=off
 weak.example bits=56 on-fail=defer
+dane.example min-tls=1.2 verify=dane
 `
 	for _, tc := range []struct {
 		format Format
@@ -34,7 +35,8 @@ weak.example bits=56 on-fail=defer
 			"partner.com\tencrypt\n.partner.com\tencrypt\n" +
 				"bank.example\tverify protocols=>=TLSv1.2 ciphers=high\n.bank.example\tverify protocols=>=TLSv1.2 ciphers=high\n" +
 				"legacy.example\tmay\n.legacy.example\tmay\n" +
-				"weak.example\tencrypt ciphers=low\n.weak.example\tencrypt ciphers=low\n"},
+				"weak.example\tencrypt ciphers=low\n.weak.example\tencrypt ciphers=low\n" +
+				"dane.example\tdane-only protocols=>=TLSv1.2\n.dane.example\tdane-only protocols=>=TLSv1.2\n"},
 	} {
 		var buf bytes.Buffer
 		notes, err := tc.write(&buf, entriesOf(t, exact))
@@ -134,5 +136,43 @@ tls12.example min-tls=1.2
 	}
 	if len(notes) != 2 || notes[0].Line != 4 || notes[1].Line != 5 || !strings.Contains(notes[1].Text, "min-tls") {
 		t.Errorf("sendmail notes: %v", notes)
+	}
+}
+
+// A hand-off route has no Postfix or Sendmail equivalent, and Sendmail
+// cannot demand DANE: each is reported with its line, and the table still
+// carries the entry's TLS level.
+func TestExportReportsRouteAndDANE(t *testing.T) {
+	entries := entriesOf(t, `routed.example on-fail=route:gw.example:2525
+dane.example verify=dane
+`)
+	var buf bytes.Buffer
+	notes, err := WritePostfix(&buf, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(notes) < 1 || !notes[0].Lost || notes[0].Line != 1 || !strings.Contains(notes[0].Text, "on-fail=route:gw.example:2525 has no Postfix equivalent") {
+		t.Errorf("postfix notes: %v", notes)
+	}
+	for _, n := range notes {
+		if n.Lost && n.Line == 2 {
+			t.Errorf("postfix: verify=dane reported lost, but dane-only expresses it: %v", n)
+		}
+	}
+	if want := "routed.example\tencrypt\n.routed.example\tencrypt\ndane.example\tdane-only\n.dane.example\tdane-only\n"; buf.String() != want {
+		t.Errorf("postfix table:\n%s\nwant\n%s", buf.String(), want)
+	}
+
+	buf.Reset()
+	notes, err = WriteSendmail(&buf, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(notes) != 2 || notes[0].Line != 1 || !strings.Contains(notes[0].Text, "no Sendmail equivalent") ||
+		notes[1].Line != 2 || !strings.Contains(notes[1].Text, "cannot demand DANE") {
+		t.Errorf("sendmail notes: %v", notes)
+	}
+	if want := "TLS_Rcpt:routed.example\tPERM+ENCR:112\nTLS_Rcpt:dane.example\tPERM+ENCR:112\n"; buf.String() != want {
+		t.Errorf("sendmail:\n%s\nwant\n%s", buf.String(), want)
 	}
 }

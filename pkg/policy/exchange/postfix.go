@@ -18,9 +18,10 @@ import (
 //	legacy.example  may
 //
 // Levels: none and may become mode=off (no requirement); encrypt the
-// default entry; verify and secure verify=cert. dane is opportunistic
-// DANE, mode=off with a note that its enforcement is lost; dane-only and
-// fingerprint keep their encryption requirement and are reported.
+// default entry; verify and secure verify=cert; dane-only verify=dane.
+// dane is opportunistic DANE: mode=off, since smgctl honours published
+// TLSA records for every domain anyway (a note says so); fingerprint
+// keeps its encryption requirement and is reported.
 // Attributes: protocols= gives min-tls (both the ">=TLSv1.2" and the
 // "!SSLv2:!SSLv3:!TLSv1:!TLSv1.1" spellings); ciphers= gives bits by
 // OpenSSL grade (high 128, medium 112, low 56, export 40).
@@ -158,7 +159,7 @@ func postfixStricter(a, b policy.Options) policy.Options {
 	return policy.Options{
 		Bits:   max(a.Bits, b.Bits),
 		MinTLS: max(a.MinTLS, b.MinTLS),
-		Verify: max(a.Verify, b.Verify), // VerifyCert > VerifyNone
+		Verify: max(a.Verify, b.Verify), // VerifyDANE > VerifyCert > VerifyNone
 		Mode:   min(a.Mode, b.Mode),     // ModeEnforce < ModeTesting < ModeOff
 		OnFail: min(a.OnFail, b.OnFail), // OnFailBounce < OnFailDefer
 	}
@@ -214,9 +215,9 @@ func postfixPolicy(res *Result, n int, level string, attrs []string, o *policy.O
 		*o = policy.DefaultOptions()
 		o.Mode = policy.ModeOff
 		enforced = false
-		res.note(n, true, "dane: smgctl does not enforce DANE; imported as mode=off (opportunistic), so a published TLSA record no longer makes TLS mandatory")
+		res.note(n, false, "dane: imported as mode=off; smgctl honours published TLSA records for every domain, as Postfix's dane level does, unless published policies are switched off in the relay's settings")
 	case "dane-only":
-		res.note(n, true, "dane-only: authentication by DANE TLSA records cannot be expressed; imported as an encryption requirement only")
+		o.Verify = policy.VerifyDANE // RFC 7672 §2.2: DANE authentication or no delivery
 	case "fingerprint":
 		res.note(n, true, "fingerprint: certificate pinning cannot be expressed; imported as an encryption requirement only")
 	default:

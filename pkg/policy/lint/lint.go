@@ -30,6 +30,7 @@ const (
 	CheckCatchAll       = "catch-all"       // the catch-all applies to every recipient domain
 	CheckPublicSuffix   = "public-suffix"   // an entry for a TLD or registry suffix
 	CheckWeakBits       = "weak-bits"       // below RFC 9325's 112-bit floor
+	CheckRouteUnused    = "route-unused"    // on-fail=route on an entry that never refuses a hop
 )
 
 // Finding is one problem, at one line of the file.
@@ -91,6 +92,10 @@ func Entries(entries []*policy.Entry) []Finding {
 			if suffix, _ := publicsuffix.PublicSuffix(e.Target.Domain); suffix == e.Target.Domain {
 				add(e, CheckPublicSuffix, "%s is a public suffix (a top-level domain or registry): the entry covers every domain registered under it", e.Target.Display())
 			}
+		}
+		if e.Options.OnFail == policy.OnFailRoute && e.Options.Mode != policy.ModeEnforce {
+			add(e, CheckRouteUnused, "%s has mode=%s, which never refuses an MX host, so its on-fail=route:%s is never used",
+				e.Target.Display(), e.Options.Mode, e.Options.Route)
 		}
 		if e.Options.Mode != policy.ModeOff && e.Options.Bits < policy.DefaultBits {
 			add(e, CheckWeakBits, "%s accepts %d-bit encryption, below RFC 9325's floor of %d bits", e.Target.Display(), e.Options.Bits, policy.DefaultBits)

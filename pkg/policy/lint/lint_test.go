@@ -44,6 +44,11 @@ func TestLint(t *testing.T) {
 		{"weak bits but off", "x.com bits=56 mode=off\n* \n", "2 warning catch-all *\n"},
 		{"parse error", "x.com\ny.com bits=0\n", "2 error parse \n"},
 		{"duplicate", "x.com\nX.com.\n", "2 error parse \n"},
+		{"route and dane are fine", "x.com verify=dane on-fail=route:gw.example:2525\n", ""},
+		{"route under mode=testing is never used", "x.com mode=testing on-fail=route:gw.example\n", "1 warning route-unused x.com\n"},
+		{"route under mode=off is never used", "x.com\nsub.x.com mode=off on-fail=route:[192.0.2.7]\n", "2 warning route-unused sub.x.com\n"},
+		{"bad route host", "x.com on-fail=route:gw..example\n", "1 error parse \n"},
+		{"bad route port", "x.com on-fail=route:gw.example:99999\n", "1 error parse \n"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -52,6 +57,20 @@ func TestLint(t *testing.T) {
 				t.Errorf("findings:\n%s\nwant:\n%s", got, c.want)
 			}
 		})
+	}
+}
+
+// A bad route says what is wrong with the host or the port, where.
+func TestRouteErrors(t *testing.T) {
+	for _, c := range []struct{ file, msg string }{
+		{"x.com on-fail=route:gw.example:0\n", `on-fail="route:gw.example:0": port "0": want a number from 1 to 65535`},
+		{"x.com on-fail=route:10.0.0.1\n", `on-fail="route:10.0.0.1": IP address 10.0.0.1 must be written in brackets: [10.0.0.1]`},
+		{"x.com on-fail=route:-gw.example\n", `on-fail="route:-gw.example": bad host "-gw.example": label "-gw" starts or ends with a hyphen`},
+	} {
+		fs := Lint("p.conf", []byte(c.file))
+		if len(fs) != 1 || fs[0].Severity != Error || fs[0].Line != 1 || fs[0].Col != 7 || fs[0].Message != c.msg {
+			t.Errorf("%q: %+v, want one error at 1:7: %s", c.file, fs, c.msg)
+		}
 	}
 }
 

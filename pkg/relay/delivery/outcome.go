@@ -261,7 +261,7 @@ func auditRecord(env *spool.Envelope, req policy.Requirement, x courier.Result, 
 	if req.Target != "" {
 		rec.Requirement = &audit.Requirement{
 			Bits: req.Bits, MinTLS: req.Options.Get("min-tls"), Verify: req.Verify.String(),
-			Mode: req.Mode.String(), OnFail: req.OnFail.String(),
+			Mode: req.Mode.String(), OnFail: req.Get("on-fail"), // route:HOST[:PORT] with its host
 		}
 	}
 	if o := x.Hop.Outcome; o.TLS {
