@@ -1,6 +1,7 @@
 // Package probe finds out what TLS a domain's MX hosts give and what the
-// relay would do with mail for it: the DNS walk (pkg/mx), MTA-STS, TLS-RPT
-// and DANE records, one SMTP session per MX address (pkg/smtpclient), each
+// relay would do with mail for it: the DNS walk (pkg/mx), MTA-STS, TLS-RPT,
+// each MX host's DANE state (pkg/dane.Lookup), one SMTP session per MX
+// address (pkg/smtpclient, given the host's usable TLSA records), each
 // graded by pkg/policy in the relay's own words, and a verdict with risks.
 package probe
 
