@@ -38,7 +38,9 @@ type probeFlags struct {
 	caFile      string
 	helo        string
 	deep        bool
-	output      *outputFlag
+	// ignorePublished turns MTA-STS and DANE off, as the relay's setting.
+	ignorePublished bool
+	output          *outputFlag
 }
 
 func newProbeCmd(g *globals) *cobra.Command {
@@ -52,7 +54,11 @@ QUIT), and grades each hop with the relay's own evaluation against the
 target's policy entry or the default entry (112 bits). The what-if flags
 --require-bits, --min-tls and --verify grade against the default entry
 with those options changed instead of the policy.
-It also reports MTA-STS, TLS-RPT and DANE, and the risks it sees.
+What the domain publishes joins the requirement as at the relay, the
+strictest winning: its MTA-STS policy and each MX host's DNSSEC-validated
+TLSA records (DANE); --ignore-published grades as a relay with published
+policies turned off, and the sources say they were ignored.
+It also reports TLS-RPT, and the risks it sees.
 
 A target in brackets or with a port is one server, probed without an MX
 walk (like posttls-finger): [mx.partner.com], [192.0.2.7]:2525,
@@ -64,6 +70,7 @@ The JSON output is documented in docs/probe.md.`,
 		Example: `  smgctl probe partner.com
   smgctl probe ceo@supplier.example --require-bits 256
   smgctl probe partner.com --min-tls 1.2 --verify cert
+  smgctl probe partner.com --ignore-published
   smgctl probe -f partners.txt --output json
   smgctl probe '[mx1.partner.com]' mx2.partner.com:2525
   smgctl probe lab.test --resolver 127.0.0.1:5353 --port 2525 --ca-file lab-ca.pem`,
@@ -81,6 +88,7 @@ The JSON output is documented in docs/probe.md.`,
 	fl.StringVar(&f.caFile, "ca-file", "", "extra trusted CA certificates (PEM) besides the system roots")
 	fl.StringVar(&f.helo, "helo", "", "EHLO name (default: this host's name)")
 	fl.BoolVar(&f.deep, "deep", false, "also enumerate every TLS version and cipher suite each host accepts")
+	fl.BoolVar(&f.ignorePublished, "ignore-published", false, "grade as a relay with published policies (MTA-STS, DANE) turned off; they are still reported")
 	f.output = addOutputFlag(c, "table", "json")
 	// "smgctl probe hops" and any other probe subcommand (probe_hops.go).
 	for _, add := range probeSubcommands {
@@ -149,6 +157,7 @@ func runProbe(c *cobra.Command, g *globals, f *probeFlags, args []string) error 
 	cfg := probe.Config{
 		Resolver: res, Policy: pol, RequireBits: f.requireBits, MinTLS: minTLS, Verify: verify, Port: f.port,
 		Timeout: f.timeout, Concurrency: f.concurrency, HeloName: helo, RootCAs: roots,
+		IgnorePublished: f.ignorePublished,
 	}
 	if cursorControl(stderr) {
 		cfg.Progress = func(done, total int, r *probe.Report) {
@@ -303,7 +312,7 @@ func hopRow(pt painter, r *probe.Report, h probe.HostReport, at *probe.Attempt) 
 	}
 	if at.Cert != nil {
 		switch {
-		case at.DANE == probe.DANEMatch:
+		case at.Auth == string(policy.AuthDANE):
 			cert = pt.good("dane")
 		case at.Verified:
 			cert = pt.good("verified")

@@ -110,6 +110,35 @@ func TestProbeCommand(t *testing.T) {
 		}
 	}
 
+	// DANE through a resolver that sets AD (trusted on loopback): the MX's
+	// certificate matches no TLSA record, so the probe defers, naming
+	// DANE; --ignore-published grades as the relay with published
+	// policies off and says DANE was ignored.
+	sd := testpeer.StartDNS(t)
+	sd.SetAD(true)
+	sd.AddA("mx.dane-bad.test", modern.IP.String())
+	sd.AddMX("dane-bad.test", 10, "mx.dane-bad.test")
+	sd.AddTLSA("_25._tcp.mx.dane-bad.test", 3, 1, 1, strings.Repeat("00", 32))
+	sd.AddA(modern.Hostname, modern.IP.String())
+	sd.AddMX("dane-ok.test", 10, modern.Hostname)
+	for _, leaf := range modern.Certs {
+		sd.AddRR(testpeer.TLSARecord(modern.Hostname, 25, leaf.TLSA()))
+	}
+	dane := []string{"--resolver", sd.Addr(), "--ca-file", ca.CertFile(), "--timeout", "5s", "--helo", "probe.test"}
+	code, out, _ = run(append([]string{"probe", "dane-bad.test"}, dane...)...)
+	if code != 1 || !strings.Contains(out, "DANE mx.dane-bad.test usable") || !strings.Contains(out, "DANE: certificate of mx.dane-bad.test matches no usable TLSA record") {
+		t.Fatalf("DANE mismatch: exit %d\n%s", code, out)
+	}
+	code, out, _ = run(append([]string{"probe", "dane-bad.test", "--ignore-published"}, dane...)...)
+	if code != 0 || !strings.Contains(out, "DANE mx.dane-bad.test usable ignored: published policies off") {
+		t.Fatalf("--ignore-published: exit %d\n%s", code, out)
+	}
+	code, out, _ = run(append([]string{"probe", "dane-ok.test", "--output", "json"}, dane...)...)
+	validateJSON(t, "probe", out) // tlsa.state, names, attempts[].auth and tlsa
+	if code != 0 || !strings.Contains(out, `"auth": "dane"`) || !strings.Contains(out, `"tlsa": "3 1 1 `) || !strings.Contains(out, `"state": "usable"`) {
+		t.Fatalf("DANE JSON: exit %d\n%s", code, out)
+	}
+
 	// Input errors exit 2 and say where.
 	os.WriteFile(targets, []byte("ok.test\nbad..name\n"), 0o644)
 	code, _, errs = run(append([]string{"probe", "-f", targets}, common...)...)

@@ -93,7 +93,9 @@ func (p *Prober) probeHost(ctx context.Context, rep *Report, ht HostTarget) *Rep
 	if a, err := netip.ParseAddr(ht.Host); err == nil {
 		host.Addrs = []netip.Addr{a}
 	} else {
-		host.Addrs, host.Err = p.cfg.Resolver.LookupAddrs(ctx, ht.Host)
+		// Canonical and AD too: the host's own address records decide
+		// whether its TLSA records are asked (dane.Lookup).
+		host = p.cfg.Resolver.LookupHost(ctx, ht.Host)
 	}
 	if host.Err != nil {
 		rep.Error = host.Err.Error()
@@ -105,7 +107,7 @@ func (p *Prober) probeHost(ctx context.Context, rep *Report, ht HostTarget) *Rep
 		}
 		return rep
 	}
-	p.probeHosts(ctx, rep, []mx.Host{host}, port, req)
+	p.probeHosts(ctx, rep, []mx.Host{host}, true, port, req)
 	p.verdict(rep, req)
 	return rep
 }

@@ -1,6 +1,7 @@
 // Package probe finds out what TLS a domain's MX hosts give and what the
-// relay would do with mail for it: the DNS walk (pkg/mx), MTA-STS, TLS-RPT
-// and DANE records, one SMTP session per MX address (pkg/smtpclient), each
+// relay would do with mail for it: the DNS walk (pkg/mx), MTA-STS, TLS-RPT,
+// each MX host's DANE state (pkg/dane.Lookup), one SMTP session per MX
+// address (pkg/smtpclient, given the host's usable TLSA records), each
 // graded by pkg/policy in the relay's own words, and a verdict with risks.
 package probe
 
@@ -20,6 +21,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/smgctl/smgctl/pkg/dane"
 	"github.com/smgctl/smgctl/pkg/mtasts"
 	"github.com/smgctl/smgctl/pkg/mx"
 	"github.com/smgctl/smgctl/pkg/policy"
@@ -206,7 +208,7 @@ func (p *Prober) ProbeTarget(ctx context.Context, target string) *Report {
 	// What the domain publishes joins the list's requirement (SPEC §6),
 	// as at the relay: the strictest wins.
 	req = policy.Combine(req, policy.Published{STS: rep.MTASTS.requirement(), Ignored: p.cfg.IgnorePublished})
-	p.probeHosts(ctx, rep, res.Hosts, p.cfg.Port, req)
+	p.probeHosts(ctx, rep, res.Hosts, res.AD, p.cfg.Port, req)
 	if permanent, err := res.NoAddress(); permanent {
 		// What the relay does (mx.Result.NoAddress): no MX host can
 		// ever be reached, so the message is returned with 550 5.4.4.
@@ -221,14 +223,16 @@ func (p *Prober) ProbeTarget(ctx context.Context, target string) *Report {
 
 // probeHosts runs a session with every address of every host,
 // concurrently, into rep.Hosts.
-func (p *Prober) probeHosts(ctx context.Context, rep *Report, hosts []mx.Host, port int, req policy.Requirement) {
+// mxAuthentic says the MX RRset was DNSSEC-authentic (mx.Result.AD);
+// true for a single host, whose own address records then decide.
+func (p *Prober) probeHosts(ctx context.Context, rep *Report, hosts []mx.Host, mxAuthentic bool, port int, req policy.Requirement) {
 	rep.Hosts = make([]HostReport, len(hosts))
 	hg, hctx := errgroup.WithContext(ctx)
 	hg.SetLimit(p.cfg.Concurrency)
 	for i, h := range hosts {
 		hr := &rep.Hosts[i]
 		hr.Name, hr.Preference = h.Name, h.Preference
-		hr.TLSA.Records = []string{}
+		hr.TLSA = TLSAInfo{Records: []string{}, State: string(dane.StateNone)}
 		hr.Attempts = []*Attempt{}
 		if rep.MTASTS.Policy != nil && rep.MTASTS.Policy.Mode != mtasts.ModeNone {
 			m := rep.MTASTS.Policy.MatchMX(h.Name)
@@ -238,29 +242,20 @@ func (p *Prober) probeHosts(ctx context.Context, rep *Report, hosts []mx.Host, p
 			hr.Error = h.Err.Error()
 			continue
 		}
-		var tlsa mx.TLSAResult
 		hg.Go(func() error {
-			facts := policy.HopFacts{Name: h.Name}
-			// An address literal has no name to hang TLSA records on.
-			if _, err := netip.ParseAddr(h.Name); err != nil {
-				var err error
-				tlsa, err = p.cfg.Resolver.LookupTLSA(hctx, h.Name, port)
-				hr.TLSA.Name, hr.TLSA.AD, hr.TLSA.Secure = tlsa.Name, tlsa.AD, tlsa.Secure
-				for _, r := range tlsa.Records {
-					hr.TLSA.Records = append(hr.TLSA.Records, r.String())
-				}
-				if err != nil {
-					hr.TLSA.Error = err.Error()
-				}
-				facts.DANE, facts.DANEError = daneState(tlsa, err, rep.MX.Secure, h.Name, p.cfg.Now())
-			}
+			// TLSA as the relay's courier asks it (pkg/dane.Lookup, RFC
+			// 7672 §2.2): only when the MX RRset and the host's
+			// addresses are authentic, the CNAME-expanded name first.
+			dh := dane.Lookup(hctx, p.cfg.Resolver, mxAuthentic, h, port)
+			hr.TLSA = tlsaInfo(dh)
+			facts := hopFacts(h.Name, dh)
 			hr.dane = facts.DANE
 			// Sessions after the TLSA answer: DANE needs both.
 			ag, actx := errgroup.WithContext(hctx)
 			for _, a := range h.Addrs {
 				at := &Attempt{Addr: net.JoinHostPort(a.String(), strconv.Itoa(port)), Timings: map[string]Millis{}}
 				hr.Attempts = append(hr.Attempts, at)
-				ag.Go(func() error { p.session(actx, facts, a, at, tlsa, req); return nil })
+				ag.Go(func() error { p.session(actx, facts, dh, a, at, req); return nil })
 			}
 			return ag.Wait()
 		})
@@ -304,7 +299,7 @@ func (p *Prober) requirement(rep *Report, key string) policy.Requirement {
 
 // session runs banner, EHLO, STARTTLS, handshake, EHLO, QUIT against one
 // address and grades the outcome.
-func (p *Prober) session(ctx context.Context, facts policy.HopFacts, addr netip.Addr, at *Attempt, tlsa mx.TLSAResult, req policy.Requirement) {
+func (p *Prober) session(ctx context.Context, facts policy.HopFacts, dh dane.Host, addr netip.Addr, at *Attempt, req policy.Requirement) {
 	host := facts.Name
 	select {
 	case p.sessions <- struct{}{}:
@@ -321,6 +316,11 @@ func (p *Prober) session(ctx context.Context, facts policy.HopFacts, addr netip.
 		Timeouts:   smtpclient.UniformTimeouts(p.cfg.Timeout),
 		Logger:     p.log,
 		Now:        p.cfg.Now,
+	}
+	if dh.State == dane.StateUsable {
+		// The session judges the chain by the records alone, as the
+		// relay's does (RFC 7672 §3): Outcome.Auth and TLSA come from it.
+		opts.TLSA, opts.TLSAOwner, opts.TLSANames = dh.Records, dh.Owner, dh.Names
 	}
 	s, err := smtpclient.Dial(ctx, at.Addr, opts)
 	defer func() {
@@ -376,22 +376,19 @@ func (p *Prober) session(ctx context.Context, facts policy.HopFacts, addr netip.
 				ChainVerified: v.ChainVerified, NameMatched: v.NameMatched, VerifyError: v.Error,
 			}
 		}
-		at.DANE = matchDANE(tlsa, chain, host, p.cfg.Now())
+		at.Verified = v.ChainVerified && v.NameMatched
+		switch {
+		case dh.State == dane.StateUsable:
+			at.DANE = DANEResult(s.DANE().Status)
+		case dh.State == dane.StateUnusable:
+			at.DANE = DANEUnusable
+		}
+		// How the peer was authenticated, judged by the session as the
+		// relay's (SPEC §6.6): a matching usable TLSA record, else PKIX.
+		at.Auth, at.TLSA = string(out.Auth), out.TLSA
 	}
-	// How the peer was authenticated, as the relay judges it (SPEC
-	// §6.6): a usable TLSA record that matched, else PKIX.
 	out.RequireTLSOffered = s.Supports("REQUIRETLS")
-	pkixVerified := out.Verified
-	switch {
-	case at.DANE == DANEMatch && facts.DANE == policy.DANEUsable:
-		out.Auth, out.Verified = policy.AuthDANE, true
-	case out.Verified:
-		out.Auth = policy.AuthPKIX
-	default:
-		out.Auth = policy.AuthNone
-	}
 	at.Bits = out.Bits()
-	at.Verified = pkixVerified
 	if at.Error == "" {
 		v := policy.EvaluateHop(req, facts, out)
 		at.graded, at.verdict, at.Met, at.Diagnostic = true, v, v.Met, v.Diagnostic
@@ -549,16 +546,13 @@ func (p *Prober) risks(rep *Report) []string {
 		if h.MTASTSMatch != nil && !*h.MTASTSMatch {
 			risks = append(risks, fmt.Sprintf("MX %s is not in the MTA-STS policy's mx list: MTA-STS senders in enforce mode will not deliver to it", h.Name))
 		}
-		if len(h.TLSA.Records) > 0 && !h.TLSA.Secure {
-			risks = append(risks, fmt.Sprintf("MX %s has TLSA records without a validated (AD) answer: ignored for DANE", h.Name))
-		}
 	}
 	if rep.MTASTS.Present && rep.MTASTS.Policy == nil {
 		risks = append(risks, "MTA-STS record present but the policy could not be fetched: "+rep.MTASTS.Error)
 	}
 	dane := false
 	for _, h := range rep.Hosts {
-		dane = dane || len(h.TLSA.Records) > 0 && h.TLSA.Secure
+		dane = dane || h.dane == policy.DANEUsable || h.dane == policy.DANEUnusable
 	}
 	sts := rep.MTASTS.Policy != nil && rep.MTASTS.Policy.Mode == mtasts.ModeEnforce
 	if !dane && !sts {

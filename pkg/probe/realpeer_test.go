@@ -5,9 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/smgctl/smgctl/internal/testpeer"
 	"github.com/smgctl/smgctl/pkg/mtasts"
@@ -246,15 +249,58 @@ func TestProbeRealPeers(t *testing.T) {
 		sd.AddA("mx.dane-bad.test", modern.IP.String())
 		sd.AddMX("dane-bad.test", 10, "mx.dane-bad.test")
 		sd.AddTLSA("_25._tcp.mx.dane-bad.test", 3, 1, 1, strings.Repeat("00", 32))
+		// A signed MX answer, but the host's address record is in an
+		// unsigned zone: DANE does not apply and its TLSA (which would not
+		// match) is never asked (RFC 7672 §2.2.2).
+		sd.AddA("mx.dane-insecure.test", modern.IP.String())
+		sd.Insecure("mx.dane-insecure.test")
+		sd.AddMX("dane-insecure.test", 10, "mx.dane-insecure.test")
+		sd.AddTLSA("_25._tcp.mx.dane-insecure.test", 3, 1, 1, strings.Repeat("00", 32))
+		// Authentic MX and addresses, and the TLSA lookup fails: defer.
+		sd.AddA("mx.dane-sf.test", modern.IP.String())
+		sd.AddMX("dane-sf.test", 10, "mx.dane-sf.test")
+		sd.ServFail("_25._tcp.mx.dane-sf.test")
+		// The MX is an alias: its records are asked at the CNAME-expanded
+		// name first (RFC 7672 §2.2.2), and DANE-EE matches there.
+		sd.AddCNAME("alias.dane-cname.test", modern.Hostname)
+		sd.AddMX("dane-cname.test", 10, "alias.dane-cname.test")
 		sres, err := mx.NewResolver(sd.Addr(), 2*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
+		ps, _ := New(Config{Resolver: sres, Timeout: 5 * time.Second, RootCAs: ca.Pool(), STSFetcher: stsFetch})
+		insecure := ps.ProbeTarget(context.Background(), "dane-insecure.test")
+		if h := insecure.Hosts[0]; !insecure.Pass || !insecure.MX.Secure || h.TLSA.State != "none" ||
+			h.TLSA.Reason != "address records of mx.dane-insecure.test not DNSSEC-authenticated (RFC 7672 §2.2.2)" ||
+			len(insecure.Requirement.Sources) != 0 || h.Attempts[0].DANE != DANENone || h.Attempts[0].Auth != "none" {
+			js, _ := json.MarshalIndent(insecure, "", "  ")
+			t.Fatalf("insecure addresses: want DANE none and delivery\n%s", js)
+		}
+		for _, q := range sd.Queries() {
+			if q.Qtype == dns.TypeTLSA && strings.Contains(q.Name, "dane-insecure.test") {
+				t.Fatalf("TLSA asked for a host whose addresses are not authentic: %s", q.Name)
+			}
+		}
+		sf := ps.ProbeTarget(context.Background(), "dane-sf.test")
+		wantSF := "451 4.7.5 DANE: TLSA lookup for mx.dane-sf.test failed: TLSA lookup of _25._tcp.mx.dane-sf.test: SERVFAIL"
+		if sf.Pass || sf.Verdict != VerdictDefer || !strings.HasPrefix(sf.Diagnostic, wantSF) || sf.Hosts[0].TLSA.State != "failed" ||
+			sf.Hosts[0].Attempts[0].FailedBy != "dane" || !strings.Contains(sf.Summary, "never bounced") {
+			js, _ := json.MarshalIndent(sf, "", "  ")
+			t.Fatalf("TLSA SERVFAIL: want defer %q\n%s", wantSF, js)
+		}
+		cname := ps.ProbeTarget(context.Background(), "dane-cname.test")
+		if h := cname.Hosts[0]; !cname.Pass || h.TLSA.Name != "_25._tcp."+modern.Hostname ||
+			strings.Join(h.TLSA.Names, " ") != "alias.dane-cname.test "+modern.Hostname || h.Attempts[0].Auth != "dane" {
+			js, _ := json.MarshalIndent(cname, "", "  ")
+			t.Fatalf("CNAME-expanded TLSA: %s", js)
+		}
 		for _, off := range []bool{false, true} {
 			ps, _ := New(Config{Resolver: sres, Timeout: 5 * time.Second, RootCAs: ca.Pool(), STSFetcher: stsFetch, IgnorePublished: off})
 			good := ps.ProbeTarget(context.Background(), "dane-ok.test")
-			if !good.Pass || good.Hosts[0].Attempts[0].DANE != DANEMatch || len(good.Requirement.Sources) != 1 ||
-				good.Requirement.Sources[0].DANE != policy.DANEUsable {
+			gat := good.Hosts[0].Attempts[0]
+			if !good.Pass || gat.DANE != DANEMatch || gat.Auth != "dane" || !strings.HasPrefix(gat.TLSA, "3 1 1 ") ||
+				!slices.Contains(good.Hosts[0].TLSA.Records, gat.TLSA) || good.Hosts[0].TLSA.State != "usable" ||
+				len(good.Requirement.Sources) != 1 || good.Requirement.Sources[0].DANE != policy.DANEUsable {
 				t.Fatalf("published off %v: DANE-EE match: %+v", off, good)
 			}
 			bad := ps.ProbeTarget(context.Background(), "dane-bad.test")

@@ -3,6 +3,7 @@ package probe
 import (
 	"time"
 
+	"github.com/smgctl/smgctl/pkg/dane"
 	"github.com/smgctl/smgctl/pkg/mtasts"
 	"github.com/smgctl/smgctl/pkg/policy"
 )
@@ -119,13 +120,43 @@ type HostReport struct {
 	dane policy.DANEState // what the TLSA answer means for the requirement
 }
 
-// TLSAInfo is what _25._tcp.<host> holds (RFC 7672).
+// TLSAInfo is the host's DANE state as pkg/dane.Lookup finds it, the
+// relay's lookup (RFC 7672 §2.2): TLSA is asked only when the MX RRset
+// and the host's address records are DNSSEC-authentic, at the
+// CNAME-expanded name first.
 type TLSAInfo struct {
-	Name    string   `json:"name"`
+	// Name is the TLSA owner name, "_25._tcp.<host>" (or at the
+	// CNAME-expanded name when the records were found there).
+	Name string `json:"name"`
+	// Records: the authentic TLSA records (state usable or unusable).
 	Records []string `json:"records"`
-	AD      bool     `json:"ad"`
-	Secure  bool     `json:"secure"` // AD from a loopback resolver: usable
-	Error   string   `json:"error,omitempty"`
+	// AD and Secure: the records are DNSSEC-authentic (a trusted AD bit);
+	// both equal, kept for compatibility.
+	AD     bool   `json:"ad"`
+	Secure bool   `json:"secure"`
+	Error  string `json:"error,omitempty"` // the failed lookup (state failed)
+	// State: none, usable, unusable or failed (dane.State).
+	State string `json:"state"`
+	// Reason says why DANE does not apply (state none), or the DANE
+	// diagnostic (unusable, failed).
+	Reason string `json:"reason,omitempty"`
+	// Names are the names a DANE-TA leaf may carry: the MX host and its
+	// CNAME-expanded form (RFC 7672 §3.2.2).
+	Names []string `json:"names,omitempty"`
+}
+
+// tlsaInfo is h as the report shows it.
+func tlsaInfo(h dane.Host) TLSAInfo {
+	t := TLSAInfo{Name: h.Owner, Records: []string{}, State: string(h.State), Reason: h.Reason, Names: h.Names}
+	for _, r := range h.Records {
+		t.Records = append(t.Records, r.String())
+	}
+	t.AD = h.State == dane.StateUsable || h.State == dane.StateUnusable
+	t.Secure = t.AD
+	if h.Err != nil {
+		t.Error = h.Err.Error()
+	}
+	return t
 }
 
 // Attempt is one SMTP session to one address of an MX host.
@@ -144,11 +175,16 @@ type Attempt struct {
 	Cert       *CertInfo           `json:"certificate,omitempty"`
 	Verified   bool                `json:"verified"` // PKIX chain and name, as the relay checks
 	DANE       DANEResult          `json:"dane,omitempty"`
-	Met        bool                `json:"met"`
-	Diagnostic string              `json:"diagnostic,omitempty"` // the relay's words when not met
-	FailedBy   string              `json:"failed_by,omitempty"`  // the source whose demand was not met: list, dane, mta-sts
-	Error      string              `json:"error,omitempty"`
-	Timings    map[string]Millis   `json:"timings_ms"`
+	// Auth is how the session authenticated the peer (TLS only): dane
+	// (a usable TLSA record matched), pkix (chain and MX name) or none.
+	Auth string `json:"auth,omitempty"`
+	// TLSA is the record that matched ("3 1 1 ab12…"), when Auth is dane.
+	TLSA       string            `json:"tlsa,omitempty"`
+	Met        bool              `json:"met"`
+	Diagnostic string            `json:"diagnostic,omitempty"` // the relay's words when not met
+	FailedBy   string            `json:"failed_by,omitempty"`  // the source whose demand was not met: list, dane, mta-sts
+	Error      string            `json:"error,omitempty"`
+	Timings    map[string]Millis `json:"timings_ms"`
 	// Deep holds the result of Config.Deep for this address, if set.
 	Deep any `json:"deep,omitempty"`
 
