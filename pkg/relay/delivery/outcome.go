@@ -90,6 +90,11 @@ func (m *message) record(ctx context.Context, g courier.Group, res []courier.Res
 				event = audit.WouldBounce
 				r.stats.wouldBounce.Add(1)
 			}
+			if x.HandedOff {
+				// The gateway took it; it is not the final destination,
+				// so NOTIFY=SUCCESS gets "relayed" at most (below).
+				event = audit.HandedOff
+			}
 			// RFC 3461 §5.2.2: past a hop without DSN, NOTIFY=SUCCESS
 			// is answered with "relayed", as nothing further will come.
 			if !x.DSNOffered && dsn.Wants(rc.Notify, dsn.Relayed) {
@@ -257,6 +262,7 @@ func auditRecord(env *spool.Envelope, req policy.Requirement, x courier.Result, 
 		PolicyTarget: req.Target, PolicyLine: req.Line,
 		MX: x.Hop.MX, IP: x.Hop.IP,
 		Reply: x.Reply.String(), Diagnostic: x.Diagnostic.String(), Attempt: attempt,
+		Route: x.Route,
 	}
 	if req.Target != "" {
 		rec.Requirement = &audit.Requirement{
