@@ -105,6 +105,9 @@ func TestRelayHandOffRoute(t *testing.T) {
 			t.Errorf("gateway stored %d message(s) for %s, whose route did not verify", n, d)
 		}
 	}
+	if n := scrape(t, l.metrics(t), `smgctl_relay_recipient_outcomes_total{outcome="handed-off"}`); n != 2 {
+		t.Errorf("handed-off outcomes in /metrics: %v, want 2", n)
+	}
 	// No DSN for a handed-off recipient: the three bounces' DSNs are in,
 	// and none reports on them.
 	for _, msg := range w.internal.Messages("corp.test") {
