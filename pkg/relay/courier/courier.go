@@ -201,7 +201,7 @@ type failure struct {
 // in g.Rcpts order. It tries every target in order until one carries the
 // transaction; a target that cannot meet the group's requirement gets no
 // MAIL FROM. When none carried, policy.Decide says whether the group
-// bounces or waits.
+// bounces, waits, or is handed off to the entry's route (handOff).
 func (c *SMTP) Deliver(ctx context.Context, m *Message, g Group) []Result {
 	if !g.Refused.IsZero() {
 		return failAll(g, &failure{reply: g.Refused})
