@@ -242,8 +242,8 @@ func renderReport(w io.Writer, r *report.Report, p painter) error {
 	t := r.Total
 	// Every final outcome, so the parts add up to messages; would-bounces
 	// were delivered and are a part of delivered; deferrals are attempts.
-	fmt.Fprintf(w, "messages %d: delivered %d (%s over TLS, %d would-bounce), bounced %d, dropped %d, removed by an administrator %d; deferrals %d\n\n",
-		t.Messages, t.Delivered, shareText(t), t.WouldBounce, t.Bounced, t.Dropped, t.RemovedByAdmin, t.Deferrals)
+	fmt.Fprintf(w, "messages %d: delivered %d (%s over TLS, %d would-bounce), handed off %d, bounced %d, dropped %d, removed by an administrator %d; deferrals %d\n\n",
+		t.Messages, t.Delivered, shareText(t), t.WouldBounce, t.HandedOff, t.Bounced, t.Dropped, t.RemovedByAdmin, t.Deferrals)
 
 	fmt.Fprintln(w, "Recipient domains")
 	var rows [][]string
@@ -378,8 +378,12 @@ func renderTrace(w io.Writer, tr *trace.Trace, p painter) error {
 			if a.Diagnostic != "" && a.Diagnostic != a.Reply {
 				reply = strings.TrimSpace(reply + " [" + a.Diagnostic + "]")
 			}
+			mx := orDash(a.MX)
+			if a.Route != "" {
+				mx = "route:" + a.Route // the hand-off route, not an MX
+			}
 			row := []string{strconv.Itoa(a.Attempt), a.Time.UTC().Format(time.RFC3339), string(a.Event),
-				orDash(a.MX), orDash(a.IP), tlsText, strconv.Itoa(a.Bits), strconv.FormatBool(a.CertVerified), entry, orDash(reply)}
+				mx, orDash(a.IP), tlsText, strconv.Itoa(a.Bits), strconv.FormatBool(a.CertVerified), entry, orDash(reply)}
 			if fleet {
 				row = append([]string{a.Relay}, row...)
 			}

@@ -20,7 +20,7 @@ func init() { subcommands = append(subcommands, newSendtestCmd) }
 // sendtestResult is the stable JSON of `smgctl sendtest --output json`.
 type sendtestResult struct {
 	sendtest.Submission
-	// Outcome: delivered, would-bounce, bounced, dropped, deferred, or
+	// Outcome: delivered, would-bounce, handed-off, bounced, dropped, deferred, or
 	// timeout when the audit log said nothing in time.
 	Outcome string        `json:"outcome"`
 	Record  *audit.Record `json:"record,omitempty"`
@@ -146,6 +146,9 @@ func renderSendtest(w interface{ Write([]byte) (int, error) }, res sendtestResul
 		if rec.Event == audit.WouldBounce {
 			fmt.Fprintf(w, "%s: mode=testing; enforced, it would have been returned: %s\n", p.warn("would bounce"), rec.Diagnostic)
 		}
+	case audit.HandedOff:
+		fmt.Fprintf(w, "%s %s to route %s via %s %s; %s\n", p.warn("handed off"), rec.Recipient, rec.Route, where, tlsText, entry)
+		fmt.Fprintf(w, "no MX of the domain met the requirement: %s\n", rec.Diagnostic)
 	case audit.Deferred:
 		fmt.Fprintf(w, "%s for %s: %s; %s; the relay keeps trying\n", p.warn("deferred"), rec.Recipient, reasonOf(rec), entry)
 	default:

@@ -31,6 +31,13 @@ const (
 	// WouldBounce: a mode=testing recipient was delivered although its
 	// requirement was not met; in enforce mode it would have bounced.
 	WouldBounce Event = "would-bounce"
+	// HandedOff: no MX of the recipient's domain met its entry's
+	// requirement and the message was delivered instead to the entry's
+	// hand-off route (on-fail=route:HOST[:PORT], an encryption gateway)
+	// over verified TLS. Route names it, MX and IP are the route's host
+	// and address, Diagnostic says why the partner's MX hosts were
+	// refused. A final outcome: the sender gets no bounce.
+	HandedOff Event = "handed-off"
 	// Dropped: a failed message with the null sender (a DSN itself); it
 	// is never bounced, so the audit log is where its fate is recorded.
 	Dropped Event = "dropped"
@@ -184,6 +191,10 @@ type Record struct {
 	// SendingIP is the relay's own address on the session (TLS-RPT's
 	// sending-mta-ip).
 	SendingIP string `json:"sending_ip,omitempty"`
+	// Route is the entry's hand-off route (HOST[:PORT]) when the
+	// outcome came from it: handed-off, or bounced or deferred because
+	// the route failed too.
+	Route string `json:"route,omitempty"`
 	// ReportDomain, RUA and ReportID describe a tlsrpt-sent or
 	// tlsrpt-failed event: the policy domain, the address the report
 	// went to, and its report-id.

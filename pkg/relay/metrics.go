@@ -47,7 +47,7 @@ func newMetrics(r *Relay) *metrics {
 		reg: prometheus.NewRegistry(),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "smgctl_relay_recipient_outcomes_total",
-			Help: "Recipient outcomes written to the audit log, by event (delivered, deferred, bounced, would-bounce, dropped).",
+			Help: "Recipient outcomes written to the audit log, by event (delivered, deferred, bounced, would-bounce, handed-off, dropped).",
 		}, []string{"outcome"}),
 		versions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "smgctl_relay_delivered_tls_total",
@@ -63,7 +63,7 @@ func newMetrics(r *Relay) *metrics {
 			Help: "Inbound SMTP connections accepted.",
 		}),
 	}
-	for _, o := range []audit.Event{audit.Delivered, audit.Deferred, audit.Bounced, audit.WouldBounce, audit.Dropped} {
+	for _, o := range []audit.Event{audit.Delivered, audit.Deferred, audit.Bounced, audit.WouldBounce, audit.HandedOff, audit.Dropped} {
 		m.outcomes.WithLabelValues(string(o)) // present at 0 before the first
 	}
 	m.reg.MustRegister(m.outcomes, m.versions, m.bits, m.sessions,

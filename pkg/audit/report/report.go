@@ -37,7 +37,8 @@ type Options struct {
 // Group aggregates the records of one recipient domain or policy entry.
 //
 // Messages counts final outcomes — one per message and recipient:
-// delivered, would-bounce, bounced, dropped, removed by an administrator
+// delivered, would-bounce, handed off, bounced, dropped, removed by an
+// administrator
 // — like pflogsumm counts deliveries. Deferrals count attempts, as one message may be deferred
 // many times before its final outcome.
 type Group struct {
@@ -67,6 +68,11 @@ type Group struct {
 	WouldBounce   int            `json:"would_bounce"`
 	WouldBounces  map[string]int `json:"would_bounces"` // by diagnostic
 	Dropped       int            `json:"dropped"`
+	// HandedOff counts recipients no MX could take with the required TLS
+	// that went to their entry's hand-off route instead (a final outcome,
+	// not a delivery to the domain); HandOffs counts them by route.
+	HandedOff int            `json:"handed_off"`
+	HandOffs  map[string]int `json:"hand_offs"`
 	// RemovedByAdmin counts recipients an administrator took out of the
 	// queue (events deleted and returned): neither delivered nor bounced
 	// by the relay. No policy decided them, so entry groups never count
@@ -437,6 +443,10 @@ func (g *Group) count(rec *audit.Record, met bool) {
 		g.Messages++
 		g.Bounced++
 		g.Bounces = bump(g.Bounces, diagnostic(rec), 1)
+	case audit.HandedOff:
+		g.Messages++
+		g.HandedOff++
+		g.HandOffs = bump(g.HandOffs, rec.Route, 1)
 	case audit.Dropped:
 		g.Messages++
 		g.Dropped++
@@ -496,6 +506,10 @@ func (g *Group) merge(o *Group) {
 	g.Deferrals += o.Deferrals
 	g.WouldBounce += o.WouldBounce
 	g.Dropped += o.Dropped
+	g.HandedOff += o.HandedOff
+	for k, n := range o.HandOffs {
+		g.HandOffs = bump(g.HandOffs, k, n)
+	}
 	g.RemovedByAdmin += o.RemovedByAdmin
 	g.metDefault += o.metDefault
 	for k, n := range o.Versions {
@@ -542,7 +556,7 @@ func (g *Group) finish() {
 		w, s := g.weakest, g.strongest
 		g.WeakestBits, g.StrongestBits = &w, &s
 	}
-	for _, m := range []*map[string]int{&g.Versions, &g.Bounces, &g.WouldBounces} {
+	for _, m := range []*map[string]int{&g.Versions, &g.Bounces, &g.WouldBounces, &g.HandOffs} {
 		if *m == nil {
 			*m = map[string]int{}
 		}
@@ -564,7 +578,7 @@ func (p *partial) finish(r *Report) {
 		r.Domains = append(r.Domains, *g)
 		switch {
 		case g.Listed:
-			if g.Bounced+g.Deferrals+g.WouldBounce > 0 {
+			if g.Bounced+g.Deferrals+g.WouldBounce+g.HandedOff > 0 {
 				r.ListedWithFailures = append(r.ListedWithFailures, g.Name)
 			}
 		case g.DeliveredCleartext > 0:

@@ -302,3 +302,43 @@ func TestExemptedNoCandidate(t *testing.T) {
 		}
 	}
 }
+
+// A hand-off is a final outcome of its own: counted in messages and by
+// route, never as a delivery to the domain (its TLS is the gateway's),
+// and it puts a listed domain among those with failures.
+func TestHandedOffCounted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	recs := []audit.Record{
+		{Time: t0, Event: audit.HandedOff, QueueID: "Q1", Recipient: "a@p.test", PolicyTarget: "p.test", PolicyLine: 3,
+			Requirement: enforce, MX: "gw.corp.test", Route: "gw.corp.test", TLS: true, TLSVersion: "TLSv1.3",
+			Cipher: "TLS_AES_256_GCM_SHA384", Bits: 256, Diagnostic: "503 5.7.0 encryption too weak 0 less than 112"},
+		{Time: t0.Add(time.Second), Event: audit.HandedOff, QueueID: "Q2", Recipient: "b@p.test", PolicyTarget: "p.test", PolicyLine: 3,
+			Requirement: enforce, MX: "gw.corp.test", Route: "gw.corp.test:2525", TLS: true, TLSVersion: "TLSv1.3",
+			Cipher: "TLS_AES_256_GCM_SHA384", Bits: 256},
+	}
+	var lines []byte
+	for _, r := range recs {
+		b, _ := json.Marshal(r)
+		lines = append(append(lines, b...), '\n')
+	}
+	if err := os.WriteFile(path, lines, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files, err := logset.Files(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []int{1, 2} {
+		r, err := Build(context.Background(), files, Options{Workers: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tot := r.Total
+		if tot.Messages != 2 || tot.HandedOff != 2 || tot.Delivered != 0 || tot.HandOffs["gw.corp.test"] != 1 || tot.HandOffs["gw.corp.test:2525"] != 1 {
+			t.Errorf("workers %d: total %+v", w, tot)
+		}
+		if len(r.ListedWithFailures) != 1 || r.ListedWithFailures[0] != "p.test" {
+			t.Errorf("workers %d: listed with failures %v", w, r.ListedWithFailures)
+		}
+	}
+}

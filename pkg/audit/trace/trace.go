@@ -29,7 +29,7 @@ type Recipient struct {
 	Address  string    `json:"recipient"`
 	Attempts []Attempt `json:"attempts"`
 	// Final is the recipient's last event: delivered, would-bounce,
-	// bounced, dropped, or deleted or returned by an administrator
+	// handed-off, bounced, dropped, or deleted or returned by an administrator
 	// (`smgctl queue delete/bounce`); "pending" when the last attempt was
 	// a deferral (the message is still queued, or the log ends before
 	// its fate).

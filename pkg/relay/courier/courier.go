@@ -94,6 +94,10 @@ type Message struct {
 	// sender).
 	From    string
 	Options smtpclient.MailOptions
+	// RequireTLS: the message was received with MAIL FROM … REQUIRETLS
+	// (RFC 8689 §4.1); it goes only over a hop that meets RFC 8689
+	// §4.2.1 and the flag is passed on.
+	RequireTLS bool
 	// Body opens the message as stored (headers and body, CRLF lines).
 	Body func() (io.ReadCloser, error)
 }
@@ -172,7 +176,13 @@ type Result struct {
 	// NOTIFY went on with the message (RFC 3461 §5.2.2: no "relayed"
 	// report of ours then).
 	DSNOffered bool
-	Hop        Hop
+	// HandedOff: no MX met the requirement and the message went to the
+	// entry's hand-off route instead (on-fail=route, handoff.go); Hop is
+	// the route's, Route names it as the policy file does, and
+	// Diagnostic is why the partner's MX hosts were refused.
+	HandedOff bool
+	Route     string
+	Hop       Hop
 }
 
 // failure is why a hop did not carry the group.
@@ -191,7 +201,7 @@ type failure struct {
 // in g.Rcpts order. It tries every target in order until one carries the
 // transaction; a target that cannot meet the group's requirement gets no
 // MAIL FROM. When none carried, policy.Decide says whether the group
-// bounces or waits.
+// bounces, waits, or is handed off to the entry's route (handOff).
 func (c *SMTP) Deliver(ctx context.Context, m *Message, g Group) []Result {
 	if !g.Refused.IsZero() {
 		return failAll(g, &failure{reply: g.Refused})
@@ -218,6 +228,8 @@ func (c *SMTP) Deliver(ctx context.Context, m *Message, g Group) []Result {
 	}
 	d := policy.Decide(g.Req, hops)
 	switch {
+	case d.Action == policy.HandOff:
+		return c.handOff(ctx, m, g, d.Route, fails[d.Hop])
 	case d.Action == policy.Bounce:
 		// Every MX was reached and none met the requirement.
 		f := fails[d.Hop]

@@ -65,6 +65,7 @@ func (c *SMTP) connect(ctx context.Context, t target, req policy.Requirement) (*
 		return nil, hop, sessionFailure(hop, t, err)
 	}
 	out, err := s.StartTLS(ctx)
+	out.RequireTLSOffered = s.OffersRequireTLS() // RFC 8689 §4.2.1 step 5
 	hop.Outcome, hop.Verdict = out, policy.Evaluate(req, out)
 	if err != nil && out.TLS {
 		// Encrypted, then the session broke (EHLO after TLS): nothing

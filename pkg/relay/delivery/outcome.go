@@ -85,10 +85,18 @@ func (m *message) record(ctx context.Context, g courier.Group, res []courier.Res
 		case courier.Delivered:
 			rc.State = spool.Delivered
 			event = audit.Delivered
-			r.stats.delivered.Add(1)
-			if x.WouldBounce {
+			switch {
+			case x.HandedOff:
+				// To the entry's route, not the domain: not counted as
+				// delivered. The gateway is not the final destination,
+				// so NOTIFY=SUCCESS gets "relayed" at most (below).
+				event = audit.HandedOff
+			case x.WouldBounce:
 				event = audit.WouldBounce
 				r.stats.wouldBounce.Add(1)
+				r.stats.delivered.Add(1)
+			default:
+				r.stats.delivered.Add(1)
 			}
 			// RFC 3461 §5.2.2: past a hop without DSN, NOTIFY=SUCCESS
 			// is answered with "relayed", as nothing further will come.
@@ -257,6 +265,7 @@ func auditRecord(env *spool.Envelope, req policy.Requirement, x courier.Result, 
 		PolicyTarget: req.Target, PolicyLine: req.Line,
 		MX: x.Hop.MX, IP: x.Hop.IP,
 		Reply: x.Reply.String(), Diagnostic: x.Diagnostic.String(), Attempt: attempt,
+		Route: x.Route,
 	}
 	if req.Target != "" {
 		rec.Requirement = &audit.Requirement{

@@ -456,6 +456,9 @@ func groupRecipients(env *spool.Envelope, pol *policy.Policy, now time.Time, for
 			k.domain, refused = m.Domain, smtpreply.AddressLiteral
 		default:
 			k.domain, k.req = m.Domain, pol.LookupMailbox(m).Requirement()
+			// REQUIRETLS on the message is a requirement source (RFC 8689);
+			// policy.Combine sets it too once published policies are joined.
+			k.req.RequireTLS = env.RequireTLS
 		}
 		k.refused = refused.String()
 		i, ok := idx[k]
@@ -484,7 +487,8 @@ func courierMessage(sp *spool.Spool, env *spool.Envelope) *courier.Message {
 		From: from,
 		Options: smtpclient.MailOptions{Size: env.Size, SMTPUTF8: env.SMTPUTF8, Body8BIT: env.Body8Bit,
 			Ret: env.DSNRet, EnvID: env.DSNEnvID},
-		Body: func() (io.ReadCloser, error) { return sp.Body(env.ID) },
+		Body:       func() (io.ReadCloser, error) { return sp.Body(env.ID) },
+		RequireTLS: env.RequireTLS,
 	}
 }
 

@@ -201,7 +201,8 @@ func matches(rec audit.Record, sub Submission) bool {
 	return sub.MessageID != "" && rec.MessageID == sub.MessageID
 }
 
-// Went reports whether the record says the message left the relay.
+// Went reports whether the record says the message left the relay
+// (handed off to the entry's route included).
 func Went(rec audit.Record) bool {
-	return rec.Event == audit.Delivered || rec.Event == audit.WouldBounce
+	return rec.Event == audit.Delivered || rec.Event == audit.WouldBounce || rec.Event == audit.HandedOff
 }
