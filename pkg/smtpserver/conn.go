@@ -81,6 +81,7 @@ func (c *conn) serve(ctx context.Context) {
 		}
 		c.w.flush()
 		c.w.nc.Close() // over TLS: close_notify first (RFC 8446 §6.1)
+		c.w.release()
 		c.log.Debug("smtp connection closed", "duration", time.Since(start).Round(time.Millisecond), "commands", c.commands)
 	}()
 	if !c.startSession() {

@@ -37,6 +37,7 @@ func (c *conn) startTLS(arg string) error {
 		// Nothing more is written: a reply now would go out in clear
 		// over a connection the client believes encrypted.
 		c.log.Info("smtp TLS handshake failed", "err", err)
+		c.w.release()
 		c.w = newWire(c.raw, 0) // drop buffered output; nothing is flushed
 		return errQuit
 	}
@@ -49,6 +50,7 @@ func (c *conn) startTLS(arg string) error {
 	c.sess = nil
 	c.helo, c.esmtp, c.authUser = "", false, ""
 	c.state.TLS = &cs
+	c.w.release() // its input was discarded above, its output flushed
 	c.w = newWire(tc, c.cfg.WriteTimeout)
 	if !c.startSession() {
 		return errQuit
