@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/relay/spool"
@@ -137,7 +138,12 @@ func (s *session) Data(r io.Reader) *smtpreply.Reply {
 	in.onEOF = func() { env.Body8Bit = env.Body8Bit || in.eightBit }
 
 	// The header section is read ahead, bounded, for the Message-ID.
-	br := bufio.NewReaderSize(in, 64<<10)
+	br := bodyBufs.Get().(*bufio.Reader)
+	br.Reset(in)
+	defer func() {
+		br.Reset(nil) // Put has read the body to its end, or failed
+		bodyBufs.Put(br)
+	}()
 	hdr, err := peekHeader(br, headerPeekLimit)
 	env.MessageID = messageID(hdr)
 	// RFC 8689 §4.1: with REQUIRETLS on MAIL FROM the TLS-Required field
@@ -177,6 +183,10 @@ func (s *session) Data(r io.Reader) *smtpreply.Reply {
 	log.Log(s.ctx, slogLevel(reply), "message refused", "reply", reply.String(), "err", err)
 	return reply
 }
+
+// bodyBufs are the read-ahead buffers of Data, kept for the next
+// message rather than allocated for each.
+var bodyBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 // bodyReader passes the message through, noting 8-bit octets (RFC 6152)
 // and the first input error.
