@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -117,7 +118,13 @@ func (s *session) Data(r io.Reader) *smtpreply.Reply {
 	cfg := &s.s.cfg
 	q := cfg.Queue
 	id := q.NewID()
-	log := s.s.log.With(append(s.log(), "id", id)...)
+	// The session's attributes go with each line, not into a Logger made
+	// per message: With formats them even when nothing is logged.
+	log := func(level slog.Level, msg string, args ...any) {
+		if s.s.log.Enabled(s.ctx, level) {
+			s.s.log.Log(s.ctx, level, msg, append(append(s.log(), "id", id), args...)...)
+		}
+	}
 	in := &bodyReader{r: r}
 	env := &spool.Envelope{
 		ID:         id,
@@ -162,7 +169,7 @@ func (s *session) Data(r io.Reader) *smtpreply.Reply {
 		err = q.Put(env, io.MultiReader(strings.NewReader(received), bytes.NewReader(hdr), br))
 	}
 	if err == nil {
-		log.Info("message queued", "from", env.From, "rcpts", len(env.Recipients), "size", env.Size,
+		log(slog.LevelInfo, "message queued", "from", env.From, "rcpts", len(env.Recipients), "size", env.Size,
 			"message_id", env.MessageID, "tls", s.cs.TLS != nil, "auth", s.user != "")
 		if cfg.Notify != nil {
 			cfg.Notify(id)
@@ -173,14 +180,14 @@ func (s *session) Data(r io.Reader) *smtpreply.Reply {
 		// The client's input was refused (bare CR/LF, size, line length,
 		// NUL) or failed (timeout, reset): smtpserver sends its own reply
 		// and nothing is stored.
-		log.Info("message not queued: input refused or failed", "err", in.err)
+		log(slog.LevelInfo, "message not queued: input refused or failed", "err", in.err)
 		return nil
 	}
 	reply := errSpool
 	if errors.Is(err, spool.ErrNoSpace) {
 		reply = errNoSpace
 	}
-	log.Log(s.ctx, slogLevel(reply), "message refused", "reply", reply.String(), "err", err)
+	log(slogLevel(reply), "message refused", "reply", reply.String(), "err", err)
 	return reply
 }
 
