@@ -68,7 +68,7 @@ func (c *conn) auth(arg string) error {
 	}
 	c.authUser = cred.Username
 	c.srv.authenticated(c)
-	c.log.Info("smtp authenticated", "user", cred.Username)
+	c.logger().Info("smtp authenticated", "user", cred.Username)
 	c.w.reply(replyAuthOK)
 	return nil
 }
@@ -83,7 +83,7 @@ func (c *conn) authRefused(r *smtpreply.Reply) error {
 	c.srv.stats.authFailures.Add(1)
 	c.srv.throttle.failed(c.key)
 	c.authFailures++
-	c.log.Warn("smtp authentication failed", "failures", c.authFailures)
+	c.logger().Warn("smtp authentication failed", "failures", c.authFailures)
 	if c.authFailures >= c.cfg.MaxAuthFailures {
 		c.w.reply(replyTooManyAuthFailures(c.cfg.Hostname))
 		return errQuit

@@ -90,7 +90,7 @@ func (c *conn) bdat(arg string) error {
 		return errQuit
 	case cr.check.fault != nil:
 		if errors.Is(cr.check.fault, ErrBareNewline) {
-			c.log.Info("smtp bare newline in BDAT", "err", cr.check.fault)
+			c.logger().Info("smtp bare newline in BDAT", "err", cr.check.fault)
 		}
 		c.w.reply(c.faultReply(cr.check.fault))
 		return nil

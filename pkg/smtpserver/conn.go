@@ -21,8 +21,8 @@ import (
 type conn struct {
 	srv    *Server
 	cfg    *Config
-	log    *slog.Logger
-	raw    net.Conn // the TCP connection, for deadlines and the final close
+	log    *slog.Logger // see logger
+	raw    net.Conn     // the TCP connection, for deadlines and the final close
 	remote netip.AddrPort
 	w      *wire
 	ctx    context.Context
@@ -56,13 +56,23 @@ type conn struct {
 func newConn(s *Server, nc net.Conn, remote netip.AddrPort) *conn {
 	return &conn{
 		srv: s, cfg: &s.cfg, raw: nc, remote: remote,
-		log: s.log.With("client", remote.Addr().String()),
-		w:   newWire(nc, s.cfg.WriteTimeout),
+		w: newWire(nc, s.cfg.WriteTimeout),
 		state: ConnState{
 			Local:  addrPort(nc.LocalAddr()),
 			Remote: remote,
 		},
 	}
+}
+
+// logger is the server's logger naming the client, made on first use:
+// at the usual levels most connections log nothing, and a new session
+// per message would otherwise pay for formatting the attribute each
+// time.
+func (c *conn) logger() *slog.Logger {
+	if c.log == nil {
+		c.log = c.srv.log.With("client", c.remote.Addr().String())
+	}
+	return c.log
 }
 
 // errQuit ends the command loop: the connection is closed.
@@ -74,14 +84,20 @@ func (c *conn) serve(ctx context.Context) {
 	c.ctx = ctx
 	defer c.raw.Close()
 	start := time.Now()
-	c.log.Debug("smtp connection opened")
+	debug := c.srv.log.Enabled(ctx, slog.LevelDebug)
+	if debug {
+		c.logger().Debug("smtp connection opened")
+	}
 	defer func() {
 		if c.sess != nil {
 			c.sess.Logout()
 		}
 		c.w.flush()
 		c.w.nc.Close() // over TLS: close_notify first (RFC 8446 §6.1)
-		c.log.Debug("smtp connection closed", "duration", time.Since(start).Round(time.Millisecond), "commands", c.commands)
+		c.w.release()
+		if debug {
+			c.logger().Debug("smtp connection closed", "duration", time.Since(start).Round(time.Millisecond), "commands", c.commands)
+		}
 	}()
 	if !c.startSession() {
 		return
@@ -173,7 +189,7 @@ func (c *conn) readFailed(err error) error {
 	case errors.Is(err, ErrNUL):
 		return c.fail(replyCommandNUL)
 	case errors.Is(err, ErrBareNewline):
-		c.log.Info("smtp bare newline in command; closing", "err", err)
+		c.logger().Info("smtp bare newline in command; closing", "err", err)
 		c.w.reply(replyCommandBareNewline)
 	case errors.Is(err, errShutdown):
 		c.w.reply(replyShuttingDown(c.cfg.Hostname))
@@ -411,7 +427,7 @@ func (c *conn) data(arg string) error {
 	case errors.Is(d.err, ErrBareNewline):
 		// The end of data cannot be found any more: reply and close
 		// (reader.go dataReader).
-		c.log.Info("smtp bare newline in DATA; closing", "err", d.err)
+		c.logger().Info("smtp bare newline in DATA; closing", "err", d.err)
 		c.w.reply(replyBareNewline)
 		return errQuit
 	case d.err != nil && d.err != io.EOF:

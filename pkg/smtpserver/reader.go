@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/smtpreply"
@@ -430,8 +431,34 @@ func (c *lineCheck) finish() (needCRLF bool) {
 	return c.lineLen > 0
 }
 
+// The buffers of ended connections, for the next ones: a new session
+// per message would otherwise allocate 36 KiB per message for the
+// garbage collector to find.
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufferSize) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+)
+
 func newWire(nc net.Conn, writeTimeout time.Duration) *wire {
-	return &wire{nc: nc, br: bufio.NewReaderSize(nc, bufferSize), bw: bufio.NewWriterSize(nc, 4096), writeTimeout: writeTimeout}
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(nc)
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(nc)
+	return &wire{nc: nc, br: br, bw: bw, writeTimeout: writeTimeout}
+}
+
+// release gives the buffers back once the connection is done with
+// them: closed, or replaced by a new wire after STARTTLS. What was
+// buffered is dropped. The wire must not be used after.
+func (w *wire) release() {
+	if w.br == nil {
+		return
+	}
+	w.br.Reset(nil)
+	w.bw.Reset(nil)
+	readerPool.Put(w.br)
+	writerPool.Put(w.bw)
+	w.br, w.bw = nil, nil
 }
 
 // reply buffers one reply (RFC 5321 §4.2.1): "xyz-" on every line but

@@ -283,6 +283,7 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 			w.reply(refuse)
 			w.flush()
 			nc.Close()
+			w.release()
 		})
 		return
 	}

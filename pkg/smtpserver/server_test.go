@@ -589,3 +589,27 @@ func TestBDATBetweenChunks(t *testing.T) {
 		t.Fatalf("Data saw %v, want ErrAborted", ts.backend.dataErrs)
 	}
 }
+
+// TestBuffersDoNotOutliveConnection: connections reuse the buffers of
+// ended ones (reader.go), and what one client left unread in them never
+// reaches the next: here commands pipelined after QUIT.
+func TestBuffersDoNotOutliveConnection(t *testing.T) {
+	ts := startServer(t, Config{}, nil)
+	for range 10 {
+		a := ts.dial(t)
+		a.ehlo()
+		a.send("QUIT\r\nEHLO leak.example\r\nMAIL FROM:<leak@example.com>\r\n")
+		a.expect("221 2.0.0")
+		a.nc.Close()
+
+		b := ts.dial(t)
+		b.send("NOOP\r\n")
+		b.expect("250 2.0.0 Ok")
+		b.send("MAIL FROM:<a@example.com>\r\n")
+		b.expect("503 5.5.1 Error: send HELO/EHLO first") // A's EHLO did not carry over
+		if n := b.br.Buffered(); n > 0 {
+			t.Fatalf("a reply to another connection's commands (%d octets)", n)
+		}
+		b.nc.Close()
+	}
+}

@@ -22,7 +22,7 @@ func (c *conn) startTLS(arg string) error {
 	// STARTTLS and before the handshake was sent in clear, where anyone
 	// could have added it. It is thrown away, never answered.
 	if n := c.w.br.Buffered(); n > 0 {
-		c.log.Warn("smtp input after STARTTLS discarded", "octets", n)
+		c.logger().Warn("smtp input after STARTTLS discarded", "octets", n)
 		c.w.br.Discard(n)
 	}
 	c.w.reply(replyStartTLS)
@@ -36,7 +36,8 @@ func (c *conn) startTLS(arg string) error {
 	if err := tc.HandshakeContext(ctx); err != nil {
 		// Nothing more is written: a reply now would go out in clear
 		// over a connection the client believes encrypted.
-		c.log.Info("smtp TLS handshake failed", "err", err)
+		c.logger().Info("smtp TLS handshake failed", "err", err)
+		c.w.release()
 		c.w = newWire(c.raw, 0) // drop buffered output; nothing is flushed
 		return errQuit
 	}
@@ -49,6 +50,7 @@ func (c *conn) startTLS(arg string) error {
 	c.sess = nil
 	c.helo, c.esmtp, c.authUser = "", false, ""
 	c.state.TLS = &cs
+	c.w.release() // its input was discarded above, its output flushed
 	c.w = newWire(tc, c.cfg.WriteTimeout)
 	if !c.startSession() {
 		return errQuit

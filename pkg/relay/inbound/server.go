@@ -121,7 +121,9 @@ func (s *Server) Active() int { return s.smtp.Active() }
 // fresh one after STARTTLS.
 func (s *Server) NewSession(ctx context.Context, cs smtpserver.ConnState) (smtpserver.Session, *smtpreply.Reply) {
 	sess := &session{s: s, ctx: ctx, cs: cs, id: sessionID(), relay: s.cfg.allowed(cs.Remote.Addr())}
-	s.log.Debug("session started", append(sess.log(), "relay_allowed", sess.relay, "tls", cs.TLS != nil)...)
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug("session started", append(sess.log(), "relay_allowed", sess.relay, "tls", cs.TLS != nil)...)
+	}
 	if s.cfg.Auth != nil {
 		return &authSession{sess}, nil
 	}

@@ -6,8 +6,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/relay/spool"
@@ -116,7 +118,13 @@ func (s *session) Data(r io.Reader) *smtpreply.Reply {
 	cfg := &s.s.cfg
 	q := cfg.Queue
 	id := q.NewID()
-	log := s.s.log.With(append(s.log(), "id", id)...)
+	// The session's attributes go with each line, not into a Logger made
+	// per message: With formats them even when nothing is logged.
+	log := func(level slog.Level, msg string, args ...any) {
+		if s.s.log.Enabled(s.ctx, level) {
+			s.s.log.Log(s.ctx, level, msg, append(append(s.log(), "id", id), args...)...)
+		}
+	}
 	in := &bodyReader{r: r}
 	env := &spool.Envelope{
 		ID:         id,
@@ -137,7 +145,12 @@ func (s *session) Data(r io.Reader) *smtpreply.Reply {
 	in.onEOF = func() { env.Body8Bit = env.Body8Bit || in.eightBit }
 
 	// The header section is read ahead, bounded, for the Message-ID.
-	br := bufio.NewReaderSize(in, 64<<10)
+	br := bodyBufs.Get().(*bufio.Reader)
+	br.Reset(in)
+	defer func() {
+		br.Reset(nil) // Put has read the body to its end, or failed
+		bodyBufs.Put(br)
+	}()
 	hdr, err := peekHeader(br, headerPeekLimit)
 	env.MessageID = messageID(hdr)
 	// RFC 8689 §4.1: with REQUIRETLS on MAIL FROM the TLS-Required field
@@ -156,7 +169,7 @@ func (s *session) Data(r io.Reader) *smtpreply.Reply {
 		err = q.Put(env, io.MultiReader(strings.NewReader(received), bytes.NewReader(hdr), br))
 	}
 	if err == nil {
-		log.Info("message queued", "from", env.From, "rcpts", len(env.Recipients), "size", env.Size,
+		log(slog.LevelInfo, "message queued", "from", env.From, "rcpts", len(env.Recipients), "size", env.Size,
 			"message_id", env.MessageID, "tls", s.cs.TLS != nil, "auth", s.user != "")
 		if cfg.Notify != nil {
 			cfg.Notify(id)
@@ -167,16 +180,20 @@ func (s *session) Data(r io.Reader) *smtpreply.Reply {
 		// The client's input was refused (bare CR/LF, size, line length,
 		// NUL) or failed (timeout, reset): smtpserver sends its own reply
 		// and nothing is stored.
-		log.Info("message not queued: input refused or failed", "err", in.err)
+		log(slog.LevelInfo, "message not queued: input refused or failed", "err", in.err)
 		return nil
 	}
 	reply := errSpool
 	if errors.Is(err, spool.ErrNoSpace) {
 		reply = errNoSpace
 	}
-	log.Log(s.ctx, slogLevel(reply), "message refused", "reply", reply.String(), "err", err)
+	log(slogLevel(reply), "message refused", "reply", reply.String(), "err", err)
 	return reply
 }
+
+// bodyBufs are the read-ahead buffers of Data, kept for the next
+// message rather than allocated for each.
+var bodyBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 // bodyReader passes the message through, noting 8-bit octets (RFC 6152)
 // and the first input error.
