@@ -48,7 +48,7 @@ func TestCacheTakeJudgesOutcome(t *testing.T) {
 			x := &conn{s: &smtpclient.Session{}, hop: Hop{MX: "mx", Outcome: tc.out}, addr: "127.0.0.1:25", opened: time.Now(), since: time.Now()}
 			c.open, c.perAddr["127.0.0.1:25"] = 1, 1
 			c.idle = []*conn{x}
-			got, ok := c.take(context.Background(), tc.mx, "127.0.0.1:25", req(tc.rcpt))
+			got, ok := c.take(context.Background(), target{name: tc.mx, addr: "127.0.0.1:25"}, req(tc.rcpt))
 			if !ok {
 				t.Fatal("take failed")
 			}
@@ -76,7 +76,7 @@ func TestCacheExpiry(t *testing.T) {
 	stale := mk(now.Add(-time.Minute), now.Add(-time.Second))  // too old to reuse
 	idle := mk(now.Add(-time.Second), now.Add(-6*time.Second)) // idle too long
 	c.idle = []*conn{stale, idle}
-	got, ok := c.take(context.Background(), "mx", "a:25", policy.Requirement{})
+	got, ok := c.take(context.Background(), target{name: "mx", addr: "a:25"}, policy.Requirement{})
 	if !ok || got != nil {
 		t.Errorf("take = %v, %v; want a new slot", got, ok)
 	}
@@ -94,7 +94,7 @@ func BenchmarkCacheTakePut(b *testing.B) {
 	req := policy.DefaultRequirement()
 	b.ReportAllocs()
 	for b.Loop() {
-		x, _ := c.take(ctx, "mx", "10.0.0.7:25", req)
+		x, _ := c.take(ctx, target{name: "mx", addr: "10.0.0.7:25"}, req)
 		c.put(ctx, x)
 	}
 }
