@@ -64,12 +64,12 @@ func startDANEWorld(t *testing.T) *daneWorld {
 // validating unbound.
 func (w *daneWorld) relayFor(t *testing.T, tweak func(*relay.Config)) *lab {
 	t.Helper()
-	return publishedRelay(t, w.ca, w.dns.Addr(), tweak)
+	return publishedRelay(t, w.ca, w.dns.Addr(), "", tweak)
 }
 
-// publishedRelay runs a relay with an empty list, the resolver at
-// resolver and ca trusted beside the system roots.
-func publishedRelay(t *testing.T, ca *testpeer.CA, resolver string, tweak func(*relay.Config)) *lab {
+// publishedRelay runs a relay with policyText as its list, the resolver
+// at resolver and ca trusted beside the system roots.
+func publishedRelay(t *testing.T, ca *testpeer.CA, resolver, policyText string, tweak func(*relay.Config)) *lab {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := relay.DefaultConfig()
@@ -82,7 +82,7 @@ func publishedRelay(t *testing.T, ca *testpeer.CA, resolver string, tweak func(*
 	cfg.CAFile = ca.CertFile()
 	cfg.DelayWarning = 0
 	cfg.TLSRPT = false
-	if err := os.WriteFile(cfg.Policy, nil, 0o644); err != nil {
+	if err := os.WriteFile(cfg.Policy, []byte(policyText), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if tweak != nil {
