@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,7 +65,7 @@ func startSTSWorld(t *testing.T) *stsWorld {
 	testpeer.RequireSwaks(t)
 	testpeer.RequireSignedDNS(t)
 	w := &stsWorld{ca: testpeer.NewCA(t)}
-	doms := []string{"ok.sts.test", "two.sts.test", "outside.sts.test", "strip.sts.test", "testing.sts.test", "down.sts.test", "listed.sts.test"}
+	doms := []string{"ok.sts.test", "two.sts.test", "outside.sts.test", "strip.sts.test", "testing.sts.test", "down.sts.test", "listed.sts.test", "nofetch.sts.test"}
 	w.mx = testpeer.StartPostfix(t, testpeer.PostfixOptions{TLS: testpeer.TLSModern, CA: w.ca,
 		Hostname: "mx.sts.test", CertNames: []string{"strip.sts.test"}, Domains: doms})
 	w.out = startCountingMX(t)
@@ -81,6 +82,7 @@ func startSTSWorld(t *testing.T) *stsWorld {
 		"testing IN MX 10 mx",
 		"down IN MX 10 out", "down IN MX 20 mx",
 		"listed IN MX 10 strip",
+		"nofetch IN MX 10 out", "nofetch IN MX 20 mx",
 	}
 	policy := func(dom, mode string, mx ...string) *testpeer.HTTPSServer {
 		h := testpeer.StartMTASTSHost(t, w.ca, dom, testpeer.MTASTSPolicy(mode, 86400, mx...))
@@ -93,6 +95,9 @@ func startSTSWorld(t *testing.T) *stsWorld {
 	policy("strip.sts.test", "enforce", "strip.sts.test")
 	policy("testing.sts.test", "testing", "elsewhere.sts.test")
 	w.down = policy("down.sts.test", "enforce", "mx.sts.test")
+	// A record, but the policy host answers 404: no policy.
+	nofetch := testpeer.StartHTTPS(t, w.ca, "mta-sts.nofetch.sts.test", http.NotFoundHandler())
+	recs = append(recs, nofetch.MTASTSRecords("nofetch.sts.test", "idnofetch")...)
 	w.dns = testpeer.StartSignedDNS(t, testpeer.Zone{Name: "sts.test", Records: recs})
 	return w
 }
@@ -156,6 +161,18 @@ func TestRelayMTASTS(t *testing.T) {
 		if n, b := w.strip.mails.Load(), w.strip.after.Load(); n != 0 || b != 0 || atMX("strip.sts.test") != 0 {
 			t.Errorf("%d MAIL FROM, %d bytes in clear", n, b)
 		}
+	})
+	t.Run("record but no policy: as without MTA-STS, recorded for TLS-RPT", func(t *testing.T) {
+		before := w.out.conns.Load()
+		rec := attempt(t, l, "a@nofetch.sts.test")
+		if rec.Event != audit.Delivered || rec.STSPolicyID != "" || rec.ResultType != audit.ResultSTSPolicyFetchError {
+			t.Fatalf("%s policy %q result %q", rec.Event, rec.STSPolicyID, rec.ResultType)
+		}
+		// RFC 8461 §5: no policy, so the preferred MX is tried.
+		if w.out.conns.Load() == before {
+			t.Errorf("the preferred MX was not tried")
+		}
+		w.out.conns.Store(before)
 	})
 	t.Run("testing mode delivers and records the would-be failure", func(t *testing.T) {
 		rec := attempt(t, l, "a@testing.sts.test")
