@@ -1,7 +1,8 @@
 // Package courier makes one SMTP delivery attempt for one group of
 // recipients (one message, one domain, one policy requirement): it finds
 // the hops (a static route or the domain's MX hosts), connects to them in
-// order, has policy.Evaluate judge each hop's TLS, sends over the first hop
+// order, has policy.EvaluateHop judge each hop (its TLS and its DANE
+// state, against the list, MTA-STS and REQUIRETLS), sends over the first hop
 // whose verdict lets the mail go, and asks policy.Decide about the group
 // when none did. It keeps the outbound connection cache (reuse.go).
 //
