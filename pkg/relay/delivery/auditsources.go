@@ -93,14 +93,18 @@ func resultType(src policy.SourceKind, req policy.Requirement, hop courier.Hop) 
 	case o.Version < tls.VersionTLS12:
 		return audit.ResultValidationFailure
 	}
+	// smtpclient's VerifyError: crypto/x509's chain error and/or
+	// "certificate does not name HOST", joined by "; ". The chain's
+	// problem comes first: a name on an untrusted certificate means
+	// nothing.
 	why := strings.ToLower(o.VerifyError)
 	switch {
 	case strings.Contains(why, "expired") || strings.Contains(why, "not yet valid"):
 		return audit.ResultCertExpired
-	case strings.Contains(why, "not valid for") || strings.Contains(why, "valid for") || strings.Contains(why, "name"):
-		return audit.ResultCertHostMismatch
-	case strings.Contains(why, "unknown authority") || strings.Contains(why, "not trusted") || strings.Contains(why, "self-signed") || strings.Contains(why, "self signed"):
+	case strings.Contains(why, "unknown authority"):
 		return audit.ResultCertNotTrusted
+	case strings.Contains(why, "does not name") || strings.Contains(why, "is valid for"):
+		return audit.ResultCertHostMismatch
 	}
 	return audit.ResultValidationFailure
 }
