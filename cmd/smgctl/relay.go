@@ -28,7 +28,9 @@ func newRelayCmd(g *globals) *cobra.Command {
 		Long: `Accept mail from the company's own servers and deliver it under the TLS
 policy: listed recipients only over TLS that meets their entry, or the
 message returns to its sender with an RFC 3464 DSN; everyone else with
-opportunistic TLS. Every recipient's outcome is written to the audit log.
+opportunistic TLS, unless the domain publishes MTA-STS or DANE TLSA
+records, which are honoured for every domain (--published-policies).
+Every recipient's outcome is written to the audit log.
 
 Settings come from flags, then SMGCTL_<KEY> environment variables (e.g.
 SMGCTL_AUDIT_LOG), then the --config file (lines "key = value"), then the
