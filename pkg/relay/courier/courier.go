@@ -214,6 +214,7 @@ func (c *SMTP) Deliver(ctx context.Context, m *Message, g Group) []Result {
 	}
 	var fails []*failure // one per target tried, in order
 	var hops []policy.HopResult
+	seen := map[string]target{} // MX host → its DANE state, this attempt
 	for _, t := range ts {
 		if ctx.Err() != nil {
 			// The targets not tried might have met the requirement.
@@ -221,6 +222,7 @@ func (c *SMTP) Deliver(ctx context.Context, m *Message, g Group) []Result {
 			hops = append(hops, policy.HopResult{})
 			break
 		}
+		t = c.withDANE(ctx, t, g.Req, seen)
 		if f := refuseBeforeDial(t, g.Req); f != nil {
 			// Known unfit before a connection: none is made, so
 			// nothing can leak in clear.

@@ -23,6 +23,11 @@ type target struct {
 	// dane is the host's TLSA lookup: its records verify the chain when
 	// usable (smtpclient.Options.TLSA).
 	dane dane.Host
+	// mx is the MX host, mxAD its MX RRset's trusted AD bit, for the
+	// TLSA lookup that withDANE makes when the host's turn comes; zero
+	// for a route.
+	mx   *mx.Host
+	mxAD bool
 }
 
 // DANELookup finds one MX host's DANE state; dane.Lookup over the
@@ -46,9 +51,10 @@ func (c *SMTP) routeFor(domain string) (string, bool) {
 }
 
 // targets lists where the group's mail goes, in the order to try: the
-// route, or every address of every MX host by preference (RFC 5321 §5.1),
-// each MX host with its DANE state (RFC 7672 §2.2). A non-nil failure
-// applies to the whole group.
+// route, or every address of every MX host by preference (RFC 5321 §5.1).
+// Each MX host's DANE state (RFC 7672 §2.2) is looked up when its turn
+// comes (withDANE), so a domain whose first MX takes the mail costs one
+// TLSA lookup. A non-nil failure applies to the whole group.
 //
 // A static route gets no TLSA lookup: it is the operator's own next hop
 // (a lab, a smarthost), named by configuration rather than by the
@@ -73,10 +79,11 @@ func (c *SMTP) targets(ctx context.Context, g Group) ([]target, *failure) {
 	}
 	port := strconv.Itoa(c.cfg.MXPort)
 	var ts []target
-	for _, h := range res.Hosts {
-		facts, d := c.daneOf(ctx, g.Req, res.AD, h)
+	for i := range res.Hosts {
+		h := &res.Hosts[i]
 		for _, a := range h.Addrs {
-			ts = append(ts, target{name: h.Name, addr: net.JoinHostPort(a.Unmap().String(), port), facts: facts, dane: d})
+			ts = append(ts, target{name: h.Name, addr: net.JoinHostPort(a.Unmap().String(), port),
+				facts: policy.HopFacts{Name: h.Name}, mx: h, mxAD: res.AD})
 		}
 	}
 	if len(ts) == 0 {
@@ -91,14 +98,26 @@ func (c *SMTP) targets(ctx context.Context, g Group) ([]target, *failure) {
 	return ts, nil
 }
 
-// daneOf looks up host's DANE state, unless published policies are off
-// (then nothing is asked: the setting is for labs and emergencies, a
-// broken DNSSEC chain among them).
-func (c *SMTP) daneOf(ctx context.Context, req policy.Requirement, mxAuthentic bool, h mx.Host) (policy.HopFacts, dane.Host) {
-	facts := policy.HopFacts{Name: h.Name}
-	if c.cfg.DANE == nil || req.Ignore == policy.IgnoredPublishedOff || len(h.Addrs) == 0 {
-		return facts, dane.Host{State: dane.StateNone}
+// withDANE gives an MX target its host's DANE state, looked up once per
+// host and attempt (seen), unless published policies are off (then
+// nothing is asked: the setting is for labs and emergencies, a broken
+// DNSSEC chain among them).
+func (c *SMTP) withDANE(ctx context.Context, t target, req policy.Requirement, seen map[string]target) target {
+	if t.mx == nil || c.cfg.DANE == nil || req.Ignore == policy.IgnoredPublishedOff {
+		return t
 	}
+	if s, ok := seen[t.name]; ok {
+		t.facts, t.dane = s.facts, s.dane
+		return t
+	}
+	t.facts, t.dane = c.daneOf(ctx, t.mxAD, *t.mx)
+	seen[t.name] = t
+	return t
+}
+
+// daneOf maps a host's DANE lookup onto the decision's HopFacts.
+func (c *SMTP) daneOf(ctx context.Context, mxAuthentic bool, h mx.Host) (policy.HopFacts, dane.Host) {
+	facts := policy.HopFacts{Name: h.Name}
 	d := c.cfg.DANE(ctx, mxAuthentic, h, c.cfg.MXPort)
 	switch d.State {
 	case dane.StateUsable:
