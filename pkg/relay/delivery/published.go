@@ -23,8 +23,9 @@ type stsInfo struct {
 // TLS-Required: No) into the requirement the courier judges every hop
 // by (policy.Combine; DANE is per hop, the courier's). With the
 // published-policies setting off the MTA-STS cache is still read, so the
-// audit names the policy that was ignored.
-func (r *Runner) published(ctx context.Context, env *spool.Envelope, g courier.Group) (courier.Group, stsInfo) {
+// audit names the policy that was ignored. ok is false when ctx ended
+// before the policy was known: the group must not be tried without it.
+func (r *Runner) published(ctx context.Context, env *spool.Envelope, g courier.Group) (_ courier.Group, _ stsInfo, ok bool) {
 	pub := policy.Published{RequireTLS: env.RequireTLS, TLSRequiredNo: env.TLSRequiredNo, Ignored: r.cfg.IgnorePublished}
 	var info stsInfo
 	if r.cfg.MTASTS != nil && g.Refused.IsZero() && g.Domain != "" {
@@ -33,7 +34,10 @@ func (r *Runner) published(ctx context.Context, env *spool.Envelope, g courier.G
 		// bounded by the cache's own timeout.
 		res, err := r.cfg.MTASTS(ctx, g.Domain)
 		switch {
+		case err != nil && ctx.Err() != nil:
+			return g, info, false
 		case err != nil:
+			// Not a domain name: it can have no policy.
 			r.cfg.Log.Debug("MTA-STS: no policy for this attempt", "domain", g.Domain, "err", err)
 		case res.Policy != nil:
 			p := res.Policy
@@ -47,5 +51,5 @@ func (r *Runner) published(ctx context.Context, env *spool.Envelope, g courier.G
 		}
 	}
 	g.Req = policy.Combine(g.Req, pub)
-	return g, info
+	return g, info, true
 }

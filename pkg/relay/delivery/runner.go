@@ -414,7 +414,11 @@ func (r *Runner) process(ctx context.Context, id string, force bool) {
 			if !ok {
 				return // shutting down: the recipients stay due
 			}
-			g, sts := r.published(ctx, env, g)
+			g, sts, ok := r.published(ctx, env, g)
+			if !ok {
+				release()
+				return // shutting down before the MTA-STS policy was known: stays due
+			}
 			res := r.courier.Deliver(ctx, msg, g)
 			release()
 			m.record(ctx, g, sts, res)
