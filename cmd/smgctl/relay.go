@@ -28,7 +28,9 @@ func newRelayCmd(g *globals) *cobra.Command {
 		Long: `Accept mail from the company's own servers and deliver it under the TLS
 policy: listed recipients only over TLS that meets their entry, or the
 message returns to its sender with an RFC 3464 DSN; everyone else with
-opportunistic TLS. Every recipient's outcome is written to the audit log.
+opportunistic TLS, unless the domain publishes MTA-STS or DANE TLSA
+records, which are honoured for every domain (--published-policies).
+Every recipient's outcome is written to the audit log.
 
 Settings come from flags, then SMGCTL_<KEY> environment variables (e.g.
 SMGCTL_AUDIT_LOG), then the --config file (lines "key = value"), then the
@@ -112,6 +114,8 @@ spool for the next start.`,
 	f.Bool("tlsrpt", true, "send daily TLS-RPT reports (RFC 8460) to the partner domains that publish an _smtp._tls record (--tlsrpt=false: none)")
 	f.String("tlsrpt-organization", "", "organization-name in the TLS-RPT reports (default: the host name)")
 	f.String("tlsrpt-contact", "", "contact-info in the TLS-RPT reports (default: postmaster@ the host name)")
+	f.Bool("published-policies", true, "honour what partner domains publish, MTA-STS and DANE, beside the policy list (--published-policies=false: ignore both, audited as ignored)")
+	f.Bool("dns-trusted", false, "believe the resolver's DNSSEC AD bit even when it is not on loopback (the path to it is trusted)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&check, "check", false, "check the configuration, policy, certificate, paths and resolver, then exit (0 ok, 1 a problem, 2 bad settings); opens no listener, writes nothing")
 	return c

@@ -44,6 +44,8 @@ func TestRelayCheck(t *testing.T) {
 		{"spool is a file", []string{"--spool", notADir}, 1, "spool +error .*file is not a directory"},
 		{"resolver gone", []string{"--resolver", "127.0.0.1:9"}, 1, "resolver +error .*does not answer"},
 		{"bad value", []string{"--max-size", "ten"}, 2, "want a size such as 10MB"},
+		{"DANE with a loopback resolver", nil, 0, "dane +ok +DNSSEC answers of .* are believed"},
+		{"published policies off", []string{"--published-policies=false"}, 0, "published-policies +warning +off: MTA-STS and DANE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errb bytes.Buffer

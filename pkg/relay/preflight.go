@@ -135,6 +135,16 @@ func Preflight(ctx context.Context, cfg Config, now time.Time) []Finding {
 		} else {
 			add("resolver", CheckOK, "%v answers", res.Servers())
 		}
+		// DANE rests on the resolver's AD bit (RFC 7672 §2.1), believed
+		// from loopback or when the operator says the path is trusted.
+		switch trusted := res.WithTrustedAD(cfg.DNSTrusted).TrustsAD(); {
+		case !cfg.PublishedPolicies:
+			add("published-policies", CheckWarning, "off: MTA-STS and DANE of partner domains are ignored (audited as ignored)")
+		case trusted:
+			add("dane", CheckOK, "DNSSEC answers of %v are believed: TLSA records apply where the resolver validates", res.Servers())
+		default:
+			add("dane", CheckWarning, "%v is not on loopback and dns-trusted is false: its DNSSEC answers are not believed, so DANE never applies", res.Servers())
+		}
 	}
 	return out
 }

@@ -45,15 +45,22 @@ func (r *Relay) logStartNotes() {
 		policyFlag = " --policy " + c.Policy
 	}
 	addHint := "to require TLS for a partner: smgctl policy add" + policyFlag + " partner.example"
+	others := "every domain gets opportunistic TLS unless it publishes MTA-STS or DANE"
+	if !c.PublishedPolicies {
+		others = "every domain gets opportunistic TLS"
+	}
 	n := r.watcher.Stats().Entries
 	_, statErr := os.Stat(c.Policy)
 	switch {
 	case errors.Is(statErr, fs.ErrNotExist):
-		r.log.Info(fmt.Sprintf("nothing is enforced: the policy file %s does not exist, so every domain gets opportunistic TLS; %s", c.Policy, addHint))
+		r.log.Info(fmt.Sprintf("nothing is enforced: the policy file %s does not exist, so %s; %s", c.Policy, others, addHint))
 	case n == 0:
-		r.log.Info(fmt.Sprintf("nothing is enforced: the policy file %s has no entries, so every domain gets opportunistic TLS; %s", c.Policy, addHint))
+		r.log.Info(fmt.Sprintf("nothing is enforced: the policy file %s has no entries, so %s; %s", c.Policy, others, addHint))
 	default:
 		r.log.Info(fmt.Sprintf("enforcing %d %s from %s", n, plural(n, "policy entry", "policy entries"), c.Policy))
+	}
+	if !c.PublishedPolicies {
+		r.log.Warn("published policies are ignored (published-policies = false): MTA-STS and DANE of partner domains are not applied, and every audit record says so")
 	}
 	r.log.Info(fmt.Sprintf("files: spool %s, audit log %s, policy %s", c.Spool, c.AuditLog, c.Policy))
 	test := []string{"smgctl sendtest --to someone@partner.example --via", testAddr(r.ln.Addr())}

@@ -57,7 +57,7 @@ func TestStartNotesFreshInstall(t *testing.T) {
 	log := startLog(t, cfg)
 	addr := log[strings.LastIndex(log, "listen ")+len("listen "):]
 	for _, want := range []string{
-		"nothing is enforced: the policy file " + cfg.Policy + " does not exist, so every domain gets opportunistic TLS; to require TLS for a partner: smgctl policy add --policy " + cfg.Policy + " partner.example",
+		"nothing is enforced: the policy file " + cfg.Policy + " does not exist, so every domain gets opportunistic TLS unless it publishes MTA-STS or DANE; to require TLS for a partner: smgctl policy add --policy " + cfg.Policy + " partner.example",
 		"created the audit log directory " + filepath.Join(dir, "var/log/smgctl"),
 		"created the spool directory " + cfg.Spool,
 		"files: spool " + cfg.Spool + ", audit log " + cfg.AuditLog + ", policy " + cfg.Policy,
