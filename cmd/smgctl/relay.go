@@ -112,6 +112,8 @@ spool for the next start.`,
 	f.Bool("tlsrpt", true, "send daily TLS-RPT reports (RFC 8460) to the partner domains that publish an _smtp._tls record (--tlsrpt=false: none)")
 	f.String("tlsrpt-organization", "", "organization-name in the TLS-RPT reports (default: the host name)")
 	f.String("tlsrpt-contact", "", "contact-info in the TLS-RPT reports (default: postmaster@ the host name)")
+	f.Bool("published-policies", true, "honour what partner domains publish, MTA-STS and DANE, beside the policy list (--published-policies=false: ignore both, audited as ignored)")
+	f.Bool("dns-trusted", false, "believe the resolver's DNSSEC AD bit even when it is not on loopback (the path to it is trusted)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&check, "check", false, "check the configuration, policy, certificate, paths and resolver, then exit (0 ok, 1 a problem, 2 bad settings); opens no listener, writes nothing")
 	return c

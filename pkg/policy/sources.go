@@ -148,3 +148,12 @@ func (s *STS) allows(host string) bool {
 	}
 	return false
 }
+
+// STSRulesOut reports whether an MTA-STS policy in enforce mode (applied,
+// not ignored) has no mx pattern for host: the relay must not even
+// connect to it (RFC 8461 §4.1: "senders MUST NOT deliver" to an MX
+// outside the patterns). A testing policy rules nothing out; EvaluateHop
+// records the would-be failure instead.
+func (r Requirement) STSRulesOut(host string) bool {
+	return r.stsApplies() && r.STS.Mode == STSEnforce && !r.STS.allows(host)
+}

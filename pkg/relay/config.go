@@ -75,6 +75,14 @@ type Config struct {
 	TLSRPT             bool
 	TLSRPTOrganization string
 	TLSRPTContact      string
+	// PublishedPolicies applies what partner domains publish, MTA-STS
+	// (RFC 8461) and DANE (RFC 7672), beside the list; false (labs,
+	// emergencies) ignores both and the audit says so. MTA-STS policies
+	// are cached in <spool>/mta-sts.
+	PublishedPolicies bool
+	// DNSTrusted believes the resolver's AD bit (DNSSEC, for DANE) even
+	// when it is not on loopback: the path to it is trusted.
+	DNSTrusted bool
 
 	// origins says where each key that is not at its default was set:
 	// "FILE:LINE", "env SMGCTL_X" or "flag --x" (smgctl config show).
@@ -150,6 +158,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout:     DefaultShutdownTimeout,
 		AuditMaxSize:        DefaultAuditMaxSize,
 		TLSRPT:              true,
+		PublishedPolicies:   true,
 	}
 }
 
@@ -161,6 +170,7 @@ var Keys = []string{
 	"admin", "admin-public", "max-size", "max-connections", "max-connections-per-ip", "max-connections-outside",
 	"idle-timeout", "command-timeout", "data-timeout", "max-recipients", "queue-lifetime", "delay-warning", "resolver", "mx-port", "ca-file", "route",
 	"shutdown-timeout", "audit-max-size", "audit-max-age", "tlsrpt", "tlsrpt-organization", "tlsrpt-contact",
+	"published-policies", "dns-trusted",
 }
 
 // EnvName is the environment variable of a key: "audit-log" →
@@ -241,6 +251,10 @@ func (c *Config) Set(key, value string) error {
 		c.TLSRPTOrganization = value
 	case "tlsrpt-contact":
 		c.TLSRPTContact = value
+	case "published-policies":
+		c.PublishedPolicies, err = strconv.ParseBool(value)
+	case "dns-trusted":
+		c.DNSTrusted, err = strconv.ParseBool(value)
 	case "resolver":
 		c.Resolver = value
 	case "mx-port":

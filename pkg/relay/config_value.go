@@ -84,6 +84,10 @@ func (c *Config) Value(key string) (string, error) {
 		return c.TLSRPTOrganization, nil
 	case "tlsrpt-contact":
 		return c.TLSRPTContact, nil
+	case "published-policies":
+		return strconv.FormatBool(c.PublishedPolicies), nil
+	case "dns-trusted":
+		return strconv.FormatBool(c.DNSTrusted), nil
 	}
 	return "", fmt.Errorf("unknown key %q", key)
 }

@@ -35,7 +35,14 @@ type mitm struct {
 
 func startMITM(t *testing.T, upstream string, mode mitmMode) *mitm {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	return startMITMOn(t, "127.0.0.1:0", upstream, mode)
+}
+
+// startMITMOn is startMITM listening on listen, e.g. port 25 of an MX
+// host's own address.
+func startMITMOn(t *testing.T, listen, upstream string, mode mitmMode) *mitm {
+	t.Helper()
+	ln, err := net.Listen("tcp4", listen)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/audit"
+	"github.com/smgctl/smgctl/pkg/mtasts"
 	"github.com/smgctl/smgctl/pkg/mx"
 	"github.com/smgctl/smgctl/pkg/relay/auditgate"
 	"github.com/smgctl/smgctl/pkg/relay/authfile"
@@ -55,6 +56,9 @@ type Relay struct {
 	journalDamage journalDamage
 	// reports sends the daily TLS-RPT reports; nil when off.
 	reports *tlsrpt.Sender
+	// sts is the MTA-STS policy cache in <spool>/mta-sts; nil without a
+	// resolver.
+	sts *mtasts.Cache
 }
 
 // New opens the spool, the audit log and the policy and binds the
@@ -126,14 +130,15 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 	res, rerr := mx.NewResolver(cfg.Resolver, 0)
 	switch {
 	case rerr == nil:
-		resolver = res.WithLogger(log.With("part", "dns"))
+		res = res.WithLogger(log.With("part", "dns")).WithTrustedAD(cfg.DNSTrusted)
+		resolver = res
 	case len(cfg.Routes) > 0:
 		// A lab with static routes only needs no DNS.
 		log.Warn("no DNS resolver; only routed domains can be delivered", "err", rerr)
 	default:
 		return nil, fmt.Errorf("resolver: %w", rerr)
 	}
-	if r.runner, err = delivery.New(delivery.Config{
+	dcfg := delivery.Config{
 		Spool:         r.spool,
 		Policy:        r.watcher.Policy,
 		Resolver:      resolver,
@@ -148,7 +153,13 @@ func New(cfg Config, log *slog.Logger) (r *Relay, err error) {
 		MXPort:        cfg.MXPort,
 		QueueLifetime: cfg.QueueLifetime,
 		DelayWarning:  delay,
-	}); err != nil {
+	}
+	if res != nil {
+		if err := r.publishedPolicies(&dcfg, res, roots); err != nil { // published.go
+			return nil, err
+		}
+	}
+	if r.runner, err = delivery.New(dcfg); err != nil {
 		return nil, err
 	}
 
@@ -264,6 +275,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	wg.Go(func() { r.operate(watchCtx) }) // queuerun.go: queue wake-ups, delay/expiry timer
 	if r.reports != nil {
 		wg.Go(func() { r.reports.Run(watchCtx) })
+	}
+	if r.sts != nil {
+		// Refreshes cached MTA-STS policies ahead of expiry, off the
+		// delivery path.
+		wg.Go(func() { r.sts.Run(watchCtx) })
 	}
 
 	var admin *http.Server

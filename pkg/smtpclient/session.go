@@ -120,6 +120,18 @@ func Dial(ctx context.Context, addr string, opts Options) (*Session, error) {
 // Addr is the address dialled.
 func (s *Session) Addr() string { return s.addr }
 
+// LocalIP is the client's own address on the connection (TLS-RPT's
+// sending-mta-ip, RFC 8460 §4.3); "" when there is none.
+func (s *Session) LocalIP() string {
+	if s.conn == nil {
+		return ""
+	}
+	if a, ok := s.conn.LocalAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return ""
+}
+
 // Banner is the server's greeting.
 func (s *Session) Banner() smtpreply.Reply { return s.banner }
 

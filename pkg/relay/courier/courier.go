@@ -1,7 +1,8 @@
 // Package courier makes one SMTP delivery attempt for one group of
 // recipients (one message, one domain, one policy requirement): it finds
 // the hops (a static route or the domain's MX hosts), connects to them in
-// order, has policy.Evaluate judge each hop's TLS, sends over the first hop
+// order, has policy.EvaluateHop judge each hop (its TLS and its DANE
+// state, against the list, MTA-STS and REQUIRETLS), sends over the first hop
 // whose verdict lets the mail go, and asks policy.Decide about the group
 // when none did. It keeps the outbound connection cache (reuse.go).
 //
@@ -39,6 +40,9 @@ type Config struct {
 	// Hostname is the EHLO name.
 	Hostname string
 	Resolver Resolver
+	// DANE looks up an MX host's TLSA records (RFC 7672); nil: DANE is
+	// not looked up (no DNSSEC-capable resolver).
+	DANE DANELookup
 	// Routes send a domain (and its subdomains) to a fixed host:port
 	// without an MX lookup. Keys are lower-case domains without a
 	// trailing dot, values checked host:port; the map is read at every
@@ -151,6 +155,14 @@ type Hop struct {
 	IP      string // the address dialled
 	Outcome policy.Outcome
 	Verdict policy.Verdict
+	// Facts is the hop's DANE state the verdict was taken with; TLSA its
+	// TLSA records in presentation form (usable or not), for the audit
+	// and TLS-RPT's policy-string.
+	Facts policy.HopFacts
+	TLSA  []string
+	// LocalIP is the relay's own address on the connection (TLS-RPT's
+	// sending-mta-ip); "" when none was made.
+	LocalIP string
 }
 
 // Result is one recipient's outcome of one attempt.
@@ -206,7 +218,7 @@ func (c *SMTP) Deliver(ctx context.Context, m *Message, g Group) []Result {
 	if !g.Refused.IsZero() {
 		return failAll(g, &failure{reply: g.Refused})
 	}
-	ts, f := c.targets(ctx, g.Domain)
+	ts, f := c.targets(ctx, g)
 	if f != nil {
 		return failAll(g, f)
 	}
@@ -218,6 +230,14 @@ func (c *SMTP) Deliver(ctx context.Context, m *Message, g Group) []Result {
 			fails = append(fails, &failure{reply: smtpreply.Local("delivery interrupted: " + ctx.Err().Error()), temporary: true})
 			hops = append(hops, policy.HopResult{})
 			break
+		}
+		if f := refuseBeforeDial(t, g.Req); f != nil {
+			// Known unfit before a connection: none is made, so
+			// nothing can leak in clear.
+			c.cfg.Log.Info("MX not used", "domain", g.Domain, "mx", t.name, "addr", t.addr, "reason", f.reply.String(), "policy", true)
+			fails = append(fails, f)
+			hops = append(hops, policy.HopResult{Reached: true, Verdict: f.hop.Verdict})
+			continue
 		}
 		res, f := c.deliverTo(ctx, t, m, g)
 		if f == nil {
@@ -248,6 +268,32 @@ func (c *SMTP) Deliver(ctx context.Context, m *Message, g Group) []Result {
 		return failAll(g, fails[len(fails)-1])
 	}
 	return failAll(g, &failure{reply: smtpreply.NoMXReached(g.Domain), temporary: true})
+}
+
+// refuseBeforeDial is the verdict on a hop that must not be connected to
+// at all: its TLSA lookup failed (RFC 7672 §2.2: defer, never a
+// downgrade), or an MTA-STS policy in enforce mode does not list it (RFC
+// 8461 §4.1). nil when the hop may be tried. Both defer (policy.Decide:
+// what the partner publishes never bounces).
+func refuseBeforeDial(t target, req policy.Requirement) *failure {
+	var rep smtpreply.Reply
+	var src policy.SourceKind
+	switch {
+	case req.Ignore == "" && t.facts.DANE == policy.DANEFailed:
+		// The verdict EvaluateHop gives such a hop, taken without a
+		// connection: the DANE failure is the one that names why.
+		rep, src = smtpreply.DANELookupFailed(t.name, t.facts.DANEError), policy.SourceDANE
+	case req.STSRulesOut(t.name):
+		rep, src = smtpreply.STSMXNotListed(t.name, req.STS.ID), policy.SourceMTASTS
+	default:
+		return nil
+	}
+	v := policy.EvaluateHop(req, t.facts, policy.Outcome{Failure: "not connected"})
+	v.Met, v.MaySend, v.WouldBounce = false, false, false
+	v.FailedBy, v.Reply, v.Diagnostic, v.Reason = src, rep, rep.String(), policy.ReasonPublished
+	v.Failures = append([]policy.Failure{{Source: src, Reply: rep, Enforced: true}}, v.Failures...)
+	hop := Hop{MX: t.name, IP: hostOf(t.addr), Verdict: v, Facts: t.facts, TLSA: tlsaStrings(t)}
+	return &failure{hop: hop, reply: rep, policy: true, temporary: true}
 }
 
 // deliverTo runs the transaction over a connection to t. A cached

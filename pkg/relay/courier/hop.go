@@ -14,7 +14,7 @@ import (
 // one whose judged Outcome passes req, or a new one from connect. The
 // connection holds a slot in the cache until transact hands it back.
 func (c *SMTP) session(ctx context.Context, t target, req policy.Requirement) (*conn, *failure) {
-	cn, ok := c.cache.take(ctx, t.name, t.addr, req)
+	cn, ok := c.cache.take(ctx, t, req)
 	if !ok {
 		return nil, &failure{hop: Hop{MX: t.name, IP: hostOf(t.addr)}, reply: smtpreply.Local("delivery interrupted: " + context.Cause(ctx).Error()), temporary: true}
 	}
@@ -25,7 +25,7 @@ func (c *SMTP) session(ctx context.Context, t target, req policy.Requirement) (*
 		// pipelined group; a dead connection fails there (stale, in
 		// transact) and deliverTo takes the next one.
 		cn.s.ResetNext()
-		cn.hop.Verdict = policy.Evaluate(req, cn.hop.Outcome)
+		cn.hop.Verdict = policy.EvaluateHop(req, cn.hop.Facts, cn.hop.Outcome)
 		cn.uses++
 		return cn, nil
 	}
@@ -39,34 +39,52 @@ func (c *SMTP) session(ctx context.Context, t target, req policy.Requirement) (*
 }
 
 func (c *SMTP) dial(ctx context.Context, t target) (*smtpclient.Session, error) {
-	return smtpclient.Dial(ctx, t.addr, smtpclient.Options{
+	o := smtpclient.Options{
 		HeloName:   c.cfg.Hostname,
-		ServerName: t.name,
+		ServerName: t.name, // SNI: the MX name (RFC 7672 §8.1)
 		RootCAs:    c.cfg.RootCAs,
 		Timeouts:   c.cfg.Timeouts,
 		Logger:     c.cfg.Log,
-	})
+	}
+	if t.facts.DANE == policy.DANEUsable {
+		// RFC 7672 §3: the chain is judged by the usable TLSA records,
+		// DANE-EE without name or date checks, DANE-TA for the MX name
+		// or its CNAME-expanded form.
+		o.TLSA, o.TLSAOwner, o.TLSANames = t.dane.Records, t.dane.Owner, t.dane.Names
+	}
+	return smtpclient.Dial(ctx, t.addr, o)
+}
+
+// tlsaStrings are t's TLSA records in presentation form.
+func tlsaStrings(t target) []string {
+	var out []string
+	for _, r := range t.dane.Records {
+		out = append(out, r.String())
+	}
+	return out
 }
 
 // connect opens a session to t that may carry mail under req: EHLO,
-// STARTTLS whenever offered, and policy.Evaluate's verdict on the hop.
+// STARTTLS whenever offered, and policy.EvaluateHop's verdict on the hop
+// (the list, the hop's DANE state, MTA-STS, REQUIRETLS).
 // When the verdict forbids sending, the session is closed with QUIT before
 // any MAIL FROM and a policy failure is returned. This is the one place a
 // new connection is judged: a per-hop check (of the certificate, of the
 // host name) belongs here, before the verdict.
 func (c *SMTP) connect(ctx context.Context, t target, req policy.Requirement) (*smtpclient.Session, Hop, *failure) {
-	hop := Hop{MX: t.name, IP: hostOf(t.addr)}
+	hop := Hop{MX: t.name, IP: hostOf(t.addr), Facts: t.facts, TLSA: tlsaStrings(t)}
 	s, err := c.dial(ctx, t)
 	if err != nil {
 		return nil, hop, sessionFailure(hop, t, err)
 	}
+	hop.LocalIP = s.LocalIP()
 	if err := s.Hello(ctx); err != nil {
 		s.Close()
 		return nil, hop, sessionFailure(hop, t, err)
 	}
 	out, err := s.StartTLS(ctx)
 	out.RequireTLSOffered = s.OffersRequireTLS() // RFC 8689 §4.2.1 step 5
-	hop.Outcome, hop.Verdict = out, policy.Evaluate(req, out)
+	hop.Outcome, hop.Verdict = out, policy.EvaluateHop(req, t.facts, out)
 	if err != nil && out.TLS {
 		// Encrypted, then the session broke (EHLO after TLS): nothing
 		// to judge, try the next one.
@@ -87,7 +105,10 @@ func (c *SMTP) connect(ctx context.Context, t target, req policy.Requirement) (*
 	// The handshake failed (or injected plaintext was refused) and the
 	// recipient may go without TLS: like Postfix's "may" level, try
 	// again in clear on a new connection (RFC 7435 §4: opportunistic
-	// security falls back to clear text rather than fail).
+	// security falls back to clear text rather than fail). MaySend was
+	// judged on the failed TLS outcome, so a hop with usable or unusable
+	// TLSA records or an enforced MTA-STS policy never gets here; the
+	// verdict below is taken again on the clear outcome all the same.
 	s.Close()
 	c.cfg.Log.Info("TLS failed; retrying in clear for an unenforced recipient", "mx", t.name, "addr", t.addr, "reason", out.Failure)
 	s, err = c.dial(ctx, t)
@@ -98,8 +119,9 @@ func (c *SMTP) connect(ctx context.Context, t target, req policy.Requirement) (*
 		s.Close()
 		return nil, hop, sessionFailure(hop, t, err)
 	}
+	hop.LocalIP = s.LocalIP()
 	clear := policy.Outcome{Failure: out.Failure}
-	hop.Outcome, hop.Verdict = clear, policy.Evaluate(req, clear)
+	hop.Outcome, hop.Verdict = clear, policy.EvaluateHop(req, t.facts, clear)
 	if !hop.Verdict.MaySend { // cannot happen for a MaySend requirement; fail closed anyway
 		s.Quit(ctx)
 		return nil, hop, &failure{hop: hop, reply: hop.Verdict.Reply, policy: true}

@@ -17,7 +17,8 @@ import (
 //
 // An idle connection keeps the TLS Outcome that was judged when it was
 // opened, and it is taken only for a group whose requirement that Outcome
-// passes through policy.Evaluate: a clear-text session opened for an
+// passes through policy.EvaluateHop (with the DANE state it was opened
+// with): a clear-text session opened for an
 // unlisted recipient can never carry mail for an enforced one, and a
 // session whose certificate was not verified never carries verify=cert
 // mail. The verdict is taken again for each group, so mode=testing and
@@ -76,16 +77,22 @@ func (c *connCache) signal() {
 // passes req, or reserves a slot for a new connection (conn nil, ok true).
 // It waits while the limits are reached and nothing can be freed, and
 // returns ok false when ctx ends first.
-func (c *connCache) take(ctx context.Context, name, addr string, req policy.Requirement) (cn *conn, ok bool) {
+//
+// The connection must have been opened with the same HopFacts (DANE
+// state) as t has now, and the verdict is EvaluateHop's with them: a
+// connection opened without TLSA records never carries mail for a hop
+// that has them now.
+func (c *connCache) take(ctx context.Context, t target, req policy.Requirement) (cn *conn, ok bool) {
+	name, addr := t.name, t.addr
 	for {
 		c.mu.Lock()
 		now := c.now()
 		var victim *conn
 		for i, x := range c.idle {
-			if x.addr != addr || x.hop.MX != name || c.expired(x, now) {
+			if x.addr != addr || x.hop.MX != name || x.hop.Facts != t.facts || c.expired(x, now) {
 				continue
 			}
-			if !policy.Evaluate(req, x.hop.Outcome).MaySend {
+			if !policy.EvaluateHop(req, x.hop.Facts, x.hop.Outcome).MaySend {
 				continue
 			}
 			c.idle = append(c.idle[:i], c.idle[i+1:]...)

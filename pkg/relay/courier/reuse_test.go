@@ -13,7 +13,7 @@ import (
 )
 
 // The cache's choice, table-driven: an idle session is handed out only
-// when policy.Evaluate passes the group's requirement on its Outcome, and
+// when policy.EvaluateHop passes the group's requirement on its Outcome, and
 // only for the same MX name and address.
 func TestCacheTakeJudgesOutcome(t *testing.T) {
 	f, err := policy.Parse("p", []byte("p.test\nstrong.test bits=256\nv.test verify=cert\nnew.test min-tls=1.3\nt.test mode=testing bits=256\n"))
@@ -48,7 +48,7 @@ func TestCacheTakeJudgesOutcome(t *testing.T) {
 			x := &conn{s: &smtpclient.Session{}, hop: Hop{MX: "mx", Outcome: tc.out}, addr: "127.0.0.1:25", opened: time.Now(), since: time.Now()}
 			c.open, c.perAddr["127.0.0.1:25"] = 1, 1
 			c.idle = []*conn{x}
-			got, ok := c.take(context.Background(), tc.mx, "127.0.0.1:25", req(tc.rcpt))
+			got, ok := c.take(context.Background(), target{name: tc.mx, addr: "127.0.0.1:25"}, req(tc.rcpt))
 			if !ok {
 				t.Fatal("take failed")
 			}
@@ -57,6 +57,45 @@ func TestCacheTakeJudgesOutcome(t *testing.T) {
 			}
 			if !tc.reuse && got != nil {
 				t.Errorf("got another cached session")
+			}
+		})
+	}
+}
+
+// A cached session keeps the DANE state it was opened with: it is handed
+// out only for a hop with the same HopFacts, and judged by EvaluateHop
+// with them (usable TLSA: only a DANE-authenticated session), and an
+// MTA-STS policy applies to reuse as to a new session.
+func TestCacheTakeJudgesPublished(t *testing.T) {
+	usable := policy.HopFacts{Name: "mx", DANE: policy.DANEUsable}
+	none := policy.HopFacts{Name: "mx"}
+	pkix := policy.Outcome{TLS: true, Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256, Verified: true, Auth: policy.AuthPKIX}
+	daneOut := pkix
+	daneOut.Auth, daneOut.TLSA = policy.AuthDANE, "3 1 1 ab"
+	clear := policy.Outcome{Failure: "STARTTLS not offered"}
+	enforce := policy.Combine(policy.Requirement{}, policy.Published{STS: &policy.STS{ID: "p", Mode: policy.STSEnforce, MX: []string{"mx"}}})
+	for _, tc := range []struct {
+		name        string
+		opened, now policy.HopFacts
+		out         policy.Outcome
+		req         policy.Requirement
+		reuse       bool
+	}{
+		{"DANE-authenticated, still usable", usable, usable, daneOut, policy.Requirement{}, true},
+		{"opened without TLSA, now usable", none, usable, pkix, policy.Requirement{}, false},
+		{"opened with TLSA, now none", usable, none, daneOut, policy.Requirement{}, false},
+		{"usable TLSA, PKIX only", usable, usable, pkix, policy.Requirement{}, false},
+		{"clear for MTA-STS enforce", none, none, clear, enforce, false},
+		{"verified for MTA-STS enforce", none, none, pkix, enforce, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newConnCache(10, 10, time.Minute, time.Hour, time.Now)
+			x := &conn{s: &smtpclient.Session{}, hop: Hop{MX: "mx", Outcome: tc.out, Facts: tc.opened}, addr: "127.0.0.1:25", opened: time.Now(), since: time.Now()}
+			c.open, c.perAddr["127.0.0.1:25"] = 1, 1
+			c.idle = []*conn{x}
+			got, ok := c.take(context.Background(), target{name: "mx", addr: "127.0.0.1:25", facts: tc.now}, tc.req)
+			if !ok || (got == x) != tc.reuse {
+				t.Errorf("reused = %v, want %v", got == x, tc.reuse)
 			}
 		})
 	}
@@ -76,7 +115,7 @@ func TestCacheExpiry(t *testing.T) {
 	stale := mk(now.Add(-time.Minute), now.Add(-time.Second))  // too old to reuse
 	idle := mk(now.Add(-time.Second), now.Add(-6*time.Second)) // idle too long
 	c.idle = []*conn{stale, idle}
-	got, ok := c.take(context.Background(), "mx", "a:25", policy.Requirement{})
+	got, ok := c.take(context.Background(), target{name: "mx", addr: "a:25"}, policy.Requirement{})
 	if !ok || got != nil {
 		t.Errorf("take = %v, %v; want a new slot", got, ok)
 	}
@@ -94,7 +133,7 @@ func BenchmarkCacheTakePut(b *testing.B) {
 	req := policy.DefaultRequirement()
 	b.ReportAllocs()
 	for b.Loop() {
-		x, _ := c.take(ctx, "mx", "10.0.0.7:25", req)
+		x, _ := c.take(ctx, target{name: "mx", addr: "10.0.0.7:25"}, req)
 		c.put(ctx, x)
 	}
 }

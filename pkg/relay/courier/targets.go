@@ -7,7 +7,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/smgctl/smgctl/pkg/dane"
 	"github.com/smgctl/smgctl/pkg/mx"
+	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
 
@@ -15,7 +17,18 @@ import (
 type target struct {
 	name string // the MX host name, for SNI and certificate matching
 	addr string // host:port to dial
+	// facts is what is known of the hop before its session (its DANE
+	// state); every verdict on the hop, new or cached, is taken with it.
+	facts policy.HopFacts
+	// dane is the host's TLSA lookup: its records verify the chain when
+	// usable (smtpclient.Options.TLSA).
+	dane dane.Host
 }
+
+// DANELookup finds one MX host's DANE state; dane.Lookup over the
+// relay's resolver is one. mxAuthentic is the MX RRset's trusted AD bit
+// (mx.Result.AD).
+type DANELookup func(ctx context.Context, mxAuthentic bool, host mx.Host, port int) dane.Host
 
 // routeFor finds a static route for domain or a parent domain.
 func (c *SMTP) routeFor(domain string) (string, bool) {
@@ -32,13 +45,19 @@ func (c *SMTP) routeFor(domain string) (string, bool) {
 	return "", false
 }
 
-// targets lists where the domain's mail goes, in the order to try: the
-// route, or every address of every MX host by preference (RFC 5321 §5.1).
-// A non-nil failure applies to the whole group.
-func (c *SMTP) targets(ctx context.Context, domain string) ([]target, *failure) {
+// targets lists where the group's mail goes, in the order to try: the
+// route, or every address of every MX host by preference (RFC 5321 §5.1),
+// each MX host with its DANE state (RFC 7672 §2.2). A non-nil failure
+// applies to the whole group.
+//
+// A static route gets no TLSA lookup: it is the operator's own next hop
+// (a lab, a smarthost), named by configuration rather than by the
+// domain's DNSSEC-signed MX records, which is what DANE authenticates.
+func (c *SMTP) targets(ctx context.Context, g Group) ([]target, *failure) {
+	domain := g.Domain
 	if hp, ok := c.routeFor(domain); ok {
 		host, _, _ := net.SplitHostPort(hp)
-		return []target{{name: host, addr: hp}}, nil
+		return []target{{name: host, addr: hp, facts: policy.HopFacts{Name: host}}}, nil
 	}
 	if c.cfg.Resolver == nil {
 		return nil, &failure{reply: smtpreply.LookupFailed("no resolver and no route for " + domain), temporary: true}
@@ -55,8 +74,9 @@ func (c *SMTP) targets(ctx context.Context, domain string) ([]target, *failure) 
 	port := strconv.Itoa(c.cfg.MXPort)
 	var ts []target
 	for _, h := range res.Hosts {
+		facts, d := c.daneOf(ctx, g.Req, res.AD, h)
 		for _, a := range h.Addrs {
-			ts = append(ts, target{name: h.Name, addr: net.JoinHostPort(a.Unmap().String(), port)})
+			ts = append(ts, target{name: h.Name, addr: net.JoinHostPort(a.Unmap().String(), port), facts: facts, dane: d})
 		}
 	}
 	if len(ts) == 0 {
@@ -69,4 +89,32 @@ func (c *SMTP) targets(ctx context.Context, domain string) ([]target, *failure) 
 		return nil, &failure{reply: smtpreply.NoMXReached(domain), temporary: true}
 	}
 	return ts, nil
+}
+
+// daneOf looks up host's DANE state, unless published policies are off
+// (then nothing is asked: the setting is for labs and emergencies, a
+// broken DNSSEC chain among them).
+func (c *SMTP) daneOf(ctx context.Context, req policy.Requirement, mxAuthentic bool, h mx.Host) (policy.HopFacts, dane.Host) {
+	facts := policy.HopFacts{Name: h.Name}
+	if c.cfg.DANE == nil || req.Ignore == policy.IgnoredPublishedOff || len(h.Addrs) == 0 {
+		return facts, dane.Host{State: dane.StateNone}
+	}
+	d := c.cfg.DANE(ctx, mxAuthentic, h, c.cfg.MXPort)
+	switch d.State {
+	case dane.StateUsable:
+		facts.DANE = policy.DANEUsable
+	case dane.StateUnusable:
+		facts.DANE = policy.DANEUnusable
+	case dane.StateFailed:
+		facts.DANE = policy.DANEFailed
+		facts.DANEError = "lookup failed"
+		var e *mx.Error
+		switch {
+		case errors.As(d.Err, &e) && e.Err != nil:
+			facts.DANEError = e.Err.Error()
+		case d.Err != nil:
+			facts.DANEError = d.Err.Error()
+		}
+	}
+	return facts, d
 }

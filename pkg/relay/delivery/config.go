@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/audit"
+	"github.com/smgctl/smgctl/pkg/mtasts"
 	"github.com/smgctl/smgctl/pkg/mx"
 	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/relay/courier"
@@ -90,6 +91,16 @@ type Config struct {
 	// MXPort replaces port 25 for MX hosts, for labs.
 	MXPort   int
 	Timeouts smtpclient.Timeouts
+
+	// MTASTS returns a domain's MTA-STS policy for delivery now (the
+	// relay's mtasts.Cache.Policy); nil: MTA-STS is not looked up.
+	MTASTS func(ctx context.Context, domain string) (mtasts.Result, error)
+	// DANE looks up an MX host's TLSA records (dane.Lookup); nil: DANE
+	// is not looked up.
+	DANE courier.DANELookup
+	// IgnorePublished: the relay's published-policies setting is off;
+	// MTA-STS and DANE are not applied and the audit says so.
+	IgnorePublished bool
 
 	// QueueLifetime: after this long a message's undelivered recipients
 	// are returned (RFC 3463 4.4.7). Default 5 days, as Postfix.

@@ -61,7 +61,7 @@ type returned struct {
 
 // record applies a group's results to the envelope, stores it and writes
 // the audit lines.
-func (m *message) record(ctx context.Context, g courier.Group, res []courier.Result) {
+func (m *message) record(ctx context.Context, g courier.Group, sts stsInfo, res []courier.Result) {
 	r := m.r
 	now := r.cfg.Now()
 	m.mu.Lock()
@@ -126,7 +126,7 @@ func (m *message) record(ctx context.Context, g courier.Group, res []courier.Res
 			rc.NextAttempt = now.Add(r.cfg.backoff(rc.Attempts))
 			r.stats.deferred.Add(1)
 		}
-		recs = append(recs, auditRecord(env, g.Req, x, event, rc.Attempts, now))
+		recs = append(recs, auditRecord(env, g.Req, sts, x, event, rc.Attempts, now))
 	}
 	// The records go first: once the envelope says delivered, nothing
 	// would try again, so a crash in between must cost at most a second
@@ -258,7 +258,7 @@ func (r *Runner) queueDSN(env *spool.Envelope, rcpts []dsn.Recipient, now time.T
 	return nil
 }
 
-func auditRecord(env *spool.Envelope, req policy.Requirement, x courier.Result, event audit.Event, attempt int, now time.Time) audit.Record {
+func auditRecord(env *spool.Envelope, req policy.Requirement, sts stsInfo, x courier.Result, event audit.Event, attempt int, now time.Time) audit.Record {
 	rec := audit.Record{
 		Time: now, Event: event, QueueID: env.ID, MessageID: env.MessageID,
 		Sender: env.From, Recipient: x.Rcpt,
@@ -283,6 +283,7 @@ func auditRecord(env *spool.Envelope, req policy.Requirement, x courier.Result, 
 	if event == audit.Bounced && x.Diagnostic.IsZero() {
 		rec.Diagnostic = x.Reply.String()
 	}
+	auditPublished(&rec, req, sts, x.Hop) // auditsources.go
 	return rec
 }
 

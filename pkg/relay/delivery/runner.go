@@ -89,7 +89,7 @@ func New(cfg Config) (*Runner, error) {
 // smtpCourier is the relay's courier, configured from cfg.
 func smtpCourier(cfg Config) *courier.SMTP {
 	return courier.New(courier.Config{
-		Hostname: cfg.Hostname, Resolver: cfg.Resolver, Routes: cfg.Routes, MXPort: cfg.MXPort,
+		Hostname: cfg.Hostname, Resolver: cfg.Resolver, DANE: cfg.DANE, Routes: cfg.Routes, MXPort: cfg.MXPort,
 		RootCAs: cfg.RootCAs, Timeouts: cfg.Timeouts,
 		MaxConnections: cfg.MaxConnections, MaxPerAddress: cfg.MaxPerDestination,
 		ConnIdleTime: cfg.ConnIdleTime, ConnMaxAge: cfg.ConnMaxAge,
@@ -414,9 +414,10 @@ func (r *Runner) process(ctx context.Context, id string, force bool) {
 			if !ok {
 				return // shutting down: the recipients stay due
 			}
+			g, sts := r.published(ctx, env, g)
 			res := r.courier.Deliver(ctx, msg, g)
 			release()
-			m.record(ctx, g, res)
+			m.record(ctx, g, sts, res)
 		})
 	}
 	wg.Wait()

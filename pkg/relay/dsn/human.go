@@ -135,6 +135,9 @@ func policyWords(rc Recipient, action Action) []string {
 	}
 	var need, got, advice string
 	diag := plain(rc.Diagnostic.String())
+	if words := publishedWords(rc, action, server, diag); words != nil {
+		return words
+	}
 	// The diagnostic may come from an envelope on disk, so it is read
 	// back with pkg/smtpreply's readers for its own texts.
 	have, want, weak := smtpreply.ReadEncryptionTooWeak(diag)
@@ -171,6 +174,29 @@ func policyWords(rc Recipient, action Action) []string {
 	}
 	out = append(out, quote+"Diagnostic: "+diag)
 	return out
+}
+
+// publishedWords explains a refusal by what the recipient's domain
+// publishes, DANE or MTA-STS (docs/policy.md: their texts start "DANE: "
+// and "MTA-STS: " after the codes); nil for any other diagnostic.
+func publishedWords(rc Recipient, action Action, server, diag string) []string {
+	var what string
+	switch text := smtpreply.FromLine(diag).Text(); {
+	case strings.HasPrefix(text, "DANE: "):
+		what = "DANE records (DNSSEC-signed TLSA records) that require an encrypted connection to a mail server they authenticate"
+	case strings.HasPrefix(text, "MTA-STS: "):
+		what = "an MTA-STS policy that requires an encrypted connection (TLS 1.2 or newer, with a valid certificate) to the mail servers it lists"
+	default:
+		return nil
+	}
+	out := []string{fmt.Sprintf("Not sent: the recipient's domain publishes %s, and %s did not meet it.", what, server)}
+	if action == Delayed {
+		out = append(out, "The gateway has held the message back to keep it from being read or changed on the way; it will try again in case that changes. The recipient's mail server has not received your message.")
+	} else {
+		out = append(out, "The gateway kept trying until the message's time in the queue ran out, and has given up, rather than send it where it could be read or changed on the way. The recipient's mail server never received your message.")
+		out = append(out, "What you can do: ask the recipient's mail administrators to fix the encryption of their mail server or the records they publish. Use another way to reach the recipient if it is urgent.")
+	}
+	return append(out, quote+"Diagnostic: "+diag)
 }
 
 // remoteAdvice is what a sender can do about a refusal by the recipient's
