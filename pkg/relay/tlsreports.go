@@ -28,6 +28,7 @@ func (r *Relay) newReportSender(res *mx.Resolver, roots *x509.CertPool) (*sender
 		Audit:        r.gate.Write,
 		RootCAs:      roots,
 		MaxDelay:     r.cfg.tlsrptMaxDelay,
+		Now:          r.cfg.tlsrptNow,
 		Log:          r.log.With("part", "tlsrpt"),
 	})
 }
