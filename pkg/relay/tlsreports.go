@@ -26,6 +26,7 @@ func (r *Relay) newReportSender(res *mx.Resolver, roots *x509.CertPool) (*sender
 		IsNotFound:   mx.IsNotFound,
 		Enqueue:      r.enqueueReport,
 		Audit:        r.gate.Write,
+		LookupAddrs:  res.LookupAddrs,
 		RootCAs:      roots,
 		MaxDelay:     r.cfg.tlsrptMaxDelay,
 		Now:          r.cfg.tlsrptNow,

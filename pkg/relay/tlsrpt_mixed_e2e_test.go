@@ -2,9 +2,12 @@ package relay_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,9 +61,21 @@ func TestRelayTLSRPTFromRealDeliveries(t *testing.T) {
 	}
 	policy("testing.rpt.test", "testing", "elsewhere.rpt.test")
 	policy("ok.rpt.test", "enforce", "mx.rpt.test")
+	// ok.rpt.test also asks for its report over HTTPS, at a host only
+	// the relay's resolver knows.
+	posted := make(chan postedReport, 4)
+	ruaHTTPS := testpeer.StartHTTPS(t, ca, "tlsrpt.ok.rpt.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		posted <- postedReport{method: r.Method, path: r.URL.Path, contentType: r.Header.Get("Content-Type"), body: body}
+	}))
+	recs = append(recs, "tlsrpt.ok IN A "+ruaHTTPS.IP.String())
 	reported := doms[:5]
 	for _, d := range reported {
-		recs = append(recs, "_smtp._tls."+d+". 300 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@rua.rpt.test\"")
+		rua := "mailto:tlsrpt@rua.rpt.test"
+		if d == "ok.rpt.test" {
+			rua += ",https://tlsrpt.ok.rpt.test/v1/tlsrpt"
+		}
+		recs = append(recs, "_smtp._tls."+d+". 300 IN TXT \"v=TLSRPTv1; rua="+rua+"\"")
 	}
 	dns := testpeer.StartSignedDNS(t, testpeer.Zone{Name: "rpt.test", Records: recs})
 
@@ -174,11 +189,71 @@ func TestRelayTLSRPTFromRealDeliveries(t *testing.T) {
 			t.Errorf("no report mailed on %s", d)
 		}
 	}
+	// RFC 8460 §5.4: the HTTPS rua gets the gzipped report in a POST.
+	select {
+	case p := <-posted:
+		if p.method != http.MethodPost || p.path != "/v1/tlsrpt" || p.contentType != "application/tlsrpt+gzip" {
+			t.Errorf("%s %s Content-Type %q", p.method, p.path, p.contentType)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(p.body))
+		if err != nil {
+			t.Fatalf("posted body is not gzip: %v", err)
+		}
+		b, err := io.ReadAll(zr)
+		if err != nil || !sameJSON(t, b, docs["ok.rpt.test"]) {
+			t.Errorf("posted report (%v):\n got %s\nwant %s", err, b, docs["ok.rpt.test"])
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no report POSTed to the HTTPS rua; relay log:\n%s", l2.logs.String())
+	}
 	l2.stop()
+
+	// A restart the same (shifted) day sends nothing again, by mail or
+	// HTTPS.
+	l3 := runRelay(t, l2.world, l2.cfg)
+	time.Sleep(2 * time.Second)
+	l3.stop()
+	if n := len(mx.Messages("rua.rpt.test")); n != len(reported) {
+		t.Errorf("%d reports mailed after a restart, want %d", n, len(reported))
+	}
+	select {
+	case <-posted:
+		t.Errorf("the HTTPS report was posted again after a restart")
+	default:
+	}
+	sent := map[string]int{}
+	f, err := os.Open(l.cfg.AuditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audit.Scan(f, func(r audit.Record) error {
+		switch r.Event {
+		case audit.TLSRPTSent:
+			sent[r.ReportDomain+" "+r.RUA]++
+		case audit.TLSRPTFailed:
+			t.Errorf("tlsrpt-failed: %s %s %s", r.ReportDomain, r.RUA, r.Diagnostic)
+		}
+		return nil
+	})
+	f.Close()
+	for _, d := range reported {
+		if n := sent[d+" mailto:tlsrpt@rua.rpt.test"]; n != 1 {
+			t.Errorf("%s: %d tlsrpt-sent for the mailto rua, want 1", d, n)
+		}
+	}
+	if n := sent["ok.rpt.test https://tlsrpt.ok.rpt.test/v1/tlsrpt"]; n != 1 {
+		t.Errorf("%d tlsrpt-sent for the HTTPS rua, want 1: %v", n, sent)
+	}
 	// The reports' own deliveries, today, stay out of today's reports.
 	if again, _ := command(); !bytes.Equal(again, out) {
 		t.Errorf("the report deliveries changed today's reports:\n%s\nwas\n%s", again, out)
 	}
+}
+
+// postedReport is one request the HTTPS rua received.
+type postedReport struct {
+	method, path, contentType string
+	body                      []byte
 }
 
 // rptWant is what one report's single policy must say.
