@@ -84,7 +84,14 @@ func TestRelayTLSRPTFromRealDeliveries(t *testing.T) {
 	outcome := map[string]audit.Record{}
 	for _, d := range reported {
 		rcpt := "user@" + d
-		l.send(t, "alice@corp.test", rcpt)
+		if d == "ee.rpt.test" {
+			// Two recipients of one message, one session (RFC 8460
+			// counts sessions, the audit log recipients).
+			l.send(t, "alice@corp.test", rcpt, "second@"+d)
+			l.record(t, "second@"+d, audit.Delivered)
+		} else {
+			l.send(t, "alice@corp.test", rcpt)
+		}
 		outcome[d] = l.record(t, rcpt, audit.Delivered, audit.WouldBounce, audit.Deferred, audit.Bounced)
 	}
 	l.stop()
