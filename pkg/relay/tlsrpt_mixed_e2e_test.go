@@ -32,7 +32,8 @@ import (
 // tlsrpt` builds from that audit log, checked field by field against
 // RFC 8460 §4 and its JSON Schema; then the relay's daily sender mails
 // them to the domains' rua, a real Postfix stores them, and each gzip
-// attachment is the command's report.
+// attachment is the command's report; an HTTPS rua gets its report
+// POSTed; a restart sends nothing again.
 func TestRelayTLSRPTFromRealDeliveries(t *testing.T) {
 	testpeer.RequirePostfix(t)
 	testpeer.RequireSwaks(t)
