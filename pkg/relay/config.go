@@ -94,6 +94,9 @@ type Config struct {
 	// tlsrptMaxDelay bounds the random delay before the TLS-RPT pass
 	// (tests; 0 = the sender's default).
 	tlsrptMaxDelay time.Duration
+	// tlsrptNow is the TLS-RPT sender's clock (tests that report on
+	// today; nil = time.Now).
+	tlsrptNow func() time.Time
 }
 
 // defaultPolicy is the policy path that may be missing at start.

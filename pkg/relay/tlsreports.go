@@ -26,8 +26,10 @@ func (r *Relay) newReportSender(res *mx.Resolver, roots *x509.CertPool) (*sender
 		IsNotFound:   mx.IsNotFound,
 		Enqueue:      r.enqueueReport,
 		Audit:        r.gate.Write,
+		LookupAddrs:  res.LookupAddrs,
 		RootCAs:      roots,
 		MaxDelay:     r.cfg.tlsrptMaxDelay,
+		Now:          r.cfg.tlsrptNow,
 		Log:          r.log.With("part", "tlsrpt"),
 	})
 }

@@ -67,27 +67,7 @@ func TestRelayMailsTLSRPTReport(t *testing.T) {
 	if m.Header.Get("TLS-Report-Domain") != "none.test" || m.Header.Get("TLS-Report-Submitter") != "relay.corp.test" {
 		t.Errorf("headers %v", m.Header)
 	}
-	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "tlsrpt" {
-		t.Fatalf("Content-Type %q", m.Header.Get("Content-Type"))
-	}
-	var gz []byte
-	mr := multipart.NewReader(bytes.NewReader(m.Body), params["boundary"])
-	for {
-		p, err := mr.NextPart()
-		if err != nil {
-			break
-		}
-		if ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type")); ct == "application/tlsrpt+gzip" {
-			b, _ := io.ReadAll(p)
-			gz, _ = base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(b)), ""))
-		}
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(gz))
-	if err != nil {
-		t.Fatalf("no gzip attachment: %v\n%s", err, m.Raw)
-	}
-	got, _ := io.ReadAll(zr)
+	got := tlsrptAttachment(t, m)
 	logs, _ := logset.Logs([]string{logPath})
 	reps, err := report.Build(context.Background(), logs, report.Options{Day: yesterday, Domain: "none.test",
 		Organization: "Corp Test", Contact: "postmaster@relay.corp.test", Submitter: "relay.corp.test"})
@@ -126,4 +106,36 @@ func TestRelayMailsTLSRPTReport(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "spool", sender.StateFile)); err != nil {
 		t.Errorf("state file: %v", err)
 	}
+}
+
+// tlsrptAttachment is the decompressed report of a mailed TLS-RPT
+// report (RFC 8460 §5.3: multipart/report; report-type="tlsrpt" with an
+// application/tlsrpt+gzip part).
+func tlsrptAttachment(t *testing.T, m testpeer.Message) []byte {
+	t.Helper()
+	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/report" || params["report-type"] != "tlsrpt" {
+		t.Fatalf("Content-Type %q", m.Header.Get("Content-Type"))
+	}
+	var gz []byte
+	mr := multipart.NewReader(bytes.NewReader(m.Body), params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err != nil {
+			break
+		}
+		if ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type")); ct == "application/tlsrpt+gzip" {
+			b, _ := io.ReadAll(p)
+			gz, _ = base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(b)), ""))
+		}
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatalf("no gzip attachment: %v\n%s", err, m.Raw)
+	}
+	got, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("gzip attachment: %v", err)
+	}
+	return got
 }

@@ -276,7 +276,9 @@ func policyOf(rec *audit.Record, domain string) Policy {
 		p.Strings = rec.PolicyStrings
 		p.MXHosts = rec.STSMX
 	case audit.PolicyTLSA:
-		p.Strings = rec.PolicyStrings
+		// An RRset has no order (RFC 2181 §5) and resolvers rotate it:
+		// sessions held to the same TLSA records are one policy.
+		p.Strings = slices.Sorted(slices.Values(rec.PolicyStrings))
 	default:
 		p.Type = audit.PolicyNotFound
 	}

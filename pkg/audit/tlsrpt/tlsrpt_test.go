@@ -195,3 +195,33 @@ func TestBuildFleetCountsApart(t *testing.T) {
 		}
 	}
 }
+
+// The same TLSA RRset in another order (a resolver rotating it) is the
+// same policy: one entry, both sessions, its records in one order.
+func TestBuildTLSARRsetOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := audit.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := "3 1 1 aa11", "3 1 1 bb22"
+	rec := audit.Record{Time: day.Add(time.Hour), Event: audit.Delivered, QueueID: "Q1", Recipient: "x@dane.example",
+		MX: "mx.dane.example", IP: "192.0.2.30", TLS: true, Auth: "dane", TLSA: a,
+		PolicyType: audit.PolicyTLSA, PolicyStrings: []string{b, a}, SendingIP: "192.0.2.1", Attempt: 1}
+	rotated := rec
+	rotated.QueueID, rotated.PolicyStrings = "Q2", []string{a, b}
+	if err := l.Write(rec, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	reps := build(t, []string{path}, opts())
+	if len(reps) != 1 || len(reps[0].Policies) != 1 {
+		t.Fatalf("want one report with one policy: %+v", reps)
+	}
+	p := reps[0].Policies[0]
+	if !reflect.DeepEqual(p.Policy.Strings, []string{a, b}) || p.Summary.Successful != 2 {
+		t.Errorf("policy-string %q, %d successful; want %q, 2", p.Policy.Strings, p.Summary.Successful, []string{a, b})
+	}
+}

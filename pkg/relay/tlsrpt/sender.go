@@ -12,7 +12,9 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"time"
@@ -42,6 +44,11 @@ type Config struct {
 	Enqueue func(*Mail) error
 	// Audit writes the tlsrpt-sent and tlsrpt-failed records.
 	Audit func(...audit.Record) error
+	// LookupAddrs finds an HTTPS rua host's addresses
+	// (mx.Resolver.LookupAddrs), so that the relay's `resolver` serves
+	// these names as it serves the domain's _smtp._tls record; nil = the
+	// system's resolver.
+	LookupAddrs func(ctx context.Context, host string) ([]netip.Addr, error)
 	// RootCAs verify the HTTPS rua servers: the system's and the
 	// operator's CAs (smtpclient.RootPool).
 	RootCAs *x509.CertPool
@@ -91,18 +98,49 @@ func New(cfg Config) (*Sender, error) {
 	if cfg.IsNotFound == nil {
 		cfg.IsNotFound = func(error) bool { return false }
 	}
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
+		Proxy:             http.ProxyFromEnvironment,
+		ForceAttemptHTTP2: true,
+	}
+	if cfg.LookupAddrs != nil {
+		tr.DialContext = dialVia(cfg.LookupAddrs)
+	}
 	client := &http.Client{
-		Timeout: cfg.HTTPTimeout,
-		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
-			Proxy:             http.ProxyFromEnvironment,
-			ForceAttemptHTTP2: true,
-		},
+		Timeout:   cfg.HTTPTimeout,
+		Transport: tr,
 		// A redirect is not a receipt: the report is POSTed to the URI
 		// the domain published, nowhere else.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return &Sender{cfg: cfg, client: client}, nil
+}
+
+// dialVia dials the addresses lookup gives for the host (an address
+// literal as it is), each in turn until one answers.
+func dialVia(lookup func(ctx context.Context, host string) ([]netip.Addr, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		addrs := []netip.Addr{}
+		if a, err := netip.ParseAddr(host); err == nil {
+			addrs = append(addrs, a)
+		} else if addrs, err = lookup(ctx, host); err != nil {
+			return nil, err
+		}
+		var last error = fmt.Errorf("%s: no address", host)
+		for _, a := range addrs {
+			c, err := d.DialContext(ctx, network, net.JoinHostPort(a.String(), port))
+			if err == nil {
+				return c, nil
+			}
+			last = err
+		}
+		return nil, last
+	}
 }
 
 // Domain states in the state file.

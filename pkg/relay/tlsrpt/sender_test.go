@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/mail"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -87,9 +88,15 @@ type harness struct {
 	srv      *httptest.Server
 	pool     *x509.CertPool // nil: the test server's CA
 	now      time.Time
+	byName   bool // the HTTPS rua names a host only h.dns knows
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessWith(t, false) }
+
+// newHarnessWith: byName publishes the HTTPS rua as https://example.com
+// (a name in the test server's certificate) resolved by the test DNS
+// server only, the sender's LookupAddrs.
+func newHarnessWith(t *testing.T, byName bool) *harness {
 	h := &harness{dir: t.TempDir(), now: day.Add(24*time.Hour + 5*time.Minute)}
 	h.log = filepath.Join(h.dir, "audit.log")
 	writeLog(t, h.log)
@@ -109,9 +116,21 @@ func newHarness(t *testing.T) *harness {
 		h.mu.Unlock()
 	}))
 	t.Cleanup(h.srv.Close)
-	h.dns.AddTXT("_smtp._tls.partner.example", "v=TLSRPTv1; rua=mailto:tlsrpt@rua.example,"+h.srv.URL+"/report")
+	h.byName = byName
+	if byName {
+		h.dns.AddA("example.com", "127.0.0.1")
+	}
+	h.dns.AddTXT("_smtp._tls.partner.example", "v=TLSRPTv1; rua=mailto:tlsrpt@rua.example,"+h.ruaURL())
 	// quiet.example publishes no record: no report.
 	return h
+}
+
+// ruaURL is the HTTPS rua partner.example publishes.
+func (h *harness) ruaURL() string {
+	if h.byName {
+		return strings.Replace(h.srv.URL, "127.0.0.1", "example.com", 1) + "/report"
+	}
+	return h.srv.URL + "/report"
 }
 
 // sender is a fresh Sender, as after a restart: only the files persist.
@@ -120,6 +139,10 @@ func (h *harness) sender(t *testing.T) *Sender {
 	pool := h.pool
 	if pool == nil {
 		pool = h.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	}
+	var lookupAddrs func(context.Context, string) ([]netip.Addr, error)
+	if h.byName {
+		lookupAddrs = h.res.LookupAddrs
 	}
 	s, err := New(Config{
 		AuditLog: h.log, State: filepath.Join(h.dir, StateFile),
@@ -132,7 +155,7 @@ func (h *harness) sender(t *testing.T) *Sender {
 			h.audited = append(h.audited, r...)
 			return nil
 		},
-		RootCAs: pool, HTTPTimeout: 5 * time.Second,
+		LookupAddrs: lookupAddrs, RootCAs: pool, HTTPTimeout: 5 * time.Second,
 		Now: func() time.Time { return h.now },
 	})
 	if err != nil {
@@ -199,6 +222,26 @@ func TestPassSendsMailAndHTTPS(t *testing.T) {
 	}
 	if wantRUA := []string{"mailto:tlsrpt@rua.example", h.srv.URL + "/report"}; !reflect.DeepEqual(got, wantRUA) {
 		t.Errorf("audited rua %v, want %v", got, wantRUA)
+	}
+}
+
+// The HTTPS rua's host is found by the relay's resolver (LookupAddrs),
+// as the _smtp._tls record was, not by the system's.
+func TestPassHTTPSHostByRelayResolver(t *testing.T) {
+	h := newHarnessWith(t, true)
+	if _, err := h.sender(t).Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.posts) != 1 {
+		t.Fatalf("%d posts, want 1; audit %+v", len(h.posts), h.audited)
+	}
+	if got, want := gunzip(t, h.posts[0]), h.wantReport(t); !bytes.Equal(got, want) {
+		t.Errorf("POSTed report:\n got %s\nwant %s", got, want)
+	}
+	for _, r := range h.audited {
+		if r.Event != audit.TLSRPTSent {
+			t.Errorf("%s %s: %s", r.Event, r.RUA, r.Diagnostic)
+		}
 	}
 }
 
