@@ -23,7 +23,6 @@ import (
 
 	"github.com/smgctl/smgctl/pkg/audit"
 	"github.com/smgctl/smgctl/pkg/mtasts"
-	"github.com/smgctl/smgctl/pkg/mx"
 	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/relay/courier"
 	"github.com/smgctl/smgctl/pkg/relay/health"
@@ -31,10 +30,9 @@ import (
 	"github.com/smgctl/smgctl/pkg/smtpclient"
 )
 
-// Resolver finds a domain's MX hosts; *mx.Resolver is one.
-type Resolver interface {
-	LookupMX(ctx context.Context, domain string) (mx.Result, error)
-}
+// Resolver finds a domain's MX hosts; *mx.Resolver is one. The queue
+// manager passes it on to the courier, so it is the courier's type.
+type Resolver = courier.Resolver
 
 // Courier makes one delivery attempt for one group of a message (one
 // domain, one requirement) and returns one Result per recipient of g, in

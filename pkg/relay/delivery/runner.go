@@ -460,10 +460,9 @@ func groupRecipients(env *spool.Envelope, pol *policy.Policy, now time.Time, for
 		case m.IsLiteral():
 			k.domain, refused = m.Domain, smtpreply.AddressLiteral
 		default:
+			// REQUIRETLS and what the domain publishes join the list's
+			// requirement later, per group (published.go).
 			k.domain, k.req = m.Domain, pol.LookupMailbox(m).Requirement()
-			// REQUIRETLS on the message is a requirement source (RFC 8689);
-			// policy.Combine sets it too once published policies are joined.
-			k.req.RequireTLS = env.RequireTLS
 		}
 		k.refused = refused.String()
 		i, ok := idx[k]
