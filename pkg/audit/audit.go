@@ -58,7 +58,22 @@ const (
 	// (Diagnostic says why); it is not tried again for that day.
 	TLSRPTSent   Event = "tlsrpt-sent"
 	TLSRPTFailed Event = "tlsrpt-failed"
+	// HopFailed: one MX host (one address) an attempt tried, or ruled
+	// out before connecting, that did not carry the mail; the attempt's
+	// outcome is the recipient's other record of that attempt. The
+	// connection fields, sources and TLS-RPT fields are that hop's;
+	// Reply and Diagnostic say why it was not used. Not an outcome:
+	// readers that count recipients leave it out (Outcome), TLS-RPT
+	// counts it as a session (RFC 8460 §4).
+	HopFailed Event = "hop-failed"
 )
+
+// Outcome says whether e is a recipient's outcome of an attempt or an
+// administrator's action on it — what counts toward a recipient's fate —
+// rather than the relay's own event or one hop of an attempt.
+func Outcome(e Event) bool {
+	return !RelayEvent(e) && e != HopFailed && !IsMark(e)
+}
 
 // RelayEvent says whether e is the relay's own event (a policy change,
 // a TLS-RPT sending), not a recipient's outcome: readers that count

@@ -35,6 +35,10 @@ type metrics struct {
 	versions *prometheus.CounterVec
 	bits     prometheus.Histogram
 	sessions prometheus.Counter
+	// hopsFailed counts hop-failed audit records: MX hosts (per
+	// address and recipient) an attempt tried or ruled out before
+	// another carried the mail or the attempt failed.
+	hopsFailed prometheus.Counter
 }
 
 // bitsBuckets are the strengths that matter for the policy: 0 (no TLS or
@@ -62,11 +66,15 @@ func newMetrics(r *Relay) *metrics {
 			Name: "smgctl_relay_inbound_sessions_total",
 			Help: "Inbound SMTP connections accepted.",
 		}),
+		hopsFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "smgctl_relay_hops_failed_total",
+			Help: "MX hosts an attempt passed over (hop-failed audit records, one per recipient): refused by policy, ruled out before connecting, or unreachable.",
+		}),
 	}
 	for _, o := range []audit.Event{audit.Delivered, audit.Deferred, audit.Bounced, audit.WouldBounce, audit.HandedOff, audit.Dropped} {
 		m.outcomes.WithLabelValues(string(o)) // present at 0 before the first
 	}
-	m.reg.MustRegister(m.outcomes, m.versions, m.bits, m.sessions,
+	m.reg.MustRegister(m.outcomes, m.versions, m.bits, m.sessions, m.hopsFailed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	stats := func(f func(delivery.Stats) float64) func() float64 {
@@ -147,6 +155,10 @@ func (m *metrics) observe(next delivery.Recorder) delivery.Recorder {
 // the TLS version and bits.
 func (m *metrics) count(recs []audit.Record) {
 	for _, rec := range recs {
+		if rec.Event == audit.HopFailed {
+			m.hopsFailed.Inc() // one MX passed over, not an outcome
+			continue
+		}
 		m.outcomes.WithLabelValues(string(rec.Event)).Inc()
 		if rec.Event != audit.Delivered && rec.Event != audit.WouldBounce {
 			continue

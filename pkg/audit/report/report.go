@@ -326,8 +326,10 @@ func inDomain(domain, want string) bool {
 }
 
 func (p *partial) add(rec *audit.Record) {
-	if audit.RelayEvent(rec.Event) {
-		return // the relay's own event, no recipient's outcome
+	if !audit.Outcome(rec.Event) {
+		// The relay's own event, or one MX host an attempt passed over
+		// (hop-failed): no recipient's outcome.
+		return
 	}
 	if !p.opt.From.IsZero() && rec.Time.Before(p.opt.From) {
 		return

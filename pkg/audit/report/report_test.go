@@ -200,7 +200,8 @@ func benchReport(b *testing.B, lines int) {
 
 // An administrator's deletion or return is a final outcome of its own:
 // counted as a message, neither delivered nor bounced, and it does not
-// change which entry the domain shows nor belong to any entry.
+// change which entry the domain shows nor belong to any entry. The
+// relay's own events and hop-failed records count nowhere.
 func TestRemovedByAdmin(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	recs := []audit.Record{
@@ -214,6 +215,10 @@ func TestRemovedByAdmin(t *testing.T) {
 		{Time: t0.Add(4 * time.Second), Event: audit.PolicyOutsideJournal, PolicyFile: "/etc/smgctl/policy.conf", PolicySHA256: "ab"},
 		{Time: t0.Add(5 * time.Second), Event: audit.TLSRPTSent, ReportDomain: "p.test", RUA: "mailto:r@p.test", ReportID: "x"},
 		{Time: t0.Add(6 * time.Second), Event: audit.TLSRPTFailed, ReportDomain: "p.test", RUA: "https://r.p.test/", ReportID: "x", Diagnostic: "HTTP 500"},
+		// An MX host an attempt passed over: one hop, no outcome — in
+		// no count, and its domain and entry appear nowhere.
+		{Time: t0.Add(7 * time.Second), Event: audit.HopFailed, QueueID: "Q4", Recipient: "d@q.test", PolicyTarget: "q.test", PolicyLine: 4,
+			Requirement: enforce, MX: "mx1.q.test", IP: "192.0.2.9", Diagnostic: "503 5.7.0 encryption too weak 0 less than 112", Attempt: 1},
 	}
 	var lines []byte
 	for _, r := range recs {

@@ -12,7 +12,9 @@
 // (RFC 8460 §4.3.1: the recipient's MX did not offer STARTTLS, or it
 // failed). A record with neither TLS nor a result type nor a delivery
 // (connection refused, a 4xx before STARTTLS) is no TLS session and is
-// not counted.
+// not counted. hop-failed records (an MX host the attempt passed over
+// before another carried the mail, or besides the one its outcome
+// names) are sessions of their own: RFC 8460 §4 counts every session.
 package tlsrpt
 
 import (
@@ -150,7 +152,7 @@ type session struct {
 // counted says whether a record is a delivery attempt's outcome.
 func counted(rec *audit.Record) bool {
 	switch rec.Event {
-	case audit.Delivered, audit.WouldBounce, audit.Deferred, audit.Bounced, audit.Dropped:
+	case audit.Delivered, audit.WouldBounce, audit.Deferred, audit.Bounced, audit.Dropped, audit.HopFailed:
 		return !strings.HasPrefix(rec.MessageID, ReportMessageIDPrefix)
 	}
 	return false

@@ -225,3 +225,88 @@ func TestBuildTLSARRsetOrder(t *testing.T) {
 		t.Errorf("policy-string %q, %d successful; want %q, 2", p.Policy.Strings, p.Summary.Successful, []string{a, b})
 	}
 }
+
+// An MX host an attempt passed over (hop-failed) is a session of its
+// own (RFC 8460 §4): MX 10 failing its TLSA records before MX 20 takes
+// the message is one failed and one successful session, whatever the
+// number of recipients; a host ruled out before dialling by an enforced
+// MTA-STS policy is a failed session without a sending-mta-ip; a host
+// that refused the connection is no session.
+func TestBuildCountsFailedHops(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := audit.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := day.Add(9 * time.Hour)
+	tlsa10, tlsa20 := []string{"3 1 1 aa10"}, []string{"3 1 1 bb20"}
+	hop10 := audit.Record{Time: at, Event: audit.HopFailed, QueueID: "Q1", Recipient: "x@dane.example", MX: "mx10.dane.example", IP: "192.0.2.10",
+		TLS: true, TLSVersion: "TLSv1.3", Bits: 128, Auth: "none", PolicyType: audit.PolicyTLSA, PolicyStrings: tlsa10,
+		ResultType: audit.ResultTLSAInvalid, Diagnostic: "DANE: no TLSA record of mx10.dane.example matches", SendingIP: "192.0.2.1", Attempt: 1}
+	hop10y := hop10
+	hop10y.Recipient = "y@dane.example"
+	via20 := audit.Record{Time: at, Event: audit.Delivered, QueueID: "Q1", Recipient: "x@dane.example", MX: "mx20.dane.example", IP: "192.0.2.20",
+		TLS: true, TLSVersion: "TLSv1.3", Bits: 128, Auth: "dane", TLSA: tlsa20[0], PolicyType: audit.PolicyTLSA, PolicyStrings: tlsa20,
+		SendingIP: "192.0.2.1", Attempt: 1}
+	via20y := via20
+	via20y.Recipient = "y@dane.example"
+	stsMX := []string{"mx2.sts.example"}
+	stsLines := []string{"version: STSv1", "mode: enforce", "mx: mx2.sts.example", "max_age: 86400"}
+	ruledOut := audit.Record{Time: at, Event: audit.HopFailed, QueueID: "Q2", Recipient: "x@sts.example", MX: "mx1.sts.example", IP: "192.0.2.41",
+		STSPolicyID: "p1", STSMode: "enforce", STSMX: stsMX, PolicyType: audit.PolicySTS, PolicyStrings: stsLines,
+		ResultType: audit.ResultValidationFailure, Diagnostic: "MTA-STS policy p1 does not list mx1.sts.example", Attempt: 1}
+	refused := audit.Record{Time: at, Event: audit.HopFailed, QueueID: "Q2", Recipient: "x@sts.example", MX: "mx3.sts.example", IP: "192.0.2.43",
+		STSPolicyID: "p1", STSMode: "enforce", STSMX: stsMX, PolicyType: audit.PolicySTS, PolicyStrings: stsLines,
+		Reply: "connection refused", Attempt: 1}
+	deferred := audit.Record{Time: at, Event: audit.Deferred, QueueID: "Q2", Recipient: "x@sts.example", MX: "mx2.sts.example", IP: "192.0.2.42",
+		TLS: true, TLSVersion: "TLSv1.3", Bits: 128, Auth: "none", STSPolicyID: "p1", STSMode: "enforce", STSMX: stsMX,
+		PolicyType: audit.PolicySTS, PolicyStrings: stsLines, ResultType: audit.ResultCertHostMismatch,
+		Diagnostic: "MTA-STS: certificate of mx2.sts.example does not name it", SendingIP: "192.0.2.1", Attempt: 1}
+	if err := l.Write(hop10, hop10y, via20, via20y, ruledOut, refused, deferred); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	reps := build(t, []string{path}, opts())
+	if len(reps) != 2 {
+		t.Fatalf("want reports for dane.example and sts.example: %+v", reps)
+	}
+	doc, err := json.Marshal(reps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	validateRFC(t, doc)
+
+	dane := reps[0].Policies
+	if len(dane) != 2 {
+		t.Fatalf("dane.example: want a policy per TLSA RRset: %+v", dane)
+	}
+	wantFail := PolicyResult{
+		Policy:  Policy{Type: audit.PolicyTLSA, Strings: tlsa10, Domain: "dane.example", MXHosts: []string{"mx10.dane.example"}},
+		Summary: Summary{Failed: 1},
+		FailureDetails: []FailureDetail{{ResultType: audit.ResultTLSAInvalid, SendingMTAIP: "192.0.2.1", ReceivingMXHostname: "mx10.dane.example",
+			ReceivingIP: "192.0.2.10", FailedSessionCount: 1, FailureReasonCode: hop10.Diagnostic}},
+	}
+	wantOK := PolicyResult{
+		Policy:  Policy{Type: audit.PolicyTLSA, Strings: tlsa20, Domain: "dane.example", MXHosts: []string{"mx20.dane.example"}},
+		Summary: Summary{Successful: 1},
+	}
+	if !reflect.DeepEqual(dane[0], wantFail) || !reflect.DeepEqual(dane[1], wantOK) {
+		t.Errorf("dane.example policies\n got %+v\nwant %+v\n     %+v", dane, wantFail, wantOK)
+	}
+
+	sts := reps[1].Policies
+	if len(sts) != 1 || sts[0].Summary != (Summary{Failed: 2}) {
+		t.Fatalf("sts.example: want 2 failed sessions (the ruled-out host and the bad certificate), the refused one not counted: %+v", sts)
+	}
+	want := []FailureDetail{
+		{ResultType: audit.ResultCertHostMismatch, SendingMTAIP: "192.0.2.1", ReceivingMXHostname: "mx2.sts.example", ReceivingIP: "192.0.2.42",
+			FailedSessionCount: 1, FailureReasonCode: deferred.Diagnostic},
+		{ResultType: audit.ResultValidationFailure, ReceivingMXHostname: "mx1.sts.example", ReceivingIP: "192.0.2.41",
+			FailedSessionCount: 1, FailureReasonCode: ruledOut.Diagnostic},
+	}
+	if !reflect.DeepEqual(sts[0].FailureDetails, want) {
+		t.Errorf("sts.example failure details\n got %+v\nwant %+v", sts[0].FailureDetails, want)
+	}
+}

@@ -32,7 +32,8 @@ type Recipient struct {
 	// handed-off, bounced, dropped, or deleted or returned by an administrator
 	// (`smgctl queue delete/bounce`); "pending" when the last attempt was
 	// a deferral (the message is still queued, or the log ends before
-	// its fate).
+	// its fate). hop-failed records (an MX passed over within an
+	// attempt) are listed among the attempts but never final.
 	Final string `json:"final"`
 	// By names the administrator when Final is deleted or returned.
 	By string `json:"by,omitempty"`
@@ -125,12 +126,18 @@ func FindLogs(ctx context.Context, logs []logset.Log, id string) (*Trace, error)
 		if len(logs) > 1 {
 			slices.SortStableFunc(r.Attempts, func(a, b Attempt) int { return a.Time.Compare(b.Time) })
 		}
-		last := r.Attempts[len(r.Attempts)-1]
-		r.Final = string(last.Event)
-		if last.Event == audit.Deferred {
-			r.Final = Pending
+		// The last outcome decides; a hop-failed record is one hop of
+		// an attempt whose outcome is recorded after it.
+		r.Final = Pending
+		for _, a := range slices.Backward(r.Attempts) {
+			if audit.Outcome(a.Event) {
+				if a.Event != audit.Deferred {
+					r.Final = string(a.Event)
+				}
+				r.By = a.Actor
+				break
+			}
 		}
-		r.By = last.Actor
 	}
 	if len(logs) > 1 {
 		slices.SortStableFunc(t.Recipients, func(a, b Recipient) int { return a.Attempts[0].Time.Compare(b.Attempts[0].Time) })

@@ -177,3 +177,38 @@ func TestFindLogs(t *testing.T) {
 		t.Errorf("one log: %+v %v", tr, err)
 	}
 }
+
+// A hop-failed record (an MX host passed over within an attempt) is
+// listed among the recipient's attempts but is never its final outcome.
+func TestFindHopFailedNeverFinal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	l, err := audit.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.Write(
+		audit.Record{Time: t0, QueueID: "Q1", Recipient: "a@x.test", Event: audit.HopFailed, MX: "mx10.x.test", Attempt: 1},
+		audit.Record{Time: t0, QueueID: "Q1", Recipient: "a@x.test", Event: audit.Delivered, MX: "mx20.x.test", Attempt: 1},
+		audit.Record{Time: t0, QueueID: "Q1", Recipient: "b@x.test", Event: audit.Deferred, MX: "mx20.x.test", Attempt: 1},
+		audit.Record{Time: t0.Add(time.Hour), QueueID: "Q1", Recipient: "b@x.test", Event: audit.HopFailed, MX: "mx10.x.test", Attempt: 2},
+	)
+	l.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := logset.Files(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Find(context.Background(), files, "Q1")
+	if err != nil || tr == nil || len(tr.Recipients) != 2 {
+		t.Fatalf("Q1: %+v %v", tr, err)
+	}
+	if a := tr.Recipients[0]; a.Final != string(audit.Delivered) || len(a.Attempts) != 2 || a.Attempts[0].Event != audit.HopFailed {
+		t.Errorf("a: %+v", a)
+	}
+	if b := tr.Recipients[1]; b.Final != Pending || len(b.Attempts) != 2 {
+		t.Errorf("b: %+v", b)
+	}
+}

@@ -195,6 +195,33 @@ type Result struct {
 	HandedOff bool
 	Route     string
 	Hop       Hop
+	// FailedHops are the MX hosts (one per address) this attempt tried
+	// before, or instead of, Hop that did not carry the mail, in the
+	// order tried: refused by the requirement (a DANE mismatch, no
+	// STARTTLS under an enforced requirement, a bad certificate), ruled
+	// out before a connection (an MTA-STS policy not listing it, its
+	// TLSA lookup failing), or unreachable. Hop's own failure is not
+	// repeated here. The queue manager audits each (hop-failed): RFC
+	// 8460 §4 counts every session, not only the one that decided. The
+	// recipients of one group share the slice.
+	FailedHops []FailedHop
+}
+
+// FailedHop is one hop of an attempt that did not carry the mail.
+type FailedHop struct {
+	Hop
+	// Reply is why: the verdict's text (Hop.Verdict, whose FailedBy
+	// names the source that refused), the remote's reply, or the
+	// connection's error.
+	Reply smtpreply.Reply
+	// Policy: the hop did not meet the requirement; Reply is the
+	// verdict, which no host sent.
+	Policy bool
+	// NotDialled: refused before any connection (RFC 7672 §2.2: its
+	// TLSA lookup failed; RFC 8461 §4.1: the enforced MTA-STS policy
+	// does not list it). Hop.IP is the address that would have been
+	// dialled; nothing was sent to it.
+	NotDialled bool
 }
 
 // failure is why a hop did not carry the group.
@@ -207,6 +234,8 @@ type failure struct {
 	// stale: a cached connection turned out dead at its RSET, before
 	// anything of this message was sent; another connection may do.
 	stale bool
+	// notDialled: refused before a connection (refuseBeforeDial).
+	notDialled bool
 }
 
 // Deliver runs one attempt for g and returns each recipient's outcome,
@@ -243,7 +272,8 @@ func (c *SMTP) Deliver(ctx context.Context, m *Message, g Group) []Result {
 		}
 		res, f := c.deliverTo(ctx, t, m, g)
 		if f == nil {
-			return res // the first target that could carry it did
+			// The first target that could carry it did.
+			return withFailedHops(res, fails, nil)
 		}
 		fails = append(fails, f)
 		hops = append(hops, policy.HopResult{Reached: f.policy, Verdict: f.hop.Verdict})
@@ -251,12 +281,13 @@ func (c *SMTP) Deliver(ctx context.Context, m *Message, g Group) []Result {
 	d := policy.Decide(g.Req, hops)
 	switch {
 	case d.Action == policy.HandOff:
-		return c.handOff(ctx, m, g, d.Route, fails[d.Hop])
+		// Every partner hop failed; the result's Hop is the route's.
+		return withFailedHops(c.handOff(ctx, m, g, d.Route, fails[d.Hop]), fails, nil)
 	case d.Action == policy.Bounce:
 		// Every MX was reached and none met the requirement.
 		f := fails[d.Hop]
 		f.temporary = false
-		return failAll(g, f)
+		return withFailedHops(failAll(g, f), fails, f)
 	case d.Hop >= 0:
 		// on-fail=defer, or an MX that could not be reached might have
 		// met it: retry, and keep the policy text for the expiry DSN.
@@ -264,10 +295,11 @@ func (c *SMTP) Deliver(ctx context.Context, m *Message, g Group) []Result {
 		// deferring is the safe reading.)
 		f := fails[d.Hop]
 		f.temporary = true
-		return failAll(g, f)
+		return withFailedHops(failAll(g, f), fails, f)
 	case len(fails) > 0:
 		// Nothing refused the mail; say why the last target failed.
-		return failAll(g, fails[len(fails)-1])
+		f := fails[len(fails)-1]
+		return withFailedHops(failAll(g, f), fails, f)
 	}
 	return failAll(g, &failure{reply: smtpreply.NoMXReached(g.Domain), temporary: true})
 }
@@ -295,7 +327,27 @@ func refuseBeforeDial(t target, req policy.Requirement) *failure {
 	v.FailedBy, v.Reply, v.Diagnostic, v.Reason = src, rep, rep.String(), policy.ReasonPublished
 	v.Failures = append([]policy.Failure{{Source: src, Reply: rep, Enforced: true}}, v.Failures...)
 	hop := Hop{MX: t.name, IP: hostOf(t.addr), Verdict: v, Facts: t.facts, TLSA: tlsaStrings(t)}
-	return &failure{hop: hop, reply: rep, policy: true, temporary: true}
+	return &failure{hop: hop, reply: rep, policy: true, temporary: true, notDialled: true}
+}
+
+// withFailedHops gives every result the hops in fails that did not carry
+// the mail, leaving out shown (the failure the results already carry as
+// their Hop) and the placeholders of an interrupted attempt (no hop).
+func withFailedHops(res []Result, fails []*failure, shown *failure) []Result {
+	var hops []FailedHop
+	for _, f := range fails {
+		if f == shown || f.hop.MX == "" {
+			continue
+		}
+		hops = append(hops, FailedHop{Hop: f.hop, Reply: f.reply, Policy: f.policy, NotDialled: f.notDialled})
+	}
+	if len(hops) == 0 {
+		return res
+	}
+	for i := range res {
+		res[i].FailedHops = hops
+	}
+	return res
 }
 
 // deliverTo runs the transaction over a connection to t. A cached

@@ -456,7 +456,58 @@ func TestBackupMX(t *testing.T) {
 			if rec := h.recordFor("bob@partner.test"); rec.MX != "mx2.partner.test" || rec.IP != "127.0.0.2" || !rec.TLS {
 				t.Errorf("audit = %+v", rec)
 			}
+			// The primary that did not carry it is audited once, as its
+			// own hop-failed record before the delivery, with why.
+			recs := h.records()
+			if len(recs) != 2 || recs[0].Event != audit.HopFailed || recs[1].Event != audit.Delivered {
+				t.Fatalf("audit records %+v; want hop-failed then delivered", recs)
+			}
+			hf := recs[0]
+			if hf.MX != "mx1.partner.test" || hf.IP != "127.0.0.1" || hf.Attempt != 1 || hf.Recipient != "bob@partner.test" || hf.TLS {
+				t.Errorf("hop-failed = %+v", hf)
+			}
+			if primary != nil && (hf.Diagnostic != "503 5.7.0 encryption too weak 0 less than 112" || hf.SendingIP == "") {
+				t.Errorf("hop-failed for the primary without TLS: diagnostic %q, sending_ip %q", hf.Diagnostic, hf.SendingIP)
+			}
+			if primary == nil && (hf.Diagnostic != "" || !strings.Contains(hf.Reply, "127.0.0.1")) {
+				t.Errorf("hop-failed for the primary down: reply %q, diagnostic %q", hf.Reply, hf.Diagnostic)
+			}
 		})
+	}
+}
+
+// When no MX carries the mail, each MX tried is audited once: the one
+// the outcome names in the bounced record, every other as hop-failed
+// (before it) — never twice, never left out.
+func TestEveryMXFailedAuditedOnce(t *testing.T) {
+	h := newHarness(t, "partner.test\n", nil)
+	f1, f2, port := loopbackPair(t, nil, nil) // neither offers STARTTLS
+	h.runner.cfg.MXPort = port
+	h.runner.courier = smtpCourier(h.runner.cfg)
+	h.res.res["partner.test"] = mxResult("partner.test", "mx1.partner.test=127.0.0.1", "mx2.partner.test=127.0.0.2")
+	h.start()
+	h.waitGone(h.queue("alice@corp.test", "bob@partner.test", "carol@partner.test"))
+	if f1.Mails()+f2.Mails() != 0 {
+		t.Fatal("MAIL FROM sent in clear for an enforced recipient")
+	}
+	for _, rcpt := range []string{"bob@partner.test", "carol@partner.test"} {
+		var got []audit.Record
+		for _, r := range h.records() {
+			if r.Recipient == rcpt {
+				got = append(got, r)
+			}
+		}
+		if len(got) != 2 || got[0].Event != audit.HopFailed || got[1].Event != audit.Bounced {
+			t.Fatalf("%s: records %+v; want hop-failed then bounced", rcpt, got)
+		}
+		if got[0].MX == got[1].MX || got[0].Attempt != 1 || got[1].Attempt != 1 {
+			t.Errorf("%s: hop-failed %s attempt %d, bounced %s attempt %d; want each MX once, attempt 1", rcpt, got[0].MX, got[0].Attempt, got[1].MX, got[1].Attempt)
+		}
+		for _, r := range got {
+			if r.Diagnostic != "503 5.7.0 encryption too weak 0 less than 112" {
+				t.Errorf("%s %s: diagnostic %q", rcpt, r.Event, r.Diagnostic)
+			}
+		}
 	}
 }
 

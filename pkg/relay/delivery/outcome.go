@@ -126,6 +126,12 @@ func (m *message) record(ctx context.Context, g courier.Group, sts stsInfo, res 
 			rc.NextAttempt = now.Add(r.cfg.backoff(rc.Attempts))
 			r.stats.deferred.Add(1)
 		}
+		// The hops tried before the one that decided, each once: RFC
+		// 8460 §4 reports every session, and an auditor asks why the
+		// first MX was passed over.
+		for _, fh := range x.FailedHops {
+			recs = append(recs, hopFailedRecord(env, g.Req, sts, x.Rcpt, fh, rc.Attempts, now))
+		}
 		recs = append(recs, auditRecord(env, g.Req, sts, x, event, rc.Attempts, now))
 	}
 	// The records go first: once the envelope says delivered, nothing
@@ -285,6 +291,18 @@ func auditRecord(env *spool.Envelope, req policy.Requirement, sts stsInfo, x cou
 	}
 	auditPublished(&rec, req, sts, x.Hop) // auditsources.go
 	return rec
+}
+
+// hopFailedRecord is the audit record of one hop of an attempt that did
+// not carry rcpt's mail (audit.HopFailed): the hop's connection, TLS and
+// published-policy fields as auditRecord fills them, Reply why it was
+// not used, Diagnostic the verdict when the requirement refused it.
+func hopFailedRecord(env *spool.Envelope, req policy.Requirement, sts stsInfo, rcpt string, fh courier.FailedHop, attempt int, now time.Time) audit.Record {
+	x := courier.Result{Rcpt: rcpt, Reply: fh.Reply, Hop: fh.Hop}
+	if fh.Policy {
+		x.Diagnostic = fh.Reply
+	}
+	return auditRecord(env, req, sts, x, audit.HopFailed, attempt, now)
 }
 
 // ReturnToSender builds an RFC 3464 report on env for rcpts and spools it

@@ -192,7 +192,8 @@ func scanFrom(path string, off *int64, partial *[]byte, sub Submission) (audit.R
 }
 
 func matches(rec audit.Record, sub Submission) bool {
-	if !strings.EqualFold(rec.Recipient, sub.To) {
+	if !audit.Outcome(rec.Event) || !strings.EqualFold(rec.Recipient, sub.To) {
+		// hop-failed: an MX passed over; the attempt's outcome follows.
 		return false
 	}
 	if sub.QueueID != "" && rec.QueueID == sub.QueueID {

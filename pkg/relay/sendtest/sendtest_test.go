@@ -122,3 +122,18 @@ func TestSubmitCanonicalAddresses(t *testing.T) {
 		}
 	}
 }
+
+// A hop-failed record (an MX passed over) is not the message's outcome:
+// Await goes on to the attempt's outcome record after it.
+func TestAwaitSkipsHopFailed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	hop := line(t, audit.Record{Event: audit.HopFailed, QueueID: "Q1", Recipient: "b@p.test", MX: "mx10.p.test"})
+	out := line(t, audit.Record{Event: audit.Delivered, QueueID: "Q1", Recipient: "b@p.test", MX: "mx20.p.test"})
+	os.WriteFile(path, append(hop, out...), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rec, err := Await(ctx, path, Submission{QueueID: "Q1", To: "b@p.test"}, time.Millisecond)
+	if err != nil || rec.Event != audit.Delivered || rec.MX != "mx20.p.test" {
+		t.Errorf("Await = %+v, %v; want the delivery via mx20", rec, err)
+	}
+}
