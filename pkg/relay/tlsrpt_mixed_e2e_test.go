@@ -28,7 +28,9 @@ import (
 // TestRelayTLSRPTFromRealDeliveries: one relay run with a mix of real
 // outcomes for domains not on the list — DANE 3 1 1 matching, an MX
 // without STARTTLS, a DANE mismatch, an MTA-STS testing-mode failure,
-// MTA-STS enforce delivered — and the TLS-RPT reports `smgctl audit
+// MTA-STS enforce delivered, a DANE mismatch on MX 10 before MX 20
+// takes the message, DANE mismatches on both MX hosts — and the TLS-RPT
+// reports `smgctl audit
 // tlsrpt` builds from that audit log, checked field by field against
 // RFC 8460 §4 and its JSON Schema; then the relay's daily sender mails
 // them to the domains' rua, a real Postfix stores them, and each gzip
@@ -39,7 +41,8 @@ func TestRelayTLSRPTFromRealDeliveries(t *testing.T) {
 	testpeer.RequireSwaks(t)
 	testpeer.RequireSignedDNS(t)
 	ca := testpeer.NewCA(t)
-	doms := []string{"ee.rpt.test", "clear.rpt.test", "bad.rpt.test", "testing.rpt.test", "ok.rpt.test", "rua.rpt.test"}
+	doms := []string{"ee.rpt.test", "clear.rpt.test", "bad.rpt.test", "testing.rpt.test", "ok.rpt.test",
+		"two.rpt.test", "worse.rpt.test", "rua.rpt.test"}
 	mx := testpeer.StartPostfix(t, testpeer.PostfixOptions{TLS: testpeer.TLSModern, CA: ca, Hostname: "mx.rpt.test", Domains: doms})
 	clearIP := testpeer.FreeLoopbackIP(t)
 	startMITMOn(t, net.JoinHostPort(clearIP.String(), "25"), mx.Addr(), stripSTARTTLS)
@@ -48,10 +51,13 @@ func TestRelayTLSRPTFromRealDeliveries(t *testing.T) {
 	ee := []string{mx.Certs[0].TLSA(), mx.Certs[1].TLSA()}
 	recs := []string{
 		"mx IN A " + ip,
-		"mx-ee IN A " + ip, "mx-bad IN A " + ip, "mx-clear IN A " + clearIP.String(),
+		"mx-ee IN A " + ip, "mx-bad IN A " + ip, "mx-bad2 IN A " + ip, "mx-clear IN A " + clearIP.String(),
 		testpeer.TLSARecord("mx-ee.rpt.test", 25, ee[0]), testpeer.TLSARecord("mx-ee.rpt.test", 25, ee[1]),
-		testpeer.TLSARecord("mx-bad.rpt.test", 25, other.TLSA()),
+		testpeer.TLSARecord("mx-bad.rpt.test", 25, other.TLSA()), testpeer.TLSARecord("mx-bad2.rpt.test", 25, other.TLSA()),
 		"ee IN MX 10 mx-ee", "bad IN MX 10 mx-bad", "clear IN MX 10 mx-clear",
+		// MX 10 fails its TLSA records, MX 20 carries the mail; both
+		// MX hosts of worse fail theirs (RFC 8460 §4: every session).
+		"two IN MX 10 mx-bad", "two IN MX 20 mx-ee", "worse IN MX 10 mx-bad", "worse IN MX 20 mx-bad2",
 		"testing IN MX 10 mx", "ok IN MX 10 mx", "rua IN MX 10 mx",
 	}
 	stsLines := map[string][]string{}
@@ -70,7 +76,7 @@ func TestRelayTLSRPTFromRealDeliveries(t *testing.T) {
 		posted <- postedReport{method: r.Method, path: r.URL.Path, contentType: r.Header.Get("Content-Type"), body: body}
 	}))
 	recs = append(recs, "tlsrpt.ok IN A "+ruaHTTPS.IP.String())
-	reported := doms[:5]
+	reported := doms[:7]
 	for _, d := range reported {
 		rua := "mailto:tlsrpt@rua.rpt.test"
 		if d == "ok.rpt.test" {
@@ -101,7 +107,8 @@ func TestRelayTLSRPTFromRealDeliveries(t *testing.T) {
 	}
 	// The outcomes the reports are about, as the relay recorded them.
 	for d, want := range map[string]audit.Event{"ee.rpt.test": audit.Delivered, "clear.rpt.test": audit.Delivered,
-		"bad.rpt.test": audit.Deferred, "testing.rpt.test": audit.Delivered, "ok.rpt.test": audit.Delivered} {
+		"bad.rpt.test": audit.Deferred, "testing.rpt.test": audit.Delivered, "ok.rpt.test": audit.Delivered,
+		"two.rpt.test": audit.Delivered, "worse.rpt.test": audit.Deferred} {
 		if r := outcome[d]; r.Event != want {
 			t.Fatalf("%s: %s (%s), want %s", d, r.Event, r.Diagnostic, want)
 		}
@@ -112,6 +119,20 @@ func TestRelayTLSRPTFromRealDeliveries(t *testing.T) {
 	sendingIP := outcome["bad.rpt.test"].SendingIP
 	if a := net.ParseIP(sendingIP); a == nil || !a.IsLoopback() {
 		t.Fatalf("sending_ip %q, want the relay's loopback address", sendingIP)
+	}
+	// The MX hosts passed over are audited once each, as hop-failed
+	// records before the attempt's outcome.
+	if r := outcome["two.rpt.test"]; r.MX != "mx-ee.rpt.test" || r.Auth != "dane" {
+		t.Fatalf("two.rpt.test delivered via %s auth %q, want mx-ee.rpt.test by DANE", r.MX, r.Auth)
+	}
+	hopsFailed := hopFailedRecords(t, l.cfg.AuditLog)
+	if h := hopsFailed["user@two.rpt.test"]; len(h) != 1 || h[0].MX != "mx-bad.rpt.test" || h[0].ResultType != audit.ResultTLSAInvalid ||
+		h[0].IP != ip || h[0].SendingIP != sendingIP || h[0].Attempt != 1 || !strings.Contains(h[0].Diagnostic, "DANE") {
+		t.Errorf("two.rpt.test hop-failed records %+v, want one for mx-bad.rpt.test, tlsa-invalid", h)
+	}
+	if h, r := hopsFailed["user@worse.rpt.test"], outcome["worse.rpt.test"]; len(h) != 1 || h[0].ResultType != audit.ResultTLSAInvalid ||
+		h[0].MX == r.MX || !strings.HasPrefix(h[0].MX, "mx-bad") || !strings.HasPrefix(r.MX, "mx-bad") {
+		t.Errorf("worse.rpt.test hop-failed records %+v and outcome via %s, want each MX host once", h, r.MX)
 	}
 
 	// `smgctl audit tlsrpt --date <today> --output json` over that log,
@@ -160,6 +181,10 @@ func TestRelayTLSRPTFromRealDeliveries(t *testing.T) {
 				r.ReportID != day.Format(time.DateOnly)+"_"+dom+"@relay.corp.test" ||
 				!r.DateRange.Start.Equal(day) || !r.DateRange.End.Equal(day.Add(24*time.Hour)) {
 				t.Errorf("header fields: %s", docs[dom])
+			}
+			if dom == "two.rpt.test" || dom == "worse.rpt.test" {
+				checkFailedHopsReport(t, dom, r, docs[dom], ee, other.TLSA(), ip, sendingIP)
+				return
 			}
 			if len(r.Policies) != 1 {
 				t.Fatalf("%d policies, want 1: %s", len(r.Policies), docs[dom])
@@ -257,6 +282,67 @@ func TestRelayTLSRPTFromRealDeliveries(t *testing.T) {
 		t.Errorf("the report deliveries changed today's reports:\n%s\nwas\n%s", again, out)
 	}
 }
+
+// hopFailedRecords are the log's hop-failed records by recipient.
+func hopFailedRecords(t *testing.T, path string) map[string][]audit.Record {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string][]audit.Record{}
+	audit.Scan(f, func(r audit.Record) error {
+		if r.Event == audit.HopFailed {
+			out[r.Recipient] = append(out[r.Recipient], r)
+		}
+		return nil
+	})
+	return out
+}
+
+// checkFailedHopsReport checks the reports of the domains with MX hosts
+// passed over: two.rpt.test (MX 10 mx-bad's TLSA does not match, MX 20
+// mx-ee carries the mail) has one failed session under mx-bad's TLSA
+// policy and one successful under mx-ee's; worse.rpt.test (both MX
+// hosts' TLSA fail) has two failed sessions under their one policy.
+func checkFailedHopsReport(t *testing.T, dom string, r report.Report, doc []byte, ee []string, other, ip, sendingIP string) {
+	t.Helper()
+	bad := func(mx string) report.FailureDetail {
+		return report.FailureDetail{ResultType: "tlsa-invalid", SendingMTAIP: sendingIP, ReceivingMXHostname: mx, ReceivingIP: ip, FailedSessionCount: 1}
+	}
+	wants := []rptWant{{typ: "tlsa", strs: []string{other}, mxHosts: []string{"mx-bad.rpt.test"}, bad: 1, detail: ptr(bad("mx-bad.rpt.test"))},
+		{typ: "tlsa", strs: ee, mxHosts: []string{"mx-ee.rpt.test"}, ok: 1}}
+	if dom == "worse.rpt.test" {
+		wants = []rptWant{{typ: "tlsa", strs: []string{other}, mxHosts: []string{"mx-bad.rpt.test", "mx-bad2.rpt.test"}, bad: 2}}
+	}
+	if len(r.Policies) != len(wants) {
+		t.Fatalf("%d policies, want %d: %s", len(r.Policies), len(wants), doc)
+	}
+	for _, w := range wants {
+		i := slices.IndexFunc(r.Policies, func(p report.PolicyResult) bool {
+			return slices.ContainsFunc(p.Policy.Strings, func(s string) bool { return strings.EqualFold(s, w.strs[0]) })
+		})
+		if i < 0 {
+			t.Fatalf("no policy with %q: %s", w.strs, doc)
+		}
+		p := r.Policies[i]
+		if dom == "worse.rpt.test" {
+			// Two sessions, one per MX host: a failure detail each.
+			got := slices.Clone(p.FailureDetails)
+			for j := range got {
+				got[j].FailureReasonCode = ""
+			}
+			if want := []report.FailureDetail{bad("mx-bad.rpt.test"), bad("mx-bad2.rpt.test")}; !slices.Equal(got, want) {
+				t.Errorf("failure-details %+v, want %+v", got, want)
+			}
+			p.FailureDetails = nil
+		}
+		checkRPTPolicy(t, p, w, doc)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // postedReport is one request the HTTPS rua received.
 type postedReport struct {
