@@ -141,6 +141,14 @@ func TestRelayMTASTS(t *testing.T) {
 		if n := w.out.conns.Load(); n != 0 {
 			t.Errorf("%d connections to the MX outside the policy", n)
 		}
+		// The MX passed over is audited once, as a failed TLS-RPT
+		// session (validation-failure) that no connection was made for.
+		h := hopFailedRecords(t, l.cfg.AuditLog)["a@two.sts.test"]
+		if len(h) != 1 || h[0].MX != "out.sts.test" || h[0].IP != w.out.IP.String() || h[0].SendingIP != "" || h[0].TLS ||
+			h[0].ResultType != audit.ResultValidationFailure || h[0].PolicyType != audit.PolicySTS ||
+			h[0].Diagnostic != "451 4.7.5 MTA-STS: MX out.sts.test does not match the mx patterns of policy idenforcetwo" {
+			t.Errorf("hop-failed records %+v, want one for out.sts.test, validation-failure, not dialled", h)
+		}
 	})
 	t.Run("enforce, only an MX outside the patterns", func(t *testing.T) {
 		rec := attempt(t, l, "a@outside.sts.test")
