@@ -25,17 +25,19 @@ func BenchmarkObserve(b *testing.B) {
 }
 
 // The outcome counter agrees with what was written, and only deliveries
-// are counted by TLS version and bits.
+// are counted by TLS version and bits. A hop-failed record (an MX passed
+// over) is no outcome: it is counted apart.
 func TestObserveCounts(t *testing.T) {
 	m := newMetrics(&Relay{})
 	rec := m.observe(discardRecorder{})
 	rec.Write(audit.Record{Event: audit.Delivered, TLS: true, TLSVersion: "TLSv1.2", Bits: 128},
 		audit.Record{Event: audit.Delivered},
 		audit.Record{Event: audit.Bounced, Bits: 0},
-		audit.Record{Event: audit.WouldBounce, TLS: true, TLSVersion: "TLSv1.0", Bits: 256})
+		audit.Record{Event: audit.WouldBounce, TLS: true, TLSVersion: "TLSv1.0", Bits: 256},
+		audit.Record{Event: audit.HopFailed, TLS: true, TLSVersion: "TLSv1.3", Bits: 128})
 	// Only the observer's collectors: the others read a running relay.
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(m.outcomes, m.versions, m.bits)
+	reg.MustRegister(m.outcomes, m.versions, m.bits, m.hopsFailed)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +63,8 @@ func TestObserveCounts(t *testing.T) {
 		"smgctl_relay_recipient_outcomes_total,bounced":      1,
 		"smgctl_relay_recipient_outcomes_total,would-bounce": 1,
 		"smgctl_relay_recipient_outcomes_total,deferred":     0,
+		"smgctl_relay_recipient_outcomes_total,hop-failed":   0,
+		"smgctl_relay_hops_failed_total":                     1,
 		"smgctl_relay_delivered_tls_total,TLSv1.2":           1,
 		"smgctl_relay_delivered_tls_total,TLSv1.0":           1,
 		"smgctl_relay_delivered_tls_total,none":              1,
