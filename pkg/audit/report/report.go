@@ -81,6 +81,10 @@ type Group struct {
 	// DeliveredCleartext counts deliveries without encryption (no TLS,
 	// or a NULL suite: 0 bits).
 	DeliveredCleartext int `json:"delivered_cleartext"`
+	// HopsFailed counts hop-failed records: an MX host (per address
+	// and recipient) an attempt passed over before another carried the
+	// mail or the attempt failed. Not an outcome, like Deferrals.
+	HopsFailed int `json:"hops_failed"`
 
 	// metDefault counts deliveries that met the default requirement.
 	metDefault int
@@ -326,10 +330,8 @@ func inDomain(domain, want string) bool {
 }
 
 func (p *partial) add(rec *audit.Record) {
-	if !audit.Outcome(rec.Event) {
-		// The relay's own event, or one MX host an attempt passed over
-		// (hop-failed): no recipient's outcome.
-		return
+	if audit.RelayEvent(rec.Event) {
+		return // the relay's own event, no recipient's outcome
 	}
 	if !p.opt.From.IsZero() && rec.Time.Before(p.opt.From) {
 		return
@@ -353,6 +355,16 @@ func (p *partial) add(rec *audit.Record) {
 		d = &Group{Name: domain}
 		p.domains[domain] = d
 	}
+	if rec.Event == audit.HopFailed {
+		// One MX host an attempt passed over: no outcome, counted
+		// apart; the outcome record of its attempt follows it and
+		// decides the domain's entry.
+		e := p.entry(rec)
+		for _, g := range []*Group{d, e, &p.total} {
+			g.HopsFailed++
+		}
+		return
+	}
 	if adminEvent(rec.Event) {
 		// Not a policy decision: it neither names the domain's entry
 		// nor belongs to one.
@@ -360,15 +372,7 @@ func (p *partial) add(rec *audit.Record) {
 		p.total.count(rec, false)
 		return
 	}
-	entry := rec.PolicyTarget
-	if entry == "" {
-		entry = NoEntry
-	}
-	e := p.entries[entry]
-	if e == nil {
-		e = &Group{Name: entry}
-		p.entries[entry] = e
-	}
+	e := p.entry(rec)
 	if !rec.Time.Before(d.latest) {
 		d.Entry, d.Listed, d.exempt = rec.PolicyTarget, listing(rec), exempted(rec)
 	}
@@ -386,6 +390,20 @@ func (p *partial) add(rec *audit.Record) {
 	for _, g := range []*Group{d, e, &p.total} {
 		g.count(rec, met)
 	}
+}
+
+// entry is the group of rec's policy entry.
+func (p *partial) entry(rec *audit.Record) *Group {
+	name := rec.PolicyTarget
+	if name == "" {
+		name = NoEntry
+	}
+	e := p.entries[name]
+	if e == nil {
+		e = &Group{Name: name}
+		p.entries[name] = e
+	}
+	return e
 }
 
 // metDefault judges a delivery against the default requirement with the
@@ -513,6 +531,7 @@ func (g *Group) merge(o *Group) {
 		g.HandOffs = bump(g.HandOffs, k, n)
 	}
 	g.RemovedByAdmin += o.RemovedByAdmin
+	g.HopsFailed += o.HopsFailed
 	g.metDefault += o.metDefault
 	for k, n := range o.Versions {
 		g.Versions = bump(g.Versions, k, n)

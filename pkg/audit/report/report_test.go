@@ -201,7 +201,8 @@ func benchReport(b *testing.B, lines int) {
 // An administrator's deletion or return is a final outcome of its own:
 // counted as a message, neither delivered nor bounced, and it does not
 // change which entry the domain shows nor belong to any entry. The
-// relay's own events and hop-failed records count nowhere.
+// relay's own events count nowhere; a hop-failed record only as
+// hops_failed.
 func TestRemovedByAdmin(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	recs := []audit.Record{
@@ -215,10 +216,10 @@ func TestRemovedByAdmin(t *testing.T) {
 		{Time: t0.Add(4 * time.Second), Event: audit.PolicyOutsideJournal, PolicyFile: "/etc/smgctl/policy.conf", PolicySHA256: "ab"},
 		{Time: t0.Add(5 * time.Second), Event: audit.TLSRPTSent, ReportDomain: "p.test", RUA: "mailto:r@p.test", ReportID: "x"},
 		{Time: t0.Add(6 * time.Second), Event: audit.TLSRPTFailed, ReportDomain: "p.test", RUA: "https://r.p.test/", ReportID: "x", Diagnostic: "HTTP 500"},
-		// An MX host an attempt passed over: one hop, no outcome — in
-		// no count, and its domain and entry appear nowhere.
-		{Time: t0.Add(7 * time.Second), Event: audit.HopFailed, QueueID: "Q4", Recipient: "d@q.test", PolicyTarget: "q.test", PolicyLine: 4,
-			Requirement: enforce, MX: "mx1.q.test", IP: "192.0.2.9", Diagnostic: "503 5.7.0 encryption too weak 0 less than 112", Attempt: 1},
+		// An MX host an attempt passed over: one hop, no outcome —
+		// counted only as hops_failed.
+		{Time: t0.Add(7 * time.Second), Event: audit.HopFailed, QueueID: "Q1", Recipient: "a@p.test", PolicyTarget: "p.test", PolicyLine: 3,
+			Requirement: enforce, MX: "mx1.p.test", IP: "192.0.2.9", Diagnostic: "503 5.7.0 encryption too weak 0 less than 112", Attempt: 1},
 	}
 	var lines []byte
 	for _, r := range recs {
@@ -238,13 +239,13 @@ func TestRemovedByAdmin(t *testing.T) {
 			t.Fatal(err)
 		}
 		tot := r.Total
-		if tot.Messages != 3 || tot.Delivered != 1 || tot.Bounced != 0 || tot.Dropped != 0 || tot.RemovedByAdmin != 2 || tot.Deferrals != 1 {
+		if tot.Messages != 3 || tot.Delivered != 1 || tot.Bounced != 0 || tot.Dropped != 0 || tot.RemovedByAdmin != 2 || tot.Deferrals != 1 || tot.HopsFailed != 1 {
 			t.Errorf("workers %d: total %+v", w, tot)
 		}
-		if len(r.Domains) != 1 || r.Domains[0].RemovedByAdmin != 2 || r.Domains[0].Entry != "p.test" || !r.Domains[0].Listed {
+		if len(r.Domains) != 1 || r.Domains[0].RemovedByAdmin != 2 || r.Domains[0].Entry != "p.test" || !r.Domains[0].Listed || r.Domains[0].HopsFailed != 1 {
 			t.Errorf("workers %d: domains %+v", w, r.Domains)
 		}
-		if len(r.Entries) != 1 || r.Entries[0].Name != "p.test" || r.Entries[0].RemovedByAdmin != 0 || r.Entries[0].Messages != 1 {
+		if len(r.Entries) != 1 || r.Entries[0].Name != "p.test" || r.Entries[0].RemovedByAdmin != 0 || r.Entries[0].Messages != 1 || r.Entries[0].HopsFailed != 1 {
 			t.Errorf("workers %d: entries %+v", w, r.Entries)
 		}
 	}
