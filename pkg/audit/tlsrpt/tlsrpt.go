@@ -149,11 +149,15 @@ type session struct {
 	success, bad bool
 }
 
-// counted says whether a record is a delivery attempt's outcome.
+// counted says whether a record is a delivery attempt's outcome at one
+// of the policy domain's MX hosts. A record with Route came from the
+// entry's hand-off route, the operator's own gateway: not a session with
+// the partner (whose MX hosts' sessions are the hop-failed records), and
+// its name is not the partner's to read.
 func counted(rec *audit.Record) bool {
 	switch rec.Event {
 	case audit.Delivered, audit.WouldBounce, audit.Deferred, audit.Bounced, audit.Dropped, audit.HopFailed:
-		return !strings.HasPrefix(rec.MessageID, ReportMessageIDPrefix)
+		return rec.Route == "" && !strings.HasPrefix(rec.MessageID, ReportMessageIDPrefix)
 	}
 	return false
 }

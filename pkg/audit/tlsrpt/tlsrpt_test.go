@@ -310,3 +310,37 @@ func TestBuildCountsFailedHops(t *testing.T) {
 		t.Errorf("sts.example failure details\n got %+v\nwant %+v", sts[0].FailureDetails, want)
 	}
 }
+
+// A hand-off route is the operator's own gateway, not the partner's MX:
+// when the route is tried after every MX of the partner failed (and
+// fails too, bounced or deferred with Route set), its session is not one
+// of the partner's (RFC 8460 §4.3 counts sessions to the policy domain's
+// MX hosts) and its host name must not reach the partner's report.
+func TestBuildLeavesOutTheRoute(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := audit.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := day.Add(9 * time.Hour)
+	partner := audit.Record{Time: at, Event: audit.HopFailed, QueueID: "Q1", Recipient: "x@plain.example", MX: "mx.plain.example", IP: "192.0.2.10",
+		PolicyType: audit.PolicyNotFound, ResultType: audit.ResultSTARTTLSNotSupported, Diagnostic: "503 5.7.0 encryption too weak 0 less than 128",
+		SendingIP: "192.0.2.1", Attempt: 1}
+	route := audit.Record{Time: at, Event: audit.Bounced, QueueID: "Q1", Recipient: "x@plain.example", MX: "gw.corp.example", IP: "10.0.0.7",
+		TLS: true, TLSVersion: "TLSv1.3", Bits: 128, Auth: "none", PolicyType: audit.PolicyNotFound, Route: "gw.corp.example",
+		Diagnostic: "hand-off route gw.corp.example: 503 5.7.0 certificate not verified: unknown authority", SendingIP: "10.0.0.1", Attempt: 1}
+	if err := l.Write(partner, route); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	reps := build(t, []string{path}, opts())
+	if len(reps) != 1 || len(reps[0].Policies) != 1 {
+		t.Fatalf("want one report with one policy for plain.example: %+v", reps)
+	}
+	p := reps[0].Policies[0]
+	if p.Summary != (Summary{Failed: 1}) || !reflect.DeepEqual(p.Policy.MXHosts, []string{"mx.plain.example"}) {
+		t.Errorf("the route's session counted for the partner: summary %+v, mx hosts %v", p.Summary, p.Policy.MXHosts)
+	}
+}
