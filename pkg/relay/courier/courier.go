@@ -309,11 +309,18 @@ func (c *SMTP) Deliver(ctx context.Context, m *Message, g Group) []Result {
 // downgrade), or an MTA-STS policy in enforce mode does not list it (RFC
 // 8461 §4.1). nil when the hop may be tried. Both defer (policy.Decide:
 // what the partner publishes never bounces).
+//
+// A failed TLSA lookup stops the hop when DANE applies, and also under an
+// enforced verify=dane entry whatever relaxes the published policies
+// (TLS-Required: No never lowers a list entry): dialled without its
+// records the hop could only fail verify=dane as the list's refusal,
+// which on-fail=bounce would bounce for a DNS failure.
 func refuseBeforeDial(t target, req policy.Requirement) *failure {
 	var rep smtpreply.Reply
 	var src policy.SourceKind
+	daneNeeded := req.Ignore == "" || (req.Enforced() && req.Verify == policy.VerifyDANE)
 	switch {
-	case req.Ignore == "" && t.facts.DANE == policy.DANEFailed:
+	case daneNeeded && t.facts.DANE == policy.DANEFailed:
 		// The verdict EvaluateHop gives such a hop, taken without a
 		// connection: the DANE failure is the one that names why.
 		rep, src = smtpreply.DANELookupFailed(t.name, t.facts.DANEError), policy.SourceDANE
