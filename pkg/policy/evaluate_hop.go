@@ -81,11 +81,17 @@ func EvaluateHop(req Requirement, hop HopFacts, out Outcome) Verdict {
 	if req.RequireTLS {
 		// RFC 8689 §4.2.1: authenticated TLS (DANE, MTA-STS, verify=cert,
 		// else PKIX for the MX name) to a hop that offers REQUIRETLS.
+		// Step 2: an MX name not vouched for by DNSSEC (a DANE match
+		// implies it was) must be one the domain's MTA-STS policy lists,
+		// in testing mode too, or a forged MX record could name any host
+		// with a valid certificate for itself.
 		switch {
 		case !out.TLS:
 			add(SourceRequireTLS, smtpreply.RequireTLSNoTLS(hop.Name, failure), true)
 		case out.Auth == AuthNone || (out.Auth == "" && !out.Verified):
 			add(SourceRequireTLS, smtpreply.RequireTLSNotAuthenticated(hop.Name, authReason), true)
+		case out.Auth != AuthDANE && req.stsApplies() && !req.STS.allows(hop.Name):
+			add(SourceRequireTLS, smtpreply.RequireTLSNotAuthenticated(hop.Name, "MTA-STS policy "+req.STS.ID+" does not list it"), true)
 		case !out.RequireTLSOffered:
 			add(SourceRequireTLS, smtpreply.RequireTLSNotOffered(hop.Name), true)
 		}

@@ -79,6 +79,11 @@ func TestEvaluateHop(t *testing.T) {
 		{"REQUIRETLS, next hop does not offer it", none, Published{RequireTLS: true}, mx, hopPKIX, false, smtpreply.RequireTLSNotOffered("mx1.partner.example"), SourceRequireTLS},
 		{"REQUIRETLS with usable DANE needs DANE", none, Published{RequireTLS: true}, usable, hopPKIXRTLS, false, smtpreply.DANENotAuthenticated("mx1.partner.example", "no TLSA record matched the certificate chain"), SourceDANE},
 		{"REQUIRETLS over DANE", none, Published{RequireTLS: true}, usable, hopDANERTLS, true, smtpreply.Reply{}, ""},
+		// RFC 8689 §4.2.1 step 2: an MX found without DNSSEC is
+		// validated by the domain's MTA-STS policy, testing mode too.
+		{"REQUIRETLS, MTA-STS testing does not list the MX", none, Published{RequireTLS: true, STS: testing_}, mx, hopPKIXRTLS, false, smtpreply.RequireTLSNotAuthenticated("mx1.partner.example", "MTA-STS policy 20260102 does not list it"), SourceRequireTLS},
+		{"REQUIRETLS, MTA-STS testing lists the MX", none, Published{RequireTLS: true, STS: testing_}, HopFacts{Name: "mx.partner.example"}, hopPKIXRTLS, true, smtpreply.Reply{}, ""},
+		{"REQUIRETLS over DANE, MTA-STS testing not listing: DNSSEC named the MX", none, Published{RequireTLS: true, STS: testing_}, usable, hopDANERTLS, true, smtpreply.STSMXNotListed("mx1.partner.example", "20260102"), SourceMTASTS},
 		{"REQUIRETLS ignores TLS-Required: No", none, Published{RequireTLS: true, TLSRequiredNo: true, STS: enforce}, outside, hopPKIXRTLS, false, smtpreply.STSMXNotListed("mx.elsewhere.example", "20260101"), SourceMTASTS},
 
 		// Strictest wins.
