@@ -106,9 +106,12 @@ func (c *SMTP) connect(ctx context.Context, t target, req policy.Requirement) (*
 	// recipient may go without TLS: like Postfix's "may" level, try
 	// again in clear on a new connection (RFC 7435 §4: opportunistic
 	// security falls back to clear text rather than fail). MaySend was
-	// judged on the failed TLS outcome, so a hop with usable or unusable
-	// TLSA records or an enforced MTA-STS policy never gets here; the
-	// verdict below is taken again on the clear outcome all the same.
+	// judged on the failed TLS outcome, so an enforced list entry, a
+	// REQUIRETLS message, and a hop with usable or unusable TLSA records
+	// or an enforced MTA-STS policy never get here — the last two unless
+	// the message's TLS-Required: No relaxed them (RFC 8689 §4.2.2 lets
+	// it go in clear then). The verdict below is taken again on the
+	// clear outcome all the same.
 	s.Close()
 	c.cfg.Log.Info("TLS failed; retrying in clear for an unenforced recipient", "mx", t.name, "addr", t.addr, "reason", out.Failure)
 	s, err = c.dial(ctx, t)
