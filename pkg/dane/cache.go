@@ -12,8 +12,8 @@ import (
 // Cache defaults.
 const (
 	// DefaultCacheMaxTTL caps how long an answer is kept, whatever its
-	// TTL: a partner's key rollover is seen within the hour even behind
-	// a zone with day-long TTLs (RFC 7671 §8.1 rolls over by TTLs).
+	// TTL: a partner's key rollover, timed by its TTLs, is seen within
+	// the hour even if a resolver or a record states a longer one.
 	DefaultCacheMaxTTL = time.Hour
 	// DefaultCacheSize bounds the number of MX hosts kept.
 	DefaultCacheSize = 10000
