@@ -121,7 +121,7 @@ func TestCacheFailuresNotKept(t *testing.T) {
 }
 
 // TestCacheDenial: an authenticated denial is kept for the SOA's negative
-// TTL (RFC 2308 §5); without an SOA it is not kept.
+// TTL (RFC 2308 §3); without an SOA it is not kept (§5).
 func TestCacheDenial(t *testing.T) {
 	ct := newCacheTest(t, CacheConfig{})
 	ct.d.AddRR("a.test. 3600 IN SOA ns.a.test. admin.a.test. 1 3600 600 86400 120")

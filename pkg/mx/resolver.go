@@ -363,8 +363,8 @@ type TLSAResult struct {
 	// TTL is how long the answer may be cached: the smallest TTL of the
 	// TLSA RRset and of the CNAMEs followed to it; for NODATA or
 	// NXDOMAIN, the negative TTL of the SOA in the authority section,
-	// the smaller of its TTL and MINIMUM field (RFC 2308 §5). 0 when
-	// there is no such SOA: the denial must not be cached.
+	// the smaller of its TTL and MINIMUM field (RFC 2308 §3). 0 when
+	// there is no such SOA: the denial must not be cached (§5).
 	TTL time.Duration
 }
 
@@ -551,7 +551,7 @@ func (m ttlMin) get() time.Duration {
 }
 
 // negative is the TTL of msg's NODATA or NXDOMAIN: the smaller of the
-// authority SOA's TTL and its MINIMUM field (RFC 2308 §5), and of the
+// authority SOA's TTL and its MINIMUM field (RFC 2308 §3), and of the
 // CNAMEs followed to the denied name; 0 without an SOA (RFC 2308 §5:
 // such a denial is not cached).
 func (m ttlMin) negative(msg *dns.Msg) time.Duration {

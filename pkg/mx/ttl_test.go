@@ -8,7 +8,7 @@ import (
 
 // TestTLSATTL: the TTL a TLSA answer may be cached for is the smallest of
 // the RRset's and of the CNAMEs followed to it; a denial's is the SOA's
-// negative TTL, min(TTL, MINIMUM) (RFC 2308 §5), and 0 without an SOA.
+// negative TTL, min(TTL, MINIMUM) (RFC 2308 §3), and 0 without an SOA (§5).
 func TestTLSATTL(t *testing.T) {
 	d, r := newTest(t)
 	const h = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
