@@ -20,6 +20,16 @@
 #        default 1000), NET (first three octets of the loopback /24 to
 #        use, default 127.88.1), SINK_DISK=1 (keep the sink's queue on
 #        disk rather than a tmpfs; it then limits both relays).
+#   PUBLISHED=1: bench.test is published instead of routed: a DNSSEC-signed
+#        zone (ldns-signzone, nsd, validating unbound) with MX, A and a
+#        DANE-EE TLSA record for the sink, and an MTA-STS enforce policy
+#        served over HTTPS (openssl s_server -WWW, certificate from the
+#        script's CA). Two smgctl relays deliver by MX through that
+#        resolver, one with published policies on (b) and one off (c,
+#        --published-policies=false); the first message into each gives the
+#        cold first-delivery latency. The Postfix relay still routes
+#        statically (no DANE there). Needs also nsd, unbound, ldns-keygen,
+#        ldns-signzone, drill.
 #
 # Needs root (Postfix instances, port 25 on loopback), postfix,
 # smtp-source, openssl and go. Only 127.x addresses are used; everything
@@ -35,6 +45,10 @@ NET=${NET:-127.88.1}
 SINK_IP=$NET.1
 PFR_IP=$NET.2
 SMG_IP=$NET.3
+SMGOFF_IP=$NET.4 # PUBLISHED=1: smgctl with published policies off
+NSD_IP=$NET.5
+UNBOUND_IP=$NET.6
+STS_IP=$NET.7
 DOMAIN=bench.test
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -44,6 +58,11 @@ for t in postfix postconf smtp-source openssl go; do
 	command -v "$t" >/dev/null || PATH=$PATH:/usr/sbin:/sbin command -v "$t" >/dev/null || die "$t not installed"
 done
 export PATH=$PATH:/usr/sbin:/sbin
+if [[ -n ${PUBLISHED:-} ]]; then
+	for t in nsd unbound ldns-keygen ldns-signzone drill; do
+		command -v "$t" >/dev/null || die "$t not installed (PUBLISHED=1)"
+	done
+fi
 [[ $NET == 127.* ]] || die "NET must be inside 127.0.0.0/8"
 for ip in $SINK_IP $PFR_IP $SMG_IP; do
 	if (exec 3<>/dev/tcp/$ip/25) 2>/dev/null; then die "$ip:25 is in use; pick another NET"; fi
@@ -196,24 +215,138 @@ smtpd_client_connection_rate_limit = 0" \
 	"tlsproxy  unix  - - n -     0 tlsproxy"
 
 # (b) smgctl relay.
+# --- PUBLISHED=1: bench.test in signed DNS, DANE-EE and MTA-STS enforce ---
+# The recipe of internal/testpeer/dnssec.go and mtasts.go: nsd serves the
+# zone signed with ldns-signzone, unbound validates it (trust anchor: the
+# KSK's DS), the MX is the sink under its certificate's name.
+publish() {
+	local z=$WORK/dns
+	mkdir -p "$z" "$WORK/sts/.well-known"
+	local tlsa
+	tlsa=$(openssl x509 -in "$WORK/sink.crt" -noout -pubkey | openssl pkey -pubin -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1)
+	cat >"$z/$DOMAIN.zone" <<-EOF
+		\$ORIGIN $DOMAIN.
+		\$TTL 300
+		@ IN SOA ns.bench-auth. hostmaster.$DOMAIN. 1 3600 600 86400 300
+		@ IN NS ns.bench-auth.
+		@ IN MX 10 sink
+		sink IN A $SINK_IP
+		_25._tcp.sink IN TLSA 3 1 1 $tlsa
+		_mta-sts IN TXT "v=STSv1; id=bench1"
+		mta-sts IN A $STS_IP
+	EOF
+	local ksk zsk
+	ksk=$(cd "$z" && ldns-keygen -a ECDSAP256SHA256 -k "$DOMAIN")
+	zsk=$(cd "$z" && ldns-keygen -a ECDSAP256SHA256 "$DOMAIN")
+	(cd "$z" && ldns-signzone -i "$(date -u -d '-1 hour' +%Y%m%d%H%M%S)" -e "$(date -u -d '+2 days' +%Y%m%d%H%M%S)" \
+		-o "$DOMAIN" "$DOMAIN.zone" "$ksk" "$zsk") || die "ldns-signzone failed"
+	cat >"$z/nsd.conf" <<-EOF
+		server:
+		  ip-address: $NSD_IP
+		  port: 53
+		  do-ip6: no
+		  server-count: 1
+		  username: ""
+		  chroot: ""
+		  database: ""
+		  zonesdir: "$z"
+		  zonelistfile: "$z/zone.list"
+		  xfrdfile: "$z/xfrd.state"
+		  xfrdir: "$z"
+		  pidfile: "$z/nsd.pid"
+		  logfile: "$z/nsd.log"
+		remote-control:
+		  control-enable: no
+		zone:
+		  name: "$DOMAIN"
+		  zonefile: "$z/$DOMAIN.zone.signed"
+	EOF
+	cat >"$z/unbound.conf" <<-EOF
+		server:
+		  interface: $UNBOUND_IP
+		  port: 53
+		  do-ip6: no
+		  num-threads: 1
+		  username: ""
+		  chroot: ""
+		  directory: "$z"
+		  pidfile: "$z/unbound.pid"
+		  logfile: "$z/unbound.log"
+		  use-syslog: no
+		  do-daemonize: no
+		  access-control: 127.0.0.0/8 allow
+		  do-not-query-localhost: no
+		  module-config: "validator iterator"
+		  local-zone: "test." nodefault
+		  trust-anchor-file: "$z/$ksk.ds"
+		remote-control:
+		  control-enable: no
+		stub-zone:
+		  name: "."
+		  stub-addr: $NSD_IP
+		stub-zone:
+		  name: "$DOMAIN"
+		  stub-addr: $NSD_IP
+	EOF
+	nsd -d -c "$z/nsd.conf" 2>"$z/nsd.err" &
+	PIDS+=($!)
+	unbound -d -c "$z/unbound.conf" 2>"$z/unbound.err" &
+	PIDS+=($!)
+
+	# The MTA-STS policy host: mta-sts.bench.test on $STS_IP:443.
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=mta-sts.$DOMAIN" \
+		-keyout "$WORK/sts.key" -out "$WORK/sts.csr" 2>/dev/null
+	printf 'subjectAltName=DNS:mta-sts.%s\n' "$DOMAIN" >"$WORK/sts.ext"
+	openssl x509 -req -in "$WORK/sts.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+		-days 2 -extfile "$WORK/sts.ext" -out "$WORK/sts.crt" 2>/dev/null
+	printf 'version: STSv1\r\nmode: enforce\r\nmx: sink.%s\r\nmax_age: 86400\r\n' "$DOMAIN" >"$WORK/sts/.well-known/mta-sts.txt"
+	(cd "$WORK/sts" && exec openssl s_server -quiet -WWW -accept "$STS_IP:443" -cert "$WORK/sts.crt" -key "$WORK/sts.key") >"$WORK/sts.log" 2>&1 &
+	PIDS+=($!)
+
+	local ok=
+	for _ in $(seq 100); do
+		if drill -D @"$UNBOUND_IP" "_25._tcp.sink.$DOMAIN" TLSA 2>/dev/null | grep -q 'flags:.* ad'; then ok=1; break; fi
+		sleep 0.1
+	done
+	[[ -n $ok ]] || { cat "$z"/*.err "$z"/*.log 2>/dev/null; die "unbound does not validate $DOMAIN"; }
+	log "published $DOMAIN: signed MX/A/TLSA (resolver $UNBOUND_IP), MTA-STS enforce on $STS_IP:443"
+}
+if [[ -n ${PUBLISHED:-} ]]; then publish; fi
+
 log "building smgctl and holdsessions"
 (cd "$REPO" && go build -o "$WORK/smgctl" ./cmd/smgctl && go build -o "$WORK/holdsessions" ./bench/holdsessions)
 printf '%s\n' "$DOMAIN" >"$WORK/policy.conf"
-"$WORK/smgctl" relay --listen "$SMG_IP:2525" --hostname smgrelay.bench.test \
-	--spool "$WORK/smg-spool" --audit-log "$WORK/smg-audit.log" --policy "$WORK/policy.conf" \
-	--route "$DOMAIN=$SINK_IP:25" --ca-file "$WORK/ca.pem" --admin "$SMG_IP:9025" \
-	--max-connections $((HOLD + 100)) --log-level warn 2>"$WORK/smgctl.log" &
-SMG_PID=$!
-PIDS+=("$SMG_PID")
-for _ in $(seq 300); do
-	if (exec 3<>/dev/tcp/$SMG_IP/2525) 2>/dev/null; then break; fi
-	kill -0 "$SMG_PID" 2>/dev/null || { cat "$WORK/smgctl.log"; die "smgctl relay exited"; }
-	sleep 0.05
-done
+# startsmgctl NAME IP ARGS...: an smgctl relay on IP:2525; its PID in $STARTED.
+startsmgctl() {
+	local name=$1 ip=$2
+	shift 2
+	"$WORK/smgctl" relay --listen "$ip:2525" --hostname "$name.bench.test" \
+		--spool "$WORK/$name-spool" --audit-log "$WORK/$name-audit.log" --policy "$WORK/policy.conf" \
+		--ca-file "$WORK/ca.pem" --admin "$ip:9025" \
+		--max-connections $((HOLD + 100)) --log-level warn "$@" 2>"$WORK/$name.log" &
+	STARTED=$!
+	PIDS+=("$STARTED")
+	for _ in $(seq 300); do
+		if (exec 3<>/dev/tcp/$ip/2525) 2>/dev/null; then return; fi
+		kill -0 "$STARTED" 2>/dev/null || { cat "$WORK/$name.log"; die "smgctl relay $name exited"; }
+		sleep 0.05
+	done
+	die "smgctl relay $name not listening on $ip:2525"
+}
+if [[ -n ${PUBLISHED:-} ]]; then
+	# Delivery by MX through the validating resolver, no route.
+	startsmgctl smgctl "$SMG_IP" --resolver "$UNBOUND_IP:53"
+	SMG_PID=$STARTED
+	startsmgctl smgoff "$SMGOFF_IP" --resolver "$UNBOUND_IP:53" --published-policies=false
+	SMGOFF_PID=$STARTED
+else
+	startsmgctl smgctl "$SMG_IP" --route "$DOMAIN=$SINK_IP:25"
+	SMG_PID=$STARTED
+fi
 
 tlssessions() { grep -c 'TLS connection established from' "$WORK/sink/maillog" 2>/dev/null || true; }
-# cputicks: smgctl's user+system CPU so far, in clock ticks.
-cputicks() { awk '{ print $14 + $15 }' "/proc/$SMG_PID/stat"; }
+# cputicks [PID]: an smgctl's user+system CPU so far, in clock ticks.
+cputicks() { awk '{ print $14 + $15 }' "/proc/${1:-$SMG_PID}/stat"; }
 
 # pfcputicks: the Postfix relay's CPU so far, every process of it: the
 # master's own and that of the children it reaped (cutime, cstime), plus
@@ -236,7 +369,9 @@ run() {
 	local name=$1 addr=$2 bytes=$3
 	local base; base=$(received)
 	local tls0; tls0=$(tlssessions)
-	local cpu0; cpu0=$(cputicks)
+	local pid=${SMG_PID:-}
+	[[ $name == smgoff ]] && pid=$SMGOFF_PID
+	local cpu0; cpu0=$(cputicks "$pid")
 	local pfcpu0; pfcpu0=$(pfcputicks)
 	local t0 t1
 	t0=$(date +%s.%N)
@@ -266,8 +401,8 @@ run() {
 		awk -v t=$(($(pfcputicks) - pfcpu0)) -v hz="$(getconf CLK_TCK)" -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {
 			printf "         Postfix relay CPU, all its processes %.2fs (%.0f%% of one core, %.0f µs per message)\n", t/hz, 100*t/hz/(b-a), 1e6*t/hz/n }'
 	fi
-	if [[ $name == smgctl ]]; then
-		awk -v t=$(($(cputicks) - cpu0)) -v hz="$(getconf CLK_TCK)" -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {
+	if [[ $name == smg* ]]; then
+		awk -v t=$(($(cputicks "$pid") - cpu0)) -v hz="$(getconf CLK_TCK)" -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {
 			printf "         smgctl CPU %.2fs (%.0f%% of one core, %.0f µs per message)\n", t/hz, 100*t/hz/(b-a), 1e6*t/hz/n }'
 	fi
 	echo "$N $t0 $t1" >"$WORK/result-$name-$bytes"
@@ -278,11 +413,33 @@ rate() { awk '{ print $1/($3-$2) }' "$WORK/result-$1-$2"; }
 mode="smtp-source -d: sessions kept open"
 [[ -n ${NEWSESSION:-} ]] && mode="smtp-source: a new session per message"
 echo "== $N messages per run, $SESSIONS sessions ($mode), TLS to the sink; $(nproc) CPUs, $(uname -r)"
+# cold NAME ADDR: one message into a relay that has sent nothing yet:
+# the first delivery's latency, submission to the sink (with published
+# policies: MX, MTA-STS TXT and HTTPS fetch, TLSA, DANE-checked TLS).
+cold() {
+	local base; base=$(received)
+	local t0; t0=$(date +%s.%N)
+	smtp-source -s 1 -m 1 -l "$SIZE" -M client.corp.test -f alice@corp.test -t "bob@$DOMAIN" "$2" ||
+		die "smtp-source into $1 failed"
+	while (($(received) - base < 1)); do sleep 0.002; done
+	awk -v a="$t0" -v b="$(date +%s.%N)" -v name="$1" 'BEGIN { printf "%-8s cold: first message at the sink after %.1f ms\n", name, 1000*(b-a) }'
+}
+if [[ -n ${PUBLISHED:-} ]]; then
+	echo "== PUBLISHED: $DOMAIN by MX, DNSSEC-signed, DANE-EE TLSA + MTA-STS enforce; smgctl = published policies on, smgoff = off"
+	cold smgctl "$SMG_IP:2525"
+	cold smgoff "$SMGOFF_IP:2525"
+	grep -q '"auth":"dane"' "$WORK/smgctl-audit.log" || die "smgctl's delivery was not DANE-authenticated (audit: $WORK/smgctl-audit.log)"
+fi
 for bytes in $SIZE $BIG; do
 	run postfix "$PFR_IP:25" "$bytes"
 	run smgctl "$SMG_IP:2525" "$bytes"
 	awk -v p="$(rate postfix "$bytes")" -v s="$(rate smgctl "$bytes")" -v b="$bytes" \
 		'BEGIN { printf "ratio    %7d B  smgctl/postfix = %.2f\n", b, s/p }'
+	if [[ -n ${PUBLISHED:-} ]]; then
+		run smgoff "$SMGOFF_IP:2525" "$bytes"
+		awk -v on="$(rate smgctl "$bytes")" -v off="$(rate smgoff "$bytes")" -v b="$bytes" \
+			'BEGIN { printf "ratio    %7d B  published on/off = %.0f %%\n", b, 100*on/off }'
+	fi
 done
 
 plain=$(grep 'disconnect from' "$WORK/sink/maillog" | grep ' mail=' | grep -vc 'starttls=1' || true)

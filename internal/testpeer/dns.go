@@ -13,7 +13,8 @@ import (
 // DNS is an in-process recursive-resolver stand-in serving a mutable zone
 // over UDP and TCP. Unknown names get NXDOMAIN, known names without the
 // asked type NODATA; CNAMEs are followed within the zone like a resolver
-// would. All methods are safe for concurrent use.
+// would. A negative answer carries the SOA of its zone in the authority
+// section when the test added one (AddRR). All methods are safe for concurrent use.
 type DNS struct {
 	t    testing.TB
 	addr string
@@ -221,6 +222,23 @@ func (d *DNS) exists(name string) bool {
 	return false
 }
 
+// soaFor is the SOA record at name or its closest ancestor that has one
+// (added with AddRR), nil if none. d.mu is held.
+func (d *DNS) soaFor(name string) dns.RR {
+	for n := name; ; {
+		for _, rr := range d.rrs[n] {
+			if rr.Header().Rrtype == dns.TypeSOA {
+				return rr
+			}
+		}
+		i := strings.IndexByte(n, '.')
+		if i < 0 || i == len(n)-1 {
+			return nil
+		}
+		n = n[i+1:]
+	}
+}
+
 // ServeDNS implements dns.Handler.
 func (d *DNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	m := new(dns.Msg)
@@ -271,6 +289,14 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		}
 		m.Answer = append(m.Answer, dns.Copy(cname))
 		cur = canon(cname.Target)
+	}
+	if len(m.Answer) == 0 && m.Rcode != dns.RcodeServerFailure {
+		// NODATA or NXDOMAIN: the zone's SOA, if the test added one,
+		// in the authority section, whose TTL and MINIMUM make the
+		// negative TTL (RFC 2308 §3).
+		if soa := d.soaFor(cur); soa != nil {
+			m.Ns = append(m.Ns, dns.Copy(soa))
+		}
 	}
 	d.mu.Unlock()
 

@@ -69,34 +69,58 @@ func (h Host) Verify(chain []*x509.Certificate, now time.Time) Result {
 // authentic; at the CNAME-expanded name first, then at the host name
 // (§2.2.2).
 func Lookup(ctx context.Context, r *mx.Resolver, mxAuthentic bool, host mx.Host, port int) Host {
+	out, ok := gate(mxAuthentic, host, port)
+	if !ok {
+		return out
+	}
+	out, _ = lookupTLSA(ctx, r, out, port)
+	return out
+}
+
+// gate is Lookup's first part, without DNS: the host's Names, and
+// whether its TLSA records may be asked at all (ok); when not, out is the
+// StateNone answer with its reason.
+func gate(mxAuthentic bool, host mx.Host, port int) (out Host, ok bool) {
 	names := []string{host.Name}
 	if host.Canonical != "" && host.Canonical != host.Name {
 		names = append(names, host.Canonical)
 	}
-	out := Host{State: StateNone, Names: names, Base: host.Name, Owner: owner(host.Name, port)}
+	out = Host{State: StateNone, Names: names, Base: host.Name, Owner: owner(host.Name, port)}
 	if _, err := netip.ParseAddr(host.Name); err == nil {
 		out.Reason = "an address literal has no TLSA records"
-		return out
+		return out, false
 	}
 	switch {
 	case !mxAuthentic:
 		out.Reason = "MX records not DNSSEC-authenticated (RFC 7672 §2.2.1)"
-		return out
+		return out, false
 	case len(host.Addrs) == 0:
 		out.Reason = "no address for " + host.Name
-		return out
+		return out, false
 	case !host.AD:
 		out.Reason = "address records of " + host.Name + " not DNSSEC-authenticated (RFC 7672 §2.2.2)"
-		return out
+		return out, false
 	}
-	for _, base := range slices.Backward(names) {
+	return out, true
+}
+
+// lookupTLSA is Lookup's second part: the TLSA records at out.Names, the
+// CNAME-expanded name first. ttl is how long the state may be kept: the
+// smallest TTL of the answers it was made of (0: not to be kept).
+func lookupTLSA(ctx context.Context, r *mx.Resolver, out Host, port int) (_ Host, ttl time.Duration) {
+	host := out.Names[0]
+	ttl = -1
+	for _, base := range slices.Backward(out.Names) {
 		t, err := r.LookupTLSA(ctx, base, port)
 		out.Base, out.Owner = base, t.Name
 		if err != nil {
 			out.State = StateFailed
 			out.Err = temporary(err, t.Name)
 			out.Reason = fmt.Sprintf("DANE: TLSA lookup of %s failed: %v", t.Name, cause(err))
-			return out
+			return out, 0
+		}
+		if ttl < 0 || t.TTL < ttl {
+			ttl = t.TTL
 		}
 		switch {
 		case len(t.Records) == 0 && t.Secure:
@@ -116,11 +140,11 @@ func Lookup(ctx context.Context, r *mx.Resolver, mxAuthentic bool, host mx.Host,
 		} else {
 			out.Reason = fmt.Sprintf("DANE: no usable TLSA record at %s; TLS required without authentication", t.Name)
 		}
-		return out
+		return out, ttl
 	}
 	// StateNone: back to the host name as the base, as for no DANE at all.
-	out.Base, out.Owner = host.Name, owner(host.Name, port)
-	return out
+	out.Base, out.Owner = host, owner(host, port)
+	return out, max(ttl, 0)
 }
 
 func owner(host string, port int) string { return fmt.Sprintf("_%d._tcp.%s", port, host) }

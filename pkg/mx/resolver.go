@@ -360,6 +360,12 @@ type TLSAResult struct {
 	// Without records, Secure says the denial was authenticated.
 	AD     bool
 	Secure bool
+	// TTL is how long the answer may be cached: the smallest TTL of the
+	// TLSA RRset and of the CNAMEs followed to it; for NODATA or
+	// NXDOMAIN, the negative TTL of the SOA in the authority section,
+	// the smaller of its TTL and MINIMUM field (RFC 2308 §3). 0 when
+	// there is no such SOA: the denial must not be cached (§5).
+	TTL time.Duration
 }
 
 // LookupTLSA looks up _port._tcp.host (RFC 7672 §2.2.3). NODATA and
@@ -373,6 +379,7 @@ func (r *Resolver) LookupTLSA(ctx context.Context, host string, port int) (TLSAR
 		// NXDOMAIN: AD says whether its denial was authenticated.
 		res.AD = ans.ad
 		res.Secure = ans.ad && r.trustAD
+		res.TTL = ans.ttl
 		return res, nil
 	}
 	if err != nil {
@@ -380,6 +387,7 @@ func (r *Resolver) LookupTLSA(ctx context.Context, host string, port int) (TLSAR
 	}
 	res.AD = ans.ad
 	res.Secure = ans.ad && r.trustAD
+	res.TTL = ans.ttl
 	for _, rr := range ans.rrs {
 		t := rr.(*dns.TLSA)
 		data, err := hex.DecodeString(t.Certificate)
@@ -397,6 +405,9 @@ type answer struct {
 	name string   // the owner of rrs: the last name of the CNAME chain
 	rrs  []dns.RR // records of the asked type
 	ad   bool     // every response on the way had AD set
+	// ttl: how long the answer may be cached (TLSAResult.TTL); 0 when
+	// not known.
+	ttl time.Duration
 }
 
 // lookup asks for qtype at name, following CNAMEs both inside an answer
@@ -408,6 +419,7 @@ func (r *Resolver) lookup(ctx context.Context, step, name string, qtype uint16) 
 	}
 	seen := map[string]bool{cur: true}
 	ad := true
+	var ttl ttlMin
 	for hop := 0; hop <= maxCNAME; hop++ {
 		msg, err := r.exchange(ctx, cur, qtype)
 		if err != nil {
@@ -426,8 +438,10 @@ func (r *Resolver) lookup(ctx context.Context, step, name string, qtype uint16) 
 				}
 				if h.Rrtype == qtype {
 					rrs = append(rrs, rr)
+					ttl.add(h.Ttl)
 				} else if c, ok := rr.(*dns.CNAME); ok && qtype != dns.TypeCNAME {
 					next = strings.ToLower(dns.Fqdn(c.Target))
+					ttl.add(h.Ttl)
 				}
 			}
 			if len(rrs) > 0 || next == "" {
@@ -442,7 +456,7 @@ func (r *Resolver) lookup(ctx context.Context, step, name string, qtype uint16) 
 		switch msg.Rcode {
 		case dns.RcodeSuccess:
 		case dns.RcodeNameError:
-			return answer{name: trim(target), ad: ad}, &Error{Step: step, Name: trim(target), Rcode: msg.Rcode, Err: rcodeError(msg.Rcode)}
+			return answer{name: trim(target), ad: ad, ttl: ttl.negative(msg)}, &Error{Step: step, Name: trim(target), Rcode: msg.Rcode, Err: rcodeError(msg.Rcode)}
 		default:
 			// SERVFAIL, REFUSED, ...: the resolver could not answer;
 			// the name may well exist (RFC 5321 §5.1 "temporary").
@@ -450,7 +464,11 @@ func (r *Resolver) lookup(ctx context.Context, step, name string, qtype uint16) 
 		}
 		if len(rrs) > 0 || target == cur {
 			// Records, or NODATA for the last name of the chain.
-			return answer{name: trim(target), rrs: rrs, ad: ad}, nil
+			a := answer{name: trim(target), rrs: rrs, ad: ad, ttl: ttl.get()}
+			if len(rrs) == 0 {
+				a.ttl = ttl.negative(msg)
+			}
+			return a, nil
 		}
 		cur = target // the chain left this response: ask for its end
 	}
@@ -511,6 +529,39 @@ func (r *Resolver) once(ctx context.Context, q *dns.Msg, srv string) (*dns.Msg, 
 		return nil, err
 	}
 	return in, nil
+}
+
+// ttlMin is the smallest TTL of the records an answer was made of.
+type ttlMin struct {
+	ttl uint32
+	set bool
+}
+
+func (m *ttlMin) add(ttl uint32) {
+	if !m.set || ttl < m.ttl {
+		m.ttl, m.set = ttl, true
+	}
+}
+
+func (m ttlMin) get() time.Duration {
+	if !m.set {
+		return 0
+	}
+	return time.Duration(m.ttl) * time.Second
+}
+
+// negative is the TTL of msg's NODATA or NXDOMAIN: the smaller of the
+// authority SOA's TTL and its MINIMUM field (RFC 2308 §3), and of the
+// CNAMEs followed to the denied name; 0 without an SOA (RFC 2308 §5:
+// such a denial is not cached).
+func (m ttlMin) negative(msg *dns.Msg) time.Duration {
+	for _, rr := range msg.Ns {
+		if soa, ok := rr.(*dns.SOA); ok {
+			m.add(min(soa.Hdr.Ttl, soa.Minttl))
+			return m.get()
+		}
+	}
+	return 0
 }
 
 func trim(name string) string { return strings.TrimSuffix(name, ".") }

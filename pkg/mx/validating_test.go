@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/smgctl/smgctl/internal/testpeer"
 )
@@ -12,6 +13,8 @@ import (
 // zones served by nsd, signed by ldns-signzone): a signed TLSA answer is
 // Secure, a TLSA with a broken signature is a temporary error (never "no
 // records"), and an unsigned zone's answers are not Secure (RFC 7672 §2.2).
+// The TTLs a cache may keep them for are the resolver's: the RRset's, and
+// for a denial the SOA's negative TTL (the zone's is 300 s).
 func TestValidatingResolver(t *testing.T) {
 	ca := testpeer.NewCA(t)
 	leaf := ca.Issue(t, "mx.dane.test")
@@ -42,6 +45,13 @@ func TestValidatingResolver(t *testing.T) {
 		tlsa, err := r.LookupTLSA(ctx, "mx.dane.test", 25)
 		if err != nil || !tlsa.Secure || len(tlsa.Records) != 1 || tlsa.Records[0].String() != leaf.TLSA() {
 			t.Fatalf("TLSA: %+v, %v; want Secure %s", tlsa, err, leaf.TLSA())
+		}
+		if tlsa.TTL <= 0 || tlsa.TTL > 300*time.Second {
+			t.Errorf("TLSA TTL %v, want (0, 300s]", tlsa.TTL)
+		}
+		none, err := r.LookupTLSA(ctx, "none.dane.test", 25)
+		if err != nil || !none.Secure || len(none.Records) != 0 || none.TTL <= 0 || none.TTL > 300*time.Second {
+			t.Fatalf("denied TLSA: %+v, %v; want a Secure denial with a TTL in (0, 300s]", none, err)
 		}
 	})
 	t.Run("bogus", func(t *testing.T) {

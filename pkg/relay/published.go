@@ -19,7 +19,8 @@ const STSCacheDir = "mta-sts"
 // publishedPolicies gives the queue manager what partner domains publish
 // (docs/relay-published-policies.md): the MTA-STS policy cache beside the
 // spool, its fetcher over the relay's resolver with the system roots plus
-// ca-file, and DANE lookups over the same resolver. With
+// ca-file, and DANE lookups over the same resolver, their TLSA answers
+// kept for their DNS TTL (at most an hour: dane.Cache). With
 // published-policies off the cache is still read, so that the audit can
 // name the policy it ignored; DANE is not looked up.
 func (r *Relay) publishedPolicies(dcfg *delivery.Config, res *mx.Resolver, roots *x509.CertPool) error {
@@ -38,8 +39,9 @@ func (r *Relay) publishedPolicies(dcfg *delivery.Config, res *mx.Resolver, roots
 	}
 	dcfg.MTASTS = r.sts.Policy
 	dcfg.IgnorePublished = !r.cfg.PublishedPolicies
+	tlsa := dane.NewCache(res, dane.CacheConfig{})
 	dcfg.DANE = func(ctx context.Context, mxAuthentic bool, h mx.Host, port int) dane.Host {
-		return dane.Lookup(ctx, res, mxAuthentic, h, port)
+		return tlsa.Lookup(ctx, mxAuthentic, h, port)
 	}
 	return nil
 }
