@@ -101,9 +101,12 @@ func (c *SMTP) targets(ctx context.Context, g Group) ([]target, *failure) {
 // withDANE gives an MX target its host's DANE state, looked up once per
 // host and attempt (seen), unless published policies are off (then
 // nothing is asked: the setting is for labs and emergencies, a broken
-// DNSSEC chain among them).
+// DNSSEC chain among them). A verify=dane list entry still gets its
+// lookup: the setting switches off what partners publish, never a list
+// entry, and without the records such an entry could only refuse.
 func (c *SMTP) withDANE(ctx context.Context, t target, req policy.Requirement, seen map[string]target) target {
-	if t.mx == nil || c.cfg.DANE == nil || req.Ignore == policy.IgnoredPublishedOff {
+	listWantsDANE := req.Judged() && req.Verify == policy.VerifyDANE
+	if t.mx == nil || c.cfg.DANE == nil || (req.Ignore == policy.IgnoredPublishedOff && !listWantsDANE) {
 		return t
 	}
 	if s, ok := seen[t.name]; ok {
