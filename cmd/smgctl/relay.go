@@ -30,7 +30,11 @@ policy: listed recipients only over TLS that meets their entry, or the
 message returns to its sender with an RFC 3464 DSN; everyone else with
 opportunistic TLS, unless the domain publishes MTA-STS or DANE TLSA
 records, which are honoured for every domain (--published-policies).
-Every recipient's outcome is written to the audit log.
+A message sent with REQUIRETLS leaves only over authenticated TLS to a
+next hop that offers REQUIRETLS; an entry with on-fail=route:HOST hands
+what no MX can take to that gateway over verified TLS. Every recipient's
+outcome is written to the audit log, and partners that ask for TLS-RPT
+get a daily report built from it (--tlsrpt).
 
 Settings come from flags, then SMGCTL_<KEY> environment variables (e.g.
 SMGCTL_AUDIT_LOG), then the --config file (lines "key = value"), then the
