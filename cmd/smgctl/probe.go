@@ -59,9 +59,10 @@ strictest winning: its MTA-STS policy and each MX host's DNSSEC-validated
 TLSA records (DANE); --ignore-published grades as a relay with published
 policies turned off, and the sources say they were ignored.
 The configuration file is read as by the relay: published-policies = false
-ignores published policies as --ignore-published does; resolver is the DNS
-server unless --resolver names one, and dns-trusted believes its DNSSEC
-(AD) answers as the relay does.
+ignores published policies as --ignore-published does; resolver, mx-port
+and ca-file are the defaults of --resolver, --port and --ca-file; and
+dns-trusted believes the relay's resolver's DNSSEC (AD) answers as the
+relay does.
 It also reports TLS-RPT, and the risks it sees.
 
 A target in brackets or with a port is one server, probed without an MX
@@ -86,10 +87,10 @@ The JSON output is documented in docs/probe.md.`,
 	fl.StringVar(&f.minTLS, "min-tls", "", "what if: grade against this minimum TLS version instead of the policy (1.0, 1.1, 1.2, 1.3)")
 	fl.StringVar(&f.verify, "verify", "", "what if: grade with this certificate check instead of the policy (none, cert)")
 	fl.StringVar(&f.resolver, "resolver", "", "DNS resolver HOST:PORT (default: the resolver setting, else /etc/resolv.conf)")
-	fl.IntVar(&f.port, "port", 25, "SMTP port to dial on every MX address")
+	fl.IntVar(&f.port, "port", 25, "SMTP port to dial on every MX address (default: the relay's mx-port setting, 25)")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "timeout of each step (DNS query, connect, reply, handshake, HTTPS)")
 	fl.IntVar(&f.concurrency, "concurrency", 32, "targets probed at once, and SMTP sessions open at once")
-	fl.StringVar(&f.caFile, "ca-file", "", "extra trusted CA certificates (PEM) besides the system roots")
+	fl.StringVar(&f.caFile, "ca-file", "", "extra trusted CA certificates (PEM) besides the system roots (default: the relay's ca-file setting)")
 	fl.StringVar(&f.helo, "helo", "", "EHLO name (default: this host's name)")
 	fl.BoolVar(&f.deep, "deep", false, "also enumerate every TLS version and cipher suite each host accepts")
 	fl.BoolVar(&f.ignorePublished, "ignore-published", false, "grade as a relay with published policies (MTA-STS, DANE) turned off; they are still reported")
@@ -108,6 +109,14 @@ func runProbe(c *cobra.Command, g *globals, f *probeFlags, args []string) error 
 	targets, err := probeTargets(g, f, args)
 	if err != nil {
 		return usageErr(err)
+	}
+	// The relay's port for MX hosts and its extra CAs, unless the flags
+	// say otherwise: the probe dials and trusts as the relay does.
+	if !c.Flags().Changed("port") {
+		f.port = g.settings().MXPort
+	}
+	if !c.Flags().Changed("ca-file") {
+		f.caFile = g.settings().CAFile
 	}
 	switch {
 	case c.Flags().Changed("require-bits") && (f.requireBits < 1 || f.requireBits > 256):

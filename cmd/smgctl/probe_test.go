@@ -153,6 +153,23 @@ func TestProbeCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "ignored: published policies off") {
 		t.Fatalf("--ignore-published over published-policies = true: exit %d\n%s", code, out)
 	}
+	// ca-file, resolver and mx-port of the relay's configuration are the
+	// probe's defaults: good.test (verify=cert) passes only with the test
+	// CA, and an mx-port nobody listens on leaves nothing reachable.
+	os.WriteFile(conf, []byte("resolver = "+d.Addr()+"\nca-file = "+ca.CertFile()+"\n"), 0o644)
+	code, out, _ = run("probe", "good.test", "--config", conf, "--timeout", "5s", "--helo", "probe.test")
+	if code != 0 || !strings.Contains(out, "verified") {
+		t.Fatalf("resolver and ca-file from the config: exit %d\n%s", code, out)
+	}
+	os.WriteFile(conf, []byte("resolver = "+d.Addr()+"\nca-file = "+ca.CertFile()+"\nmx-port = 9\n"), 0o644)
+	code, out, _ = run("probe", "good.test", "--config", conf, "--timeout", "5s", "--helo", "probe.test")
+	if code != 1 || !strings.Contains(out, ":9") {
+		t.Fatalf("mx-port from the config: exit %d\n%s", code, out)
+	}
+	code, out, _ = run("probe", "good.test", "--config", conf, "--port", "25", "--timeout", "5s", "--helo", "probe.test")
+	if code != 0 {
+		t.Fatalf("--port over mx-port: exit %d\n%s", code, out)
+	}
 	code, out, _ = run(append([]string{"probe", "dane-ok.test", "--output", "json"}, dane...)...)
 	validateJSON(t, "probe", out) // tlsa.state, names, attempts[].auth and tlsa
 	if code != 0 || !strings.Contains(out, `"auth": "dane"`) || !strings.Contains(out, `"tlsa": "3 1 1 `) || !strings.Contains(out, `"state": "usable"`) {
