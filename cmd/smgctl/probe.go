@@ -87,7 +87,7 @@ The JSON output is documented in docs/probe.md.`,
 	fl.StringVar(&f.minTLS, "min-tls", "", "what if: grade against this minimum TLS version instead of the policy (1.0, 1.1, 1.2, 1.3)")
 	fl.StringVar(&f.verify, "verify", "", "what if: grade with this certificate check instead of the policy (none, cert)")
 	fl.StringVar(&f.resolver, "resolver", "", "DNS resolver HOST:PORT (default: the resolver setting, else /etc/resolv.conf)")
-	fl.IntVar(&f.port, "port", 25, "SMTP port to dial on every MX address (default: the relay's mx-port setting, 25)")
+	fl.IntVar(&f.port, "port", 0, "SMTP port to dial on every MX address (default: the relay's mx-port setting, 25)")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "timeout of each step (DNS query, connect, reply, handshake, HTTPS)")
 	fl.IntVar(&f.concurrency, "concurrency", 32, "targets probed at once, and SMTP sessions open at once")
 	fl.StringVar(&f.caFile, "ca-file", "", "extra trusted CA certificates (PEM) besides the system roots (default: the relay's ca-file setting)")
