@@ -32,9 +32,11 @@ func newAuditCmd(g *globals) *cobra.Command {
 		Use:   "audit",
 		Short: "Read the relay's audit log: reports, message traces, verification, anchors",
 		Long: `Answer an auditor's questions from the relay's audit log (docs/audit.md):
-how mail to each domain left, and how one message left.
+how mail to each domain left, how one message left, and the TLS-RPT
+reports partners receive.
 
---audit-log defaults to the relay's default audit-log path; rotated files
+--audit-log defaults to the relay's audit-log setting (the config file,
+SMGCTL_AUDIT_LOG, else /var/log/smgctl/audit.log); rotated files
 beside it (audit.log.1, audit.log-20260101, audit.log.2.gz …) are read too,
 oldest first. For a fleet of relays, give --audit-log once per relay (or
 a quoted glob, '/var/log/smgctl/fleet/*/audit.log'): report and trace merge

@@ -30,7 +30,8 @@ sends, or builds them for an auditor.
 A session is one connection: the audit records of one queue ID, attempt,
 MX host and address count once, whatever the number of recipients.
 
---output json writes {"date": …, "reports": [...]}, each report exactly the
+--output json writes {"schema_version": 1, "date": …, "reports": [...]}, each
+report exactly the
 RFC 8460 document the relay sends.
 organization-name and contact-info come from the tlsrpt-organization and
 tlsrpt-contact settings (default: the host name, postmaster@ it).`,

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/smgctl/smgctl/pkg/relay"
 )
 
 // TestManPages: every command's page has the sections an operator looks
@@ -48,9 +50,31 @@ func TestManPages(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{"smgctl.1", "smgctl-relay.1", "smgctl-queue-hold.1", "smgctl-policy.5"} {
+	for _, name := range []string{"smgctl.1", "smgctl-relay.1", "smgctl-queue-hold.1", "smgctl-policy.5", "smgctl-audit-tlsrpt.1"} {
 		if !seen[name] {
 			t.Errorf("no %s among %d pages", name, len(pages))
+		}
+	}
+
+	// Every relay setting is on the relay's page as its flag, and the
+	// hand-written policy page names every value the parser takes.
+	relayPage, err := os.ReadFile(filepath.Join(dir, "smgctl-relay.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range relay.Keys {
+		if !strings.Contains(string(relayPage), `\fB--`+k+`\fP`) {
+			t.Errorf("smgctl-relay.1 lacks the setting --%s", k)
+		}
+	}
+	probePage, _ := os.ReadFile(filepath.Join(dir, "smgctl-probe.1"))
+	if !strings.Contains(string(probePage), `\fB--ignore-published\fP`) {
+		t.Error("smgctl-probe.1 lacks --ignore-published")
+	}
+	policyPage, _ := os.ReadFile(filepath.Join(dir, "smgctl-policy.5"))
+	for _, w := range []string{".BR verify= none | cert | dane", ".BR on\\-fail= bounce | defer | route:", "published\\-policies", ".SH PUBLISHED POLICIES"} {
+		if !strings.Contains(string(policyPage), w) {
+			t.Errorf("smgctl-policy.5 lacks %q", w)
 		}
 	}
 }

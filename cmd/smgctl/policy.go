@@ -214,7 +214,9 @@ comment is kept unless --comment is given.`,
   smgctl policy add bank.example --bits 256 --min-tls 1.2 --verify cert --comment "contract 2024-17"
   smgctl policy add ceo@supplier.example --on-fail defer
   smgctl policy add '*' --mode testing
-  smgctl policy add legacy.example --mode off`,
+  smgctl policy add legacy.example --mode off
+  smgctl policy add secure.example --verify dane --on-fail defer
+  smgctl policy add health.example --on-fail route:gw.corp.example`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			t, err := parseTarget(args[0])

@@ -38,7 +38,7 @@ func requirementSummary(m policy.Match) string {
 // onFailSummary says what becomes of mail no MX can take.
 func onFailSummary(o policy.Options) string {
 	if o.OnFail == policy.OnFailRoute {
-		return fmt.Sprintf("hand off to %s over verified TLS (if that fails: bounce)", o.Route.Address())
+		return fmt.Sprintf("hand off to %s over verified TLS (refused there: bounce; unreachable: defer)", o.Route.Address())
 	}
 	return o.Get("on-fail")
 }

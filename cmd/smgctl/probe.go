@@ -58,6 +58,11 @@ What the domain publishes joins the requirement as at the relay, the
 strictest winning: its MTA-STS policy and each MX host's DNSSEC-validated
 TLSA records (DANE); --ignore-published grades as a relay with published
 policies turned off, and the sources say they were ignored.
+The configuration file is read as by the relay: published-policies = false
+ignores published policies as --ignore-published does; resolver, mx-port
+and ca-file are the defaults of --resolver, --port and --ca-file; and
+dns-trusted believes the relay's resolver's DNSSEC (AD) answers as the
+relay does.
 It also reports TLS-RPT, and the risks it sees.
 
 A target in brackets or with a port is one server, probed without an MX
@@ -81,11 +86,11 @@ The JSON output is documented in docs/probe.md.`,
 	fl.IntVar(&f.requireBits, "require-bits", 0, "what if: grade against this many cipher bits instead of the policy (1-256)")
 	fl.StringVar(&f.minTLS, "min-tls", "", "what if: grade against this minimum TLS version instead of the policy (1.0, 1.1, 1.2, 1.3)")
 	fl.StringVar(&f.verify, "verify", "", "what if: grade with this certificate check instead of the policy (none, cert)")
-	fl.StringVar(&f.resolver, "resolver", "", "DNS resolver HOST:PORT (default: /etc/resolv.conf)")
-	fl.IntVar(&f.port, "port", 25, "SMTP port to dial on every MX address")
+	fl.StringVar(&f.resolver, "resolver", "", "DNS resolver HOST:PORT (default: the resolver setting, else /etc/resolv.conf)")
+	fl.IntVar(&f.port, "port", 0, "SMTP port to dial on every MX address (default: the relay's mx-port setting, 25)")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "timeout of each step (DNS query, connect, reply, handshake, HTTPS)")
 	fl.IntVar(&f.concurrency, "concurrency", 32, "targets probed at once, and SMTP sessions open at once")
-	fl.StringVar(&f.caFile, "ca-file", "", "extra trusted CA certificates (PEM) besides the system roots")
+	fl.StringVar(&f.caFile, "ca-file", "", "extra trusted CA certificates (PEM) besides the system roots (default: the relay's ca-file setting)")
 	fl.StringVar(&f.helo, "helo", "", "EHLO name (default: this host's name)")
 	fl.BoolVar(&f.deep, "deep", false, "also enumerate every TLS version and cipher suite each host accepts")
 	fl.BoolVar(&f.ignorePublished, "ignore-published", false, "grade as a relay with published policies (MTA-STS, DANE) turned off; they are still reported")
@@ -104,6 +109,14 @@ func runProbe(c *cobra.Command, g *globals, f *probeFlags, args []string) error 
 	targets, err := probeTargets(g, f, args)
 	if err != nil {
 		return usageErr(err)
+	}
+	// The relay's port for MX hosts and its extra CAs, unless the flags
+	// say otherwise: the probe dials and trusts as the relay does.
+	if !c.Flags().Changed("port") {
+		f.port = g.settings().MXPort
+	}
+	if !c.Flags().Changed("ca-file") {
+		f.caFile = g.settings().CAFile
 	}
 	switch {
 	case c.Flags().Changed("require-bits") && (f.requireBits < 1 || f.requireBits > 256):
@@ -132,7 +145,7 @@ func runProbe(c *cobra.Command, g *globals, f *probeFlags, args []string) error 
 		verify = &o.Verify
 	}
 	whatIf := whatIfFlags(c)
-	res, err := mx.NewResolver(f.resolver, f.timeout)
+	res, err := probeResolver(c, g, f)
 	if err != nil {
 		return usageErr(fmt.Errorf("--resolver: %v", err))
 	}
@@ -157,7 +170,7 @@ func runProbe(c *cobra.Command, g *globals, f *probeFlags, args []string) error 
 	cfg := probe.Config{
 		Resolver: res, Policy: pol, RequireBits: f.requireBits, MinTLS: minTLS, Verify: verify, Port: f.port,
 		Timeout: f.timeout, Concurrency: f.concurrency, HeloName: helo, RootCAs: roots,
-		IgnorePublished: f.ignorePublished,
+		IgnorePublished: f.ignorePublished || !g.settings().PublishedPolicies,
 	}
 	if cursorControl(stderr) {
 		cfg.Progress = func(done, total int, r *probe.Report) {
@@ -198,6 +211,23 @@ func runProbe(c *cobra.Command, g *globals, f *probeFlags, args []string) error 
 		return checkFailed()
 	}
 	return nil
+}
+
+// probeResolver is the resolver the relay would ask: --resolver, else the
+// configuration's resolver setting, else /etc/resolv.conf. dns-trusted
+// believes its AD bit as the relay does, but only when it is the relay's
+// own resolver: the setting vouches for the path to that one server.
+func probeResolver(c *cobra.Command, g *globals, f *probeFlags) (*mx.Resolver, error) {
+	cfg := g.settings()
+	server := cfg.Resolver
+	if c.Flags().Changed("resolver") {
+		server = f.resolver
+	}
+	res, err := mx.NewResolver(server, f.timeout)
+	if err != nil {
+		return nil, err
+	}
+	return res.WithTrustedAD(cfg.DNSTrusted && server == cfg.Resolver), nil
 }
 
 // probeJSON is the top level of --output json (docs/probe.md).

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smgctl/smgctl/internal/testpeer"
 )
@@ -133,6 +134,42 @@ func TestProbeCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "DANE mx.dane-bad.test usable ignored: published policies off") {
 		t.Fatalf("--ignore-published: exit %d\n%s", code, out)
 	}
+	// The relay's configuration: published-policies = false judges as
+	// --ignore-published; its resolver is asked when --resolver is not
+	// given. published-policies = true does not undo --ignore-published.
+	conf := filepath.Join(dir, "relay.conf")
+	os.WriteFile(conf, []byte("published-policies = false\nresolver = "+sd.Addr()+"\n"), 0o644)
+	fromConfig := []string{"--config", conf, "--ca-file", ca.CertFile(), "--timeout", "5s", "--helo", "probe.test"}
+	code, out, _ = run(append([]string{"probe", "dane-bad.test"}, fromConfig...)...)
+	if code != 0 || !strings.Contains(out, "DANE mx.dane-bad.test usable ignored: published policies off") {
+		t.Fatalf("published-policies = false: exit %d\n%s", code, out)
+	}
+	os.WriteFile(conf, []byte("published-policies = true\nresolver = "+sd.Addr()+"\n"), 0o644)
+	code, out, _ = run(append([]string{"probe", "dane-bad.test"}, fromConfig...)...)
+	if code != 1 || !strings.Contains(out, "DANE: certificate of mx.dane-bad.test matches no usable TLSA record") {
+		t.Fatalf("published-policies = true: exit %d\n%s", code, out)
+	}
+	code, out, _ = run(append([]string{"probe", "dane-bad.test", "--ignore-published"}, fromConfig...)...)
+	if code != 0 || !strings.Contains(out, "ignored: published policies off") {
+		t.Fatalf("--ignore-published over published-policies = true: exit %d\n%s", code, out)
+	}
+	// ca-file, resolver and mx-port of the relay's configuration are the
+	// probe's defaults: good.test (verify=cert) passes only with the test
+	// CA, and an mx-port nobody listens on leaves nothing reachable.
+	os.WriteFile(conf, []byte("resolver = "+d.Addr()+"\nca-file = "+ca.CertFile()+"\n"), 0o644)
+	code, out, _ = run("probe", "good.test", "--config", conf, "--timeout", "5s", "--helo", "probe.test")
+	if code != 0 || !strings.Contains(out, "verified") {
+		t.Fatalf("resolver and ca-file from the config: exit %d\n%s", code, out)
+	}
+	os.WriteFile(conf, []byte("resolver = "+d.Addr()+"\nca-file = "+ca.CertFile()+"\nmx-port = 9\n"), 0o644)
+	code, out, _ = run("probe", "good.test", "--config", conf, "--timeout", "5s", "--helo", "probe.test")
+	if code != 1 || !strings.Contains(out, ":9") {
+		t.Fatalf("mx-port from the config: exit %d\n%s", code, out)
+	}
+	code, out, _ = run("probe", "good.test", "--config", conf, "--port", "25", "--timeout", "5s", "--helo", "probe.test")
+	if code != 0 {
+		t.Fatalf("--port over mx-port: exit %d\n%s", code, out)
+	}
 	code, out, _ = run(append([]string{"probe", "dane-ok.test", "--output", "json"}, dane...)...)
 	validateJSON(t, "probe", out) // tlsa.state, names, attempts[].auth and tlsa
 	if code != 0 || !strings.Contains(out, `"auth": "dane"`) || !strings.Contains(out, `"tlsa": "3 1 1 `) || !strings.Contains(out, `"state": "usable"`) {
@@ -148,5 +185,44 @@ func TestProbeCommand(t *testing.T) {
 	code, _, errs = run("probe", "good.test", "--output", "yaml")
 	if code != 2 || !strings.Contains(errs, "--output") {
 		t.Fatalf("bad output: exit %d stderr %q", code, errs)
+	}
+}
+
+// TestProbeResolverTrust: the probe believes the AD bit of the resolver
+// the relay's dns-trusted setting vouches for, as the relay does, and of
+// no other server named by --resolver.
+func TestProbeResolverTrust(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "relay.conf")
+	trusts := func(config string, args ...string) bool {
+		t.Helper()
+		os.WriteFile(conf, []byte(config), 0o644)
+		g := &globals{configPath: conf}
+		c := newProbeCmd(g)
+		if err := c.ParseFlags(args); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.loadSettings(c); err != nil {
+			t.Fatal(err)
+		}
+		f := &probeFlags{timeout: time.Second}
+		f.resolver, _ = c.Flags().GetString("resolver")
+		res, err := probeResolver(c, g, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.TrustsAD()
+	}
+	if !trusts("resolver = 192.0.2.53\ndns-trusted = true\n") {
+		t.Error("dns-trusted = true: the relay's resolver's AD bit is not believed")
+	}
+	if trusts("resolver = 192.0.2.53\n") {
+		t.Error("dns-trusted unset: a resolver off loopback is believed")
+	}
+	if trusts("resolver = 192.0.2.53\ndns-trusted = true\n", "--resolver", "198.51.100.53") {
+		t.Error("dns-trusted believed for another server than the relay's")
+	}
+	if !trusts("resolver = 192.0.2.53\n", "--resolver", "127.0.0.1:5353") {
+		t.Error("a loopback resolver is not believed")
 	}
 }

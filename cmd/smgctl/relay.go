@@ -30,7 +30,11 @@ policy: listed recipients only over TLS that meets their entry, or the
 message returns to its sender with an RFC 3464 DSN; everyone else with
 opportunistic TLS, unless the domain publishes MTA-STS or DANE TLSA
 records, which are honoured for every domain (--published-policies).
-Every recipient's outcome is written to the audit log.
+A message sent with REQUIRETLS leaves only over authenticated TLS to a
+next hop that offers REQUIRETLS; an entry with on-fail=route:HOST hands
+what no MX can take to that gateway over verified TLS. Every recipient's
+outcome is written to the audit log, and partners that ask for TLS-RPT
+get a daily report built from it (--tlsrpt).
 
 Settings come from flags, then SMGCTL_<KEY> environment variables (e.g.
 SMGCTL_AUDIT_LOG), then the --config file (lines "key = value"), then the
@@ -104,9 +108,9 @@ spool for the next start.`,
 	f.Var(setting("max-recipients", "int", fmt.Sprint(def.MaxRecipients)), "max-recipients", "recipients per message; more are answered 452 4.5.3")
 	f.Var(setting("queue-lifetime", "duration", units.FormatDuration(def.QueueLifetime)), "queue-lifetime", "how long undeliverable mail is retried before it is returned")
 	f.Var(setting("delay-warning", "duration", units.FormatDuration(def.DelayWarning)), "delay-warning", "send a \"delayed\" DSN after a message waited this long (0: never)")
-	f.String("resolver", "", "DNS server HOST:PORT for MX lookups (default: /etc/resolv.conf)")
+	f.String("resolver", "", "DNS server HOST:PORT for every lookup: MX, TLSA, MTA-STS, TLS-RPT (default: /etc/resolv.conf)")
 	f.Var(setting("mx-port", "port", "25"), "mx-port", "port of MX hosts (labs only)")
-	f.String("ca-file", "", "PEM file of extra CAs trusted for verify=cert")
+	f.String("ca-file", "", "PEM file of extra CAs trusted for verify=cert, the hand-off route, MTA-STS policy hosts and TLS-RPT https reports")
 	f.StringArray("route", nil, "DOMAIN=HOST:PORT: send DOMAIN (and subdomains) there, no MX lookup; repeatable")
 	f.Var(setting("shutdown-timeout", "duration", units.FormatDuration(def.ShutdownTimeout)), "shutdown-timeout", "how long a graceful stop may take")
 	f.Var(setting("audit-max-size", "size", units.FormatSize(def.AuditMaxSize)), "audit-max-size", "rotate the audit log before it grows past this size (0: never)")
