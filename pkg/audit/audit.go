@@ -200,8 +200,9 @@ type Record struct {
 	// ResultType is the RFC 8460 §4.3 result type of a session whose TLS
 	// failed the published policy; absent when it did not fail.
 	ResultType string `json:"result_type,omitempty"`
-	// PublishedIgnored: the published policy failed but was not
-	// enforced (MTA-STS mode testing, or TLS-Required: No).
+	// PublishedIgnored: a published policy was known but not enforced
+	// (MTA-STS mode testing, TLS-Required: No, or the relay's
+	// published-policies setting off).
 	PublishedIgnored bool `json:"published_ignored,omitempty"`
 	// SendingIP is the relay's own address on the session (TLS-RPT's
 	// sending-mta-ip).
