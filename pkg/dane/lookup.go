@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/smgctl/smgctl/pkg/mx"
+	"github.com/smgctl/smgctl/pkg/policy"
 )
 
 // State is what a host's TLSA records demand (RFC 7672 §2.2).
@@ -168,4 +169,32 @@ func cause(err error) error {
 		return e.Err
 	}
 	return err
+}
+
+// Facts is what the host's DANE state means for the decision, in
+// pkg/policy's terms (policy does not import dane): the relay's courier
+// and the probe both take a hop's facts from here, so they judge alike.
+// name is the hop's name as the decision knows it.
+func (h Host) Facts(name string) policy.HopFacts {
+	facts := policy.HopFacts{Name: name}
+	switch h.State {
+	case StateUsable:
+		facts.DANE = policy.DANEUsable
+	case StateUnusable:
+		facts.DANE = policy.DANEUnusable
+	case StateFailed:
+		facts.DANE = policy.DANEFailed
+		var e *mx.Error
+		switch {
+		case errors.As(h.Err, &e) && e.Err != nil:
+			facts.DANEError = e.Err.Error()
+		case h.Err != nil:
+			facts.DANEError = h.Err.Error()
+		case h.Reason != "":
+			facts.DANEError = h.Reason
+		default:
+			facts.DANEError = "lookup failed"
+		}
+	}
+	return facts
 }

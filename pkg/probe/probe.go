@@ -248,7 +248,7 @@ func (p *Prober) probeHosts(ctx context.Context, rep *Report, hosts []mx.Host, m
 			// addresses are authentic, the CNAME-expanded name first.
 			dh := dane.Lookup(hctx, p.cfg.Resolver, mxAuthentic, h, port)
 			hr.TLSA = tlsaInfo(dh)
-			facts := hopFacts(h.Name, dh)
+			facts := dh.Facts(h.Name)
 			hr.dane = facts.DANE
 			// Sessions after the TLSA answer: DANE needs both.
 			ag, actx := errgroup.WithContext(hctx)

@@ -55,7 +55,7 @@ func TestProbeSignedDNS(t *testing.T) {
 		{target: "mm.dane.test", verdict: VerdictDefer, state: "usable", auth: "none",
 			diagnostic: "451 4.7.5 DANE: certificate of mm-mx.dane.test matches no usable TLSA record"},
 		{target: "sf.dane.test", verdict: VerdictDefer, state: "failed", auth: "none",
-			diagnostic: "451 4.7.5 DANE: TLSA lookup for sf-mx.dane.test failed: TLSA lookup of _25._tcp.sf-mx.dane.test: SERVFAIL"},
+			diagnostic: "451 4.7.5 DANE: TLSA lookup for sf-mx.dane.test failed: SERVFAIL"},
 		{target: "ins.dane.test", verdict: VerdictDeliver, state: "none", auth: "none",
 			reason: "address records of mx.plain.dane.test not DNSSEC-authenticated (RFC 7672 §2.2.2)"},
 		{target: "plain.test", verdict: VerdictDeliver, state: "none", auth: "none",

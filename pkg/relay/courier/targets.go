@@ -118,25 +118,9 @@ func (c *SMTP) withDANE(ctx context.Context, t target, req policy.Requirement, s
 	return t
 }
 
-// daneOf maps a host's DANE lookup onto the decision's HopFacts.
+// daneOf looks up a host's DANE state and what it means for the
+// decision (dane.Host.Facts, which the probe uses too).
 func (c *SMTP) daneOf(ctx context.Context, mxAuthentic bool, h mx.Host) (policy.HopFacts, dane.Host) {
-	facts := policy.HopFacts{Name: h.Name}
 	d := c.cfg.DANE(ctx, mxAuthentic, h, c.cfg.MXPort)
-	switch d.State {
-	case dane.StateUsable:
-		facts.DANE = policy.DANEUsable
-	case dane.StateUnusable:
-		facts.DANE = policy.DANEUnusable
-	case dane.StateFailed:
-		facts.DANE = policy.DANEFailed
-		facts.DANEError = "lookup failed"
-		var e *mx.Error
-		switch {
-		case errors.As(d.Err, &e) && e.Err != nil:
-			facts.DANEError = e.Err.Error()
-		case d.Err != nil:
-			facts.DANEError = d.Err.Error()
-		}
-	}
-	return facts, d
+	return d.Facts(h.Name), d
 }
