@@ -325,8 +325,10 @@ func returnToSender(sp *spool.Spool, hostname string, maxReturn int64, env *spoo
 		Global: env.SMTPUTF8,
 	}
 	// RFC 3461 §4.3: RET=FULL returns the message, up to maxReturn. RFC
-	// 8689 §5: a REQUIRETLS message is returned as if RET=HDRS, since the
-	// report may travel where the message could not.
+	// 8689 §5: a REQUIRETLS message is never returned in full; its report
+	// is redacted (nothing of the message, headers included), so that it
+	// need not travel with REQUIRETLS itself.
+	rep.Redacted = env.RequireTLS
 	full := strings.EqualFold(env.DSNRet, "FULL") && !env.RequireTLS
 	switch {
 	case full && env.Size > maxReturn:
@@ -337,7 +339,7 @@ func returnToSender(sp *spool.Spool, hostname string, maxReturn int64, env *spoo
 			rep.Return, rep.Original = dsn.ReturnFull, msg
 		}
 	}
-	if rep.Original == nil {
+	if rep.Original == nil && !rep.Redacted {
 		rep.Original = headerBlock(sp, env.ID)
 	}
 	msg, err := dsn.Build(rep)

@@ -106,6 +106,11 @@ type Report struct {
 	Return Return
 	// Original is the original message (or at least its header block).
 	Original []byte
+	// Redacted leaves the original out entirely, headers too: the
+	// return of a REQUIRETLS message (RFC 8689 §5: a report that carries
+	// none of the message need not itself travel with REQUIRETLS, which
+	// the sender's own MX may not offer). The human part says so.
+	Redacted bool
 	// TooLarge, when not zero, says RET=FULL was asked but the message was
 	// larger than this cap: only the headers are returned, and the human
 	// part says so.
@@ -193,7 +198,7 @@ func Build(r Report) (*Message, error) {
 	// What is returned: RFC 3461 §4.3's RET=FULL gets the whole message,
 	// anything else the header block; a "relayed" or "delayed" report
 	// carries the headers only (RET speaks of failed DSNs).
-	full := r.Return == ReturnFull && kind == reportFailed
+	full := r.Return == ReturnFull && kind == reportFailed && !r.Redacted
 	var orig []byte
 	if full {
 		orig = wholeMessage(r.Original)
@@ -256,7 +261,14 @@ func Build(r Report) (*Message, error) {
 
 	// Part 3: the original (RFC 6522 §3): text/rfc822-headers or
 	// message/rfc822; RFC 6533 §6's message/global-headers and
-	// message/global for SMTPUTF8 mail.
+	// message/global for SMTPUTF8 mail. None when redacted (the third
+	// part is optional, RFC 6522 §3).
+	if r.Redacted {
+		b.WriteString("\r\n--" + boundary + "--\r\n")
+		m.Bytes = b.Bytes()
+		m.EightBit = !isASCIIBytes(m.Bytes)
+		return m, nil
+	}
 	b.WriteString("\r\n--" + boundary + "\r\n")
 	switch {
 	case full && r.Global:

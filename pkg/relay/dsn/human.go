@@ -33,6 +33,8 @@ func humanText(r Report, host string, kind reportKind, full bool) string {
 		b.WriteString("I'm sorry to have to inform you that your message could not\n")
 		b.WriteString("be delivered to one or more recipients. ")
 		switch {
+		case r.Redacted:
+			b.WriteString("It is not attached, nor are its headers:\nit was sent with REQUIRETLS, and this report may travel where\nthe message could not.\n\n")
 		case full:
 			b.WriteString("It's attached below.\n\n")
 		case r.TooLarge > 0:
