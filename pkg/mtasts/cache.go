@@ -247,6 +247,20 @@ func (c *Cache) Policy(ctx context.Context, domain string) (Result, error) {
 	}
 }
 
+// Cached returns domain's policy only when one is held and fresh: no
+// lookup, no fetch, no refresh. It is for a relay whose published
+// policies are off, which must not reach out for them yet may still name
+// a policy it already holds and ignores.
+func (c *Cache) Cached(domain string) (Result, bool) {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[domain]; e != nil && c.cfg.Now().Before(e.file.Expires) {
+		return e.result(true), true
+	}
+	return Result{Domain: domain}, false
+}
+
 func (e *entry) result(fromCache bool) Result {
 	p := e.policy
 	return Result{

@@ -330,3 +330,28 @@ func BenchmarkCacheWarm(b *testing.B) {
 		}
 	}
 }
+
+// Cached serves what is held and nothing more: a cold domain gets no
+// lookup and no fetch, a held one no refresh even when its check is
+// due, an expired one is not served.
+func TestCacheCachedOnly(t *testing.T) {
+	pl := newPolicyLab(t, goodPolicy)
+	c := pl.cache(t)
+	if r, ok := c.Cached("a.test"); ok || r.Policy != nil || len(pl.dns.Queries()) != 0 || pl.fetches.Load() != 0 {
+		t.Fatalf("cold: %+v %v, %d queries, %d fetches", r, ok, len(pl.dns.Queries()), pl.fetches.Load())
+	}
+	policyOf(t, c, "a.test")
+	q, f := len(pl.dns.Queries()), pl.fetches.Load()
+	pl.clock.Add(time.Hour) // past CheckEvery: Policy would check the record
+	if r, ok := c.Cached("A.test."); !ok || r.Policy == nil || r.ID != "one" || !r.FromCache {
+		t.Fatalf("held: %+v %v", r, ok)
+	}
+	c.inflight.Wait()
+	if len(pl.dns.Queries()) != q || pl.fetches.Load() != f {
+		t.Fatalf("Cached reached out: %d queries, %d fetches", len(pl.dns.Queries())-q, pl.fetches.Load()-f)
+	}
+	pl.clock.Add(2 * 24 * time.Hour) // past max_age
+	if _, ok := c.Cached("a.test"); ok {
+		t.Fatal("an expired policy was served")
+	}
+}

@@ -57,6 +57,7 @@ type stsWorld struct {
 	out   *countingMX
 	strip *mitm
 	down  *testpeer.HTTPSServer // the policy host of down.sts.test
+	ok    *testpeer.HTTPSServer // the policy host of ok.sts.test
 }
 
 func startSTSWorld(t *testing.T) *stsWorld {
@@ -89,7 +90,7 @@ func startSTSWorld(t *testing.T) *stsWorld {
 		recs = append(recs, h.MTASTSRecords(dom, "id"+strings.ReplaceAll(mode, "-", "")+strings.Split(dom, ".")[0])...)
 		return h
 	}
-	policy("ok.sts.test", "enforce", "mx.sts.test")
+	w.ok = policy("ok.sts.test", "enforce", "mx.sts.test")
 	policy("two.sts.test", "enforce", "*.other.test", "mx.sts.test")
 	policy("outside.sts.test", "enforce", "mx.sts.test")
 	policy("strip.sts.test", "enforce", "strip.sts.test")
@@ -233,6 +234,28 @@ func TestRelayMTASTS(t *testing.T) {
 		}
 		if w.down.Requests() != served {
 			t.Errorf("the stopped policy host was asked")
+		}
+		l2.stop()
+	})
+	t.Run("published policies off: nothing fetched, a held policy named", func(t *testing.T) {
+		// A new spool: ok.sts.test is cold, and must stay so.
+		cold := publishedRelay(t, w.ca, w.dns.Addr(), "", func(c *relay.Config) { c.PublishedPolicies = false })
+		asked := w.ok.Requests()
+		rec := attempt(t, cold, "a@ok.sts.test")
+		if rec.Event != audit.Delivered || rec.STSPolicyID != "" || !rec.PublishedIgnored {
+			t.Errorf("cold: %s policy %q ignored %v", rec.Event, rec.STSPolicyID, rec.PublishedIgnored)
+		}
+		// The first relay's spool holds ok.sts.test's policy: it is
+		// named as ignored, still without asking the policy host.
+		cfg := l.cfg
+		cfg.PublishedPolicies = false
+		held := runRelay(t, l.world, cfg)
+		rec = attempt(t, held, "b@ok.sts.test")
+		if rec.Event != audit.Delivered || rec.STSPolicyID != "idenforceok" || !rec.PublishedIgnored {
+			t.Errorf("held: %s policy %q ignored %v", rec.Event, rec.STSPolicyID, rec.PublishedIgnored)
+		}
+		if n := w.ok.Requests() - asked; n != 0 {
+			t.Errorf("the policy host was asked %d times with published policies off", n)
 		}
 	})
 }

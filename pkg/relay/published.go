@@ -21,8 +21,10 @@ const STSCacheDir = "mta-sts"
 // spool, its fetcher over the relay's resolver with the system roots plus
 // ca-file, and DANE lookups over the same resolver, their TLSA answers
 // kept for their DNS TTL (at most an hour: dane.Cache). With
-// published-policies off the cache is still read, so that the audit can
-// name the policy it ignored; DANE is not looked up.
+// published-policies off nothing is looked up or fetched (the setting is
+// for labs and emergencies: a hanging policy host or a broken DNSSEC
+// chain among them); what the cache already holds is still read, so the
+// audit can name a policy it ignores.
 func (r *Relay) publishedPolicies(dcfg *delivery.Config, res *mx.Resolver, roots *x509.CertPool) error {
 	f, err := mtasts.NewFetcher(mtasts.FetcherConfig{Resolver: res, Roots: roots})
 	if err != nil {
@@ -38,7 +40,12 @@ func (r *Relay) publishedPolicies(dcfg *delivery.Config, res *mx.Resolver, roots
 		return fmt.Errorf("mta-sts cache: %w", err)
 	}
 	dcfg.MTASTS = r.sts.Policy
-	dcfg.IgnorePublished = !r.cfg.PublishedPolicies
+	if dcfg.IgnorePublished = !r.cfg.PublishedPolicies; dcfg.IgnorePublished {
+		dcfg.MTASTS = func(_ context.Context, domain string) (mtasts.Result, error) {
+			res, _ := r.sts.Cached(domain)
+			return res, nil
+		}
+	}
 	tlsa := dane.NewCache(res, dane.CacheConfig{})
 	dcfg.DANE = func(ctx context.Context, mxAuthentic bool, h mx.Host, port int) dane.Host {
 		return tlsa.Lookup(ctx, mxAuthentic, h, port)

@@ -276,9 +276,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	if r.reports != nil {
 		wg.Go(func() { r.reports.Run(watchCtx) })
 	}
-	if r.sts != nil {
+	if r.sts != nil && r.cfg.PublishedPolicies {
 		// Refreshes cached MTA-STS policies ahead of expiry, off the
-		// delivery path.
+		// delivery path (not while published policies are off).
 		wg.Go(func() { r.sts.Run(watchCtx) })
 	}
 
