@@ -244,6 +244,11 @@ type failure struct {
 // MAIL FROM. When none carried, policy.Decide says whether the group
 // bounces, waits, or is handed off to the entry's route (handOff).
 func (c *SMTP) Deliver(ctx context.Context, m *Message, g Group) []Result {
+	// The message's REQUIRETLS is part of its requirement (RFC 8689
+	// §4.2.1), judged with the rest on every hop (connect, session); the
+	// queue manager joins it through policy.Combine, and a group handed
+	// over without it must not lose it.
+	g.Req.RequireTLS = g.Req.RequireTLS || m.RequireTLS
 	if !g.Refused.IsZero() {
 		return failAll(g, &failure{reply: g.Refused})
 	}

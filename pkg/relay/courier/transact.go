@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"github.com/smgctl/smgctl/pkg/policy"
 	"github.com/smgctl/smgctl/pkg/smtpclient"
 	"github.com/smgctl/smgctl/pkg/smtpreply"
 )
@@ -42,20 +41,6 @@ func (c *SMTP) transact(ctx context.Context, cn *conn, m *Message, g Group) (_ [
 			res[i].Kind, res[i].Reply, res[i].RemoteReply = k, rep, remote
 		}
 		return res
-	}
-	if m.RequireTLS {
-		// RFC 8689 §4.2.1: a REQUIRETLS message goes only over TLS whose
-		// server was authenticated, to a hop that offers REQUIRETLS. The
-		// hop's verdict judges it when the group's requirement carries
-		// the flag; judged again here on the message's own flag, so no
-		// session (a cached one included) can carry it otherwise. A
-		// refusal is the policy's: Decide bounces it with 5.7.30.
-		req := g.Req
-		req.RequireTLS = true
-		if v := policy.EvaluateHop(req, policy.HopFacts{Name: hop.MX}, hop.Outcome); !v.MaySend {
-			hop.Verdict = v
-			return nil, &failure{hop: hop, reply: v.Reply, policy: true}
-		}
 	}
 	opts := m.Options
 	opts.RequireTLS = m.RequireTLS // passed on (RFC 8689 §4.2.1 step 5)

@@ -69,3 +69,25 @@ func TestDeliverReturnsFailedHops(t *testing.T) {
 		})
 	}
 }
+
+// A REQUIRETLS message handed to the courier in a group whose
+// requirement lacks the flag keeps it: the hop (TLS, verified, but no
+// REQUIRETLS offered) gets no MAIL FROM and the recipient is refused with
+// 5.7.30 (RFC 8689 §4.2.1).
+func TestDeliverKeepsMessageRequireTLS(t *testing.T) {
+	h := newHarness(t, "", nil)
+	leaf := h.ca.Issue(t, "mx1.partner.test", "127.0.0.1")
+	f1, _, port := loopbackPair(t, func(f *fakeMX) { f.TLS = &tls.Config{Certificates: []tls.Certificate{leaf.TLS}} }, nil)
+	h.runner.cfg.MXPort = port
+	h.res.res["partner.test"] = mxResult("partner.test", "mx1.partner.test=127.0.0.1")
+	c := smtpCourier(h.runner.cfg)
+	t.Cleanup(func() { c.Shutdown(context.Background()) })
+	m := &courier.Message{ID: "q1", From: "alice@corp.test", RequireTLS: true,
+		Body: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }}
+	g := courier.Group{Domain: "partner.test", Rcpts: []courier.Recipient{
+		{Stored: "bob@partner.test", RCPT: smtpclient.Recipient{Addr: "bob@partner.test"}}}}
+	res := c.Deliver(context.Background(), m, g)
+	if len(res) != 1 || res[0].Kind != courier.Bounced || res[0].Reply.Enhanced != "5.7.30" || f1.Mails() != 0 {
+		t.Fatalf("results %+v, MAILs at the hop %d; want refused with 5.7.30 before MAIL FROM", res, f1.Mails())
+	}
+}
