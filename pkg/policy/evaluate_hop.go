@@ -68,7 +68,7 @@ func EvaluateHop(req Requirement, hop HopFacts, out Outcome) Verdict {
 		// are published). testing: recorded only (§5).
 		enforced := req.STS.Mode == STSEnforce
 		switch {
-		case !req.STS.allows(hop.Name):
+		case !req.STS.Allows(hop.Name):
 			add(SourceMTASTS, smtpreply.STSMXNotListed(hop.Name, req.STS.ID), enforced)
 		case !out.TLS:
 			add(SourceMTASTS, smtpreply.STSNoTLS(hop.Name, failure), enforced)
@@ -90,7 +90,7 @@ func EvaluateHop(req Requirement, hop HopFacts, out Outcome) Verdict {
 			add(SourceRequireTLS, smtpreply.RequireTLSNoTLS(hop.Name, failure), true)
 		case out.Auth == AuthNone || (out.Auth == "" && !out.Verified):
 			add(SourceRequireTLS, smtpreply.RequireTLSNotAuthenticated(hop.Name, authReason), true)
-		case out.Auth != AuthDANE && req.stsApplies() && !req.STS.allows(hop.Name):
+		case out.Auth != AuthDANE && req.stsApplies() && !req.STS.Allows(hop.Name):
 			add(SourceRequireTLS, smtpreply.RequireTLSNotAuthenticated(hop.Name, "MTA-STS policy "+req.STS.ID+" does not list it"), true)
 		case !out.RequireTLSOffered:
 			add(SourceRequireTLS, smtpreply.RequireTLSNotOffered(hop.Name), true)

@@ -139,8 +139,8 @@ func MatchMX(pattern, host string) bool {
 	return p != "" && p == h
 }
 
-// stsAllows reports whether host matches any of the policy's patterns.
-func (s *STS) allows(host string) bool {
+// Allows reports whether host matches any of the policy's mx patterns.
+func (s *STS) Allows(host string) bool {
 	for _, p := range s.MX {
 		if MatchMX(p, host) {
 			return true
@@ -155,5 +155,5 @@ func (s *STS) allows(host string) bool {
 // outside the patterns). A testing policy rules nothing out; EvaluateHop
 // records the would-be failure instead.
 func (r Requirement) STSRulesOut(host string) bool {
-	return r.stsApplies() && r.STS.Mode == STSEnforce && !r.STS.allows(host)
+	return r.stsApplies() && r.STS.Mode == STSEnforce && !r.STS.Allows(host)
 }

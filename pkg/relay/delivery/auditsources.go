@@ -86,7 +86,7 @@ func resultType(src policy.SourceKind, req policy.Requirement, hop courier.Hop) 
 		return audit.ResultTLSAInvalid // no usable record matched the chain
 	}
 	switch {
-	case req.STSRulesOut(hop.MX) || (req.STS != nil && !stsLists(req.STS, hop.MX)):
+	case req.STS != nil && !req.STS.Allows(hop.MX):
 		return audit.ResultValidationFailure // MX not in the policy
 	case !o.TLS:
 		return audit.ResultSTARTTLSNotSupported
@@ -107,15 +107,6 @@ func resultType(src policy.SourceKind, req policy.Requirement, hop courier.Hop) 
 		return audit.ResultCertHostMismatch
 	}
 	return audit.ResultValidationFailure
-}
-
-func stsLists(s *policy.STS, host string) bool {
-	for _, p := range s.MX {
-		if policy.MatchMX(p, host) {
-			return true
-		}
-	}
-	return false
 }
 
 // auditSource writes one source with the detail an auditor checks.
