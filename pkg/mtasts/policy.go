@@ -8,8 +8,11 @@ package mtasts
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/smgctl/smgctl/pkg/policy"
 )
 
 // Mode is a policy's mode (RFC 8461 §5).
@@ -128,22 +131,9 @@ func (p Policy) String() string {
 // MatchMX reports whether host may receive mail under the policy (RFC
 // 8461 §4.1): a pattern equal to host, or "*.domain" where host is one
 // label (the left-most) followed by domain. Case and a trailing dot do
-// not matter.
+// not matter. The match is pkg/policy's, which the relay's decision uses.
 func (p Policy) MatchMX(host string) bool {
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	for _, pat := range p.MX {
-		if rest, ok := strings.CutPrefix(pat, "*."); ok {
-			label, parent, found := strings.Cut(host, ".")
-			if found && label != "" && parent == rest {
-				return true
-			}
-			continue
-		}
-		if pat == host {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(p.MX, func(pat string) bool { return policy.MatchMX(pat, host) })
 }
 
 // validKey: version, mode, max_age, mx or an extension name,
